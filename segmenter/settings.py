@@ -1,0 +1,211 @@
+"""Settings: config/default.yaml, merged with SEGMENTER_CONFIG, then environment overrides.
+
+Every value is validated once at start; a bad value raises :class:`SettingsError` whose
+message names the setting (and the environment variable it came from, if any).
+
+>>> settings = load_settings(environ={"SEGMENTER_METRICS_PORT": "9200"})
+>>> settings.metrics.port, settings.kafka.topics.changes
+(9200, 'segments.changes')
+>>> load_settings(environ={"SEGMENTER_METRICS_PORT": "nine"})
+Traceback (most recent call last):
+...
+segmenter.settings.SettingsError: metrics.port (from SEGMENTER_METRICS_PORT): Input should be a valid integer, unable to parse string as an integer (got 'nine')
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+
+#: Environment variable -> dotted setting it overrides.
+ENV_OVERRIDES: dict[str, str] = {
+    "SEGMENTER_KAFKA_BOOTSTRAP": "kafka.bootstrap",
+    "SEGMENTER_REDIS_URL": "redis.url",
+    "SEGMENTER_METRICS_PORT": "metrics.port",
+}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or has a bad value; the message names it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Topics(_Strict):
+    clicks: str = Field(min_length=1)
+    carts: str = Field(min_length=1)
+    orders: str = Field(min_length=1)
+    deadletter: str = Field(min_length=1)
+    changes: str = Field(min_length=1)
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        """Input topic name -> event kind."""
+        return {self.clicks: "click", self.carts: "cart", self.orders: "order"}
+
+
+class KafkaSettings(_Strict):
+    bootstrap: str = Field(pattern=r"^[^\s,]+:\d+(,[^\s,]+:\d+)*$")
+    partitions: int = Field(ge=1, le=1024)
+    replication_factor: int = Field(ge=1)
+    session_timeout_s: float = Field(ge=1, le=300)
+    topics: Topics
+
+
+class RedisSettings(_Strict):
+    url: str = Field(pattern=r"^(redis|rediss|unix)://")
+    key_prefix: str = Field(min_length=1, pattern=r"^[^\s{}]+$")
+
+
+class MetricsSettings(_Strict):
+    host: str = Field(min_length=1)
+    port: int = Field(ge=0, le=65535)
+
+
+class WorkerSettings(_Strict):
+    batch_size: int = Field(ge=1, le=100_000)
+    batch_timeout_s: float = Field(gt=0, le=10)
+    data_dir: Path
+    log_level: Literal["crit", "error", "warn", "info", "debug"]
+
+
+class FeatureSettings(_Strict):
+    session_gap_minutes: float = Field(gt=0)
+    dedupe_window: int = Field(ge=1, le=10_000)
+
+
+class RfmSegment(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    r: tuple[int, int]
+    fm: tuple[int, int]
+    description: str = ""
+
+    @field_validator("r", "fm")
+    @classmethod
+    def _score_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        low, high = value
+        if not 1 <= low <= high <= 5:
+            raise ValueError(f"must be [low, high] with 1 <= low <= high <= 5, got {list(value)}")
+        return value
+
+
+def _ascending_edges(value: list[float]) -> list[float]:
+    if len(value) != 4 or any(b <= a for a, b in zip(value, value[1:], strict=False)):
+        raise ValueError(f"must be 4 strictly ascending edges, got {value}")
+    return value
+
+
+class RfmSettings(_Strict):
+    recency_days: list[float]
+    frequency_orders: list[float]
+    monetary: list[float]
+    segments: list[RfmSegment] = Field(min_length=1)
+
+    _edges = field_validator("recency_days", "frequency_orders", "monetary")(_ascending_edges)
+
+    @model_validator(mode="after")
+    def _covers_every_score(self) -> RfmSettings:
+        names = [segment.name for segment in self.segments]
+        if len(set(names)) != len(names):
+            raise ValueError(f"segment names must be unique, got {names}")
+        for r in range(1, 6):
+            for fm in range(1, 6):
+                if not any(
+                    s.r[0] <= r <= s.r[1] and s.fm[0] <= fm <= s.fm[1] for s in self.segments
+                ):
+                    raise ValueError(f"no segment covers r={r}, fm={fm}")
+        return self
+
+
+class LifecycleSettings(_Strict):
+    lapsing_after_days: float = Field(gt=0)
+    churned_after_days: float = Field(gt=0)
+    loyal_min_orders: int = Field(ge=3)
+
+    @model_validator(mode="after")
+    def _churn_after_lapse(self) -> LifecycleSettings:
+        if self.churned_after_days <= self.lapsing_after_days:
+            raise ValueError("churned_after_days must be greater than lapsing_after_days")
+        return self
+
+
+class Segmentations(_Strict):
+    rfm: RfmSettings
+    lifecycle: LifecycleSettings
+
+
+class Settings(_Strict):
+    app_id: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
+    kafka: KafkaSettings
+    redis: RedisSettings
+    metrics: MetricsSettings
+    worker: WorkerSettings
+    features: FeatureSettings
+    segmentations: Segmentations
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SettingsError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: str) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        data = data.setdefault(part, {})
+    data[leaf] = value
+
+
+def _describe(error: Mapping[str, Any], env_sources: Mapping[str, str]) -> str:
+    dotted = ".".join(str(part) for part in error["loc"])
+    source = next((env for env, key in env_sources.items() if dotted == key), None)
+    where = f"{dotted} (from {source})" if source else dotted or "config"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] in {"missing", "extra_forbidden"}:
+        return f"{where}: {message}"
+    return f"{where}: {message} (got {error['input']!r})"
+
+
+def load_settings(
+    config_file: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Load and validate settings; raise SettingsError naming every bad setting."""
+    env = os.environ if environ is None else environ
+    data = _read_yaml(DEFAULT_CONFIG)
+    extra = config_file or env.get("SEGMENTER_CONFIG")
+    if extra:
+        data = _merge(data, _read_yaml(Path(extra)))
+    used = {name: key for name, key in ENV_OVERRIDES.items() if env.get(name, "") != ""}
+    for name, key in used.items():
+        _set_dotted(data, key, env[name])
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError("; ".join(_describe(e, used) for e in exc.errors())) from None
