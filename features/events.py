@@ -1,0 +1,128 @@
+"""The shop events the engine consumes, validated.
+
+Every event has ``event_id``, ``ts`` (ISO-8601 text or epoch seconds) and ``user_id`` and/or
+``anonymous_id``. ``ts`` is normalised to epoch seconds (float, UTC); a timestamp without a
+zone is taken as UTC.
+
+>>> click = ClickEvent.model_validate(
+...     {"event_id": "e1", "ts": "2026-01-02T03:04:05Z", "anonymous_id": "a1", "page": "/"})
+>>> click.ts, click.entity_id
+(1767323045.0, 'a1')
+>>> OrderEvent.model_validate({"event_id": "e2", "ts": 1767323045, "user_id": "u1",
+...     "order_id": "o1", "total": 25.5}).entity_id
+'u1'
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+#: Timestamps outside [2000-01-01, 2100-01-01) are rejected: almost always milliseconds or junk.
+MIN_TS = 946_684_800.0
+MAX_TS = 4_102_444_800.0
+
+
+def _epoch_seconds(value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueError("must be ISO-8601 text or epoch seconds, not a boolean")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"not an ISO-8601 timestamp: {value!r}") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        seconds = parsed.timestamp()
+    else:
+        raise ValueError("must be ISO-8601 text or epoch seconds")
+    if not math.isfinite(seconds) or not MIN_TS <= seconds < MAX_TS:
+        raise ValueError(f"timestamp {value!r} is outside 2000-01-01..2100-01-01 (epoch seconds?)")
+    return seconds
+
+
+EpochSeconds = Annotated[float, BeforeValidator(_epoch_seconds)]
+Identifier = Annotated[str, Field(min_length=1, max_length=256)]
+Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class BaseEvent(BaseModel):
+    """Fields every event has. Unknown extra fields are kept out of the model, not rejected."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
+
+    event_id: Identifier
+    ts: EpochSeconds
+    user_id: Identifier | None = None
+    anonymous_id: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _has_identity(self) -> BaseEvent:
+        if self.user_id is None and self.anonymous_id is None:
+            raise ValueError("needs user_id or anonymous_id")
+        return self
+
+    @property
+    def entity_id(self) -> str:
+        """Whom the event is about: the customer if known, else the anonymous visitor."""
+        return self.user_id if self.user_id is not None else self.anonymous_id  # type: ignore[return-value]
+
+
+class ClickEvent(BaseEvent):
+    """A page or product view."""
+
+    kind: Literal["click"] = "click"
+    page: Annotated[str, Field(min_length=1)]
+    product_id: Identifier | None = None
+    category: Identifier | None = None
+    session_id: Identifier | None = None
+
+
+class CartEvent(BaseEvent):
+    """A change to the cart: an item added or removed, or the cart checked out."""
+
+    kind: Literal["cart"] = "cart"
+    action: Literal["add", "remove", "checkout"]
+    product_id: Identifier | None = None
+    category: Identifier | None = None
+    price: Money = 0.0
+    quantity: Annotated[int, Field(ge=0)] = 1
+
+    @model_validator(mode="after")
+    def _item_actions_name_a_product(self) -> CartEvent:
+        if self.action != "checkout" and self.product_id is None:
+            raise ValueError(f"action {self.action!r} needs product_id")
+        return self
+
+
+class OrderItem(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    product_id: Identifier
+    category: Identifier | None = None
+    price: Money
+    quantity: Annotated[int, Field(ge=1)] = 1
+
+
+class OrderEvent(BaseEvent):
+    """A placed order."""
+
+    kind: Literal["order"] = "order"
+    order_id: Identifier
+    total: Money
+    currency: Annotated[str, Field(min_length=3, max_length=3)] | None = None
+    items: list[OrderItem] = Field(default_factory=list)
+
+
+ShopEvent = ClickEvent | CartEvent | OrderEvent
+
+EVENT_TYPES: dict[str, type[ClickEvent] | type[CartEvent] | type[OrderEvent]] = {
+    "click": ClickEvent,
+    "cart": CartEvent,
+    "order": OrderEvent,
+}
