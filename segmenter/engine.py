@@ -1,0 +1,176 @@
+"""From a user's events to memberships and changes: the pure core the stream worker drives.
+
+A :class:`UserRecord` is everything kept per user (features, current segments, when time alone
+may next move them); :class:`SegmentEngine` folds events into it and reports every enter, leave
+or move as a :class:`SegmentChange`.
+
+>>> from features.events import OrderEvent
+>>> from segmenter.settings import load_settings
+>>> engine = SegmentEngine(load_settings(environ={}))
+>>> record = engine.new_record()
+>>> t0 = 1_767_225_600.0
+>>> order = OrderEvent(event_id="o1", ts=t0, user_id="u1", order_id="1", total=30.0)
+>>> [(c.segmentation, c.previous, c.current) for c in engine.learn("u1", record, [order], t0)]
+[('rfm', None, 'new_customers'), ('lifecycle', None, 'new_customer')]
+>>> record.review_at - t0 == 14 * 86_400 + 1  # R drops just after 14 days without an order
+True
+>>> [(c.segmentation, c.previous, c.current)
+...  for c in engine.review("u1", record, t0 + 50 * 86_400)]
+[('rfm', 'new_customers', 'about_to_sleep'), ('lifecycle', 'new_customer', 'lapsing')]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+
+from features.events import ShopEvent
+from features.profile import DAY, UserFeatures
+from segmenter.lifecycle import LifecycleSegmentation
+from segmenter.rfm import RfmSegmentation
+from segmenter.settings import Settings
+
+
+class Segmentation(Protocol):
+    """One way of cutting users into segments; a user is in at most one segment of each."""
+
+    name: str
+
+    def predict_one(self, features: Mapping[str, float]) -> str | None: ...
+
+    def review_after_days(self, features: Mapping[str, float]) -> float | None: ...
+
+    def descriptions(self) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentChange:
+    """A user entered (previous is None), left (current is None) or moved between segments."""
+
+    user_id: str
+    segmentation: str
+    previous: str | None
+    current: str | None
+    ts: float
+    cause: str
+
+    @property
+    def event_id(self) -> str:
+        """Deterministic: reprocessing the same cause yields the same id, so consumers dedupe."""
+        parts = (self.user_id, self.segmentation, self.previous or "", self.current or "", self.cause)
+        return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:32]
+
+    @property
+    def type(self) -> str:
+        if self.previous is None:
+            return "enter"
+        return "leave" if self.current is None else "move"
+
+    def to_json(self, emitted_at: float) -> bytes:
+        return orjson.dumps({
+            "event_id": self.event_id,
+            "type": self.type,
+            "user_id": self.user_id,
+            "segmentation": self.segmentation,
+            "previous": self.previous,
+            "current": self.current,
+            "ts": _iso(self.ts),
+            "emitted_at": _iso(emitted_at),
+            "cause": self.cause,
+        })
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class UserRecord:
+    """Per-user state: features, current segment per segmentation, next time-driven review."""
+
+    features: UserFeatures
+    segments: dict[str, str] = field(default_factory=dict)
+    review_at: float | None = None
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({
+            "features": self.features.to_dict(),
+            "segments": self.segments,
+            "review_at": self.review_at,
+        })
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> UserRecord:
+        state: dict[str, Any] = orjson.loads(data)
+        return cls(
+            features=UserFeatures.from_dict(state["features"]),
+            segments=state["segments"],
+            review_at=state["review_at"],
+        )
+
+
+class SegmentEngine:
+    """Holds the segmentations and applies them to user records."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.session_gap_s = settings.features.session_gap_minutes * 60.0
+        self.dedupe_window = settings.features.dedupe_window
+        config = settings.segmentations
+        self.segmentations: list[Segmentation] = [
+            RfmSegmentation(config.rfm),
+            LifecycleSegmentation(config.lifecycle),
+        ]
+
+    def new_record(self) -> UserRecord:
+        return UserRecord(UserFeatures(self.session_gap_s, self.dedupe_window))
+
+    def catalogue(self) -> dict[str, dict[str, str]]:
+        """Segmentation -> segment -> description, for segment profiles."""
+        return {s.name: s.descriptions() for s in self.segmentations}
+
+    def learn(
+        self, user_id: str, record: UserRecord, events: Iterable[ShopEvent], now: float
+    ) -> list[SegmentChange]:
+        """Fold the user's new events in and re-evaluate at event time ``now``."""
+        cause = None
+        for event in events:
+            if record.features.learn_one(event) and (cause is None or event.ts >= cause.ts):
+                cause = event
+        if cause is None:  # only duplicates: nothing can have changed
+            return []
+        return self._evaluate(user_id, record, max(now, cause.ts), cause.ts, cause.event_id)
+
+    def review(self, user_id: str, record: UserRecord, now: float) -> list[SegmentChange]:
+        """Re-evaluate a user whom time alone may have moved (``record.review_at <= now``)."""
+        due = record.review_at if record.review_at is not None else now
+        return self._evaluate(user_id, record, now, due, f"time@{due:.3f}")
+
+    def _evaluate(
+        self, user_id: str, record: UserRecord, now: float, ts: float, cause: str
+    ) -> list[SegmentChange]:
+        snapshot = record.features.snapshot(now)
+        changes = []
+        review_days = math.inf
+        for segmentation in self.segmentations:
+            current = segmentation.predict_one(snapshot)
+            previous = record.segments.get(segmentation.name)
+            if current != previous:
+                changes.append(
+                    SegmentChange(user_id, segmentation.name, previous, current, ts, cause)
+                )
+                if current is None:
+                    del record.segments[segmentation.name]
+                else:
+                    record.segments[segmentation.name] = current
+            after = segmentation.review_after_days(snapshot)
+            if after is not None:
+                review_days = min(review_days, after)
+        # A second past the edge, so the review lands strictly beyond the threshold.
+        record.review_at = now + review_days * DAY + 1.0 if math.isfinite(review_days) else None
+        return changes

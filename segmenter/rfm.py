@@ -1,0 +1,64 @@
+"""Classic RFM: recency, frequency and monetary scores 1-5, mapped to named segments.
+
+Scores come from fixed edges in config (``segmentations.rfm``); the named segments are looked up
+on the R score and the FM score (the rounded mean of F and M), first match wins.
+
+>>> from segmenter.settings import load_settings
+>>> rfm = RfmSegmentation(load_settings(environ={}).segmentations.rfm)
+>>> champion = {"orders": 12, "revenue": 2400.0, "days_since_last_order": 3.0}
+>>> rfm.scores(champion), rfm.predict_one(champion)
+((5, 5, 5), 'champions')
+>>> rfm.predict_one({**champion, "days_since_last_order": 100.0})
+'cant_lose_them'
+>>> rfm.predict_one({"orders": 0, "revenue": 0.0, "days_since_last_order": float("inf")}) is None
+True
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping
+
+from segmenter.settings import RfmSettings
+
+
+class RfmSegmentation:
+    """Customers (one order or more) get an RFM segment; visitors get none."""
+
+    name = "rfm"
+
+    def __init__(self, settings: RfmSettings) -> None:
+        self.recency_days = list(settings.recency_days)
+        self.frequency_orders = list(settings.frequency_orders)
+        self.monetary = list(settings.monetary)
+        self.segments = list(settings.segments)
+
+    def scores(self, features: Mapping[str, float]) -> tuple[int, int, int]:
+        """(R, F, M), each 1-5; 5 is best (most recent, most orders, most revenue)."""
+        # bisect_left: a value equal to an edge still earns that edge's score.
+        r = 5 - bisect.bisect_left(self.recency_days, features["days_since_last_order"])
+        f = 1 + bisect.bisect_right(self.frequency_orders, features["orders"])
+        m = 1 + bisect.bisect_right(self.monetary, features["revenue"])
+        return r, f, m
+
+    def predict_one(self, features: Mapping[str, float]) -> str | None:
+        if features["orders"] <= 0:
+            return None
+        r, f, m = self.scores(features)
+        fm = math.floor((f + m) / 2 + 0.5)
+        for segment in self.segments:
+            if segment.r[0] <= r <= segment.r[1] and segment.fm[0] <= fm <= segment.fm[1]:
+                return segment.name
+        raise AssertionError(f"settings guarantee a segment for r={r}, fm={fm}")
+
+    def review_after_days(self, features: Mapping[str, float]) -> float | None:
+        """Days of event time after which the R score drops by time alone (None: never)."""
+        if features["orders"] <= 0:
+            return None
+        days = features["days_since_last_order"]
+        later = [edge - days for edge in self.recency_days if edge >= days]
+        return min(later) if later else None
+
+    def descriptions(self) -> dict[str, str]:
+        return {segment.name: segment.description for segment in self.segments}
