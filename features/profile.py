@@ -164,7 +164,10 @@ class UserFeatures:
         """A JSON-ready copy of the state (infinities become None)."""
         state = asdict(self)
         state["recent_event_ids"] = list(self.recent_event_ids)
-        return {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in state.items()}
+        return {
+            key: None if isinstance(value, float) and math.isinf(value) else value
+            for key, value in state.items()
+        }
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> UserFeatures:

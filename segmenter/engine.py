@@ -63,7 +63,8 @@ class SegmentChange:
     @property
     def event_id(self) -> str:
         """Deterministic: reprocessing the same cause yields the same id, so consumers dedupe."""
-        parts = (self.user_id, self.segmentation, self.previous or "", self.current or "", self.cause)
+        parts = (self.user_id, self.segmentation, self.previous or "", self.current or "",
+                 self.cause)
         return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:32]
 
     @property

@@ -1,0 +1,161 @@
+"""The ``segmenter`` command: worker, simulator, demo, benchmark and the read side."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import orjson
+
+from segmenter.settings import Settings, SettingsError, load_settings
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segmenter", description=__doc__)
+    parser.add_argument("--config", help="extra YAML merged over config/default.yaml")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("worker", help="run a stream worker")
+
+    simulate = commands.add_parser("simulate", help="produce simulated shop traffic")
+    _simulation_options(simulate, users=1000, rate=2000.0, duration=60.0)
+
+    demo = commands.add_parser("demo", help="broker, Redis, worker and traffic, live")
+    _simulation_options(demo, users=1500, rate=3000.0, duration=120.0)
+
+    bench = commands.add_parser("bench", help="throughput and latency, end to end")
+    bench.add_argument("--users", type=_positive(int), default=2000)
+    bench.add_argument("--events", type=_positive(int), default=60_000)
+    bench.add_argument("--probes", type=_positive(int), default=300)
+
+    user = commands.add_parser("user", help="a user's current segments")
+    user.add_argument("user_id")
+    user.add_argument("--json", action="store_true", help="print JSON")
+
+    segments = commands.add_parser("segments", help="segments with their sizes")
+    segments.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _simulation_options(
+    parser: argparse.ArgumentParser, users: int, rate: float, duration: float
+) -> None:
+    parser.add_argument("--users", type=_positive(int), default=users)
+    parser.add_argument("--rate", type=_positive(float), default=rate, help="events per second")
+    parser.add_argument("--duration", type=_positive(float), default=duration, help="seconds")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--days", type=_positive(float), default=90.0,
+                        help="days of shop history the traffic spans")
+    parser.add_argument("--personas-out", type=Path, help="write each user's planted persona")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        print(f"segmenter: bad setting: {exc}", file=sys.stderr)
+        return 2
+    handlers: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+        "worker": _worker,
+        "simulate": _simulate,
+        "demo": _demo,
+        "bench": _bench,
+        "user": _user,
+        "segments": _segments,
+    }
+    try:
+        return handlers[args.command](settings, args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.run import run_worker
+
+    return run_worker(settings)
+
+
+def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.simulator import simulate
+
+    result = asyncio.run(simulate(
+        settings.kafka.bootstrap, settings.kafka.topics, users=args.users, rate=args.rate,
+        duration=args.duration, seed=args.seed, days=args.days, personas_out=args.personas_out,
+    ))
+    print(result)
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.demo import run_demo
+
+    return run_demo(settings, args)
+
+
+def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.bench import run_bench
+
+    return run_bench(settings, args)
+
+
+def _user(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.reader import MembershipReader
+
+    async def read() -> dict[str, str]:
+        reader = MembershipReader(settings.redis.url, settings.redis.key_prefix)
+        try:
+            return await reader.user(args.user_id)
+        finally:
+            await reader.close()
+
+    memberships = asyncio.run(read())
+    if args.json:
+        print(orjson.dumps({"user_id": args.user_id, "segments": memberships}).decode())
+    elif not memberships:
+        print(f"{args.user_id}: in no segment (unknown user?)")
+    else:
+        for segmentation, segment in sorted(memberships.items()):
+            print(f"{segmentation:<12} {segment}")
+    return 0
+
+
+def _segments(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.reader import MembershipReader
+
+    async def read() -> dict[str, dict[str, dict[str, object]]]:
+        reader = MembershipReader(settings.redis.url, settings.redis.key_prefix)
+        try:
+            return await reader.segments()
+        finally:
+            await reader.close()
+
+    catalogue = asyncio.run(read())
+    if args.json:
+        print(orjson.dumps(catalogue, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    for segmentation, profiles in catalogue.items():
+        print(segmentation)
+        for name, profile in profiles.items():
+            print(f"  {name:<20} {profile.get('size', 0):>8}  {profile.get('description', '')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

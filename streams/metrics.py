@@ -1,0 +1,40 @@
+"""Prometheus metrics of a worker; every name starts with ``segmenter_``."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+EVENTS = Counter("segmenter_events", "Valid input events processed", ["topic"])
+INVALID_EVENTS = Counter(
+    "segmenter_invalid_events", "Input messages sent to the dead-letter topic", ["reason"]
+)
+MISROUTED_EVENTS = Counter(
+    "segmenter_misrouted_events",
+    "Events whose Kafka key is not their user (they are processed, but partitioning is off)",
+)
+SEGMENT_CHANGES = Counter(
+    "segmenter_segment_changes",
+    "Users entering or leaving segments",
+    ["segmentation", "segment", "direction"],
+)
+SEGMENT_SIZE = Gauge("segmenter_segment_size", "Users in a segment", ["segmentation", "segment"])
+LATENCY = Histogram(
+    "segmenter_processing_latency_seconds",
+    "From an event's production to its user's membership written to Redis",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+BATCH_SIZE = Histogram(
+    "segmenter_batch_size",
+    "Input messages per processed batch",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+)
+REDIS_ERRORS = Counter("segmenter_redis_errors", "Failed Redis writes (retried)")
+USERS_REVIEWED = Counter(
+    "segmenter_users_reviewed", "Users re-evaluated because event time moved on"
+)
+WATERMARK = Gauge("segmenter_watermark_seconds", "Event time the worker has reached (epoch s)")
+
+
+def serve(host: str, port: int) -> None:
+    """Expose /metrics over HTTP in a background thread."""
+    start_http_server(port, addr=host)

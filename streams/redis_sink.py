@@ -1,0 +1,122 @@
+"""Current membership in Redis: what personalization services read, one round trip per user.
+
+Keys (prefix ``seg`` by default):
+
+- ``seg:user:{user_id}``: hash, segmentation -> segment
+- ``seg:members:{segmentation}:{segment}``: set of user ids
+- ``seg:segments:{segmentation}``: hash, segment -> JSON profile (with ``size``)
+
+Each user's whole membership is written by one Lua script, so a reader never sees a user in
+two segments of one segmentation; a batch's scripts go out in one pipeline. Writing the full
+membership (not a diff) keeps the write idempotent: replaying a batch after a crash repairs
+Redis instead of drifting from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+
+import orjson
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from streams import metrics
+
+log = logging.getLogger(__name__)
+
+SET_MEMBERSHIP = """
+local user_key, members, user_id = KEYS[1], ARGV[1], ARGV[2]
+for i = 3, #ARGV, 2 do
+  local segmentation, segment = ARGV[i], ARGV[i + 1]
+  local old = redis.call('HGET', user_key, segmentation)
+  if old and old ~= segment then
+    redis.call('SREM', members .. segmentation .. ':' .. old, user_id)
+  end
+  if segment == '' then
+    redis.call('HDEL', user_key, segmentation)
+  else
+    redis.call('SADD', members .. segmentation .. ':' .. segment, user_id)
+    redis.call('HSET', user_key, segmentation, segment)
+  end
+end
+return 1
+"""
+
+WRITE_PROFILE = """
+local profile = cjson.decode(ARGV[2])
+profile['size'] = redis.call('SCARD', KEYS[1])
+redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(profile))
+return profile['size']
+"""
+
+
+class RedisMembership:
+    """Writes memberships and segment profiles; retries until Redis takes them."""
+
+    def __init__(self, url: str, prefix: str, catalogue: Mapping[str, Mapping[str, str]]) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.prefix = prefix
+        self.catalogue = catalogue
+        self._set_membership = self.client.register_script(SET_MEMBERSHIP)
+        self._write_profile = self.client.register_script(WRITE_PROFILE)
+
+    def user_key(self, user_id: str) -> str:
+        return f"{self.prefix}:user:{user_id}"
+
+    async def write(
+        self,
+        memberships: Mapping[str, Mapping[str, str]],
+        touched_segments: Iterable[tuple[str, str]],
+    ) -> dict[tuple[str, str], int]:
+        """Store each user's full membership, refresh touched profiles; return their sizes."""
+        touched = sorted(set(touched_segments))
+        attempt = 0
+        while True:
+            try:
+                return await self._write_once(memberships, touched)
+            except (RedisError, OSError) as exc:
+                attempt += 1
+                metrics.REDIS_ERRORS.inc()
+                delay = min(5.0, 0.1 * 2**attempt)
+                log.warning("Redis write failed (%s); retry %d in %.1fs", exc, attempt, delay)
+                await asyncio.sleep(delay)
+
+    async def _write_once(
+        self, memberships: Mapping[str, Mapping[str, str]], touched: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], int]:
+        members = f"{self.prefix}:members:"
+        async with self.client.pipeline(transaction=False) as pipe:
+            for user_id, segments in memberships.items():
+                pairs: list[str] = []
+                for segmentation in self.catalogue:
+                    pairs += (segmentation, segments.get(segmentation, ""))
+                await self._set_membership(
+                    keys=[self.user_key(user_id)], args=[members, user_id, *pairs], client=pipe
+                )
+            for segmentation, segment in touched:
+                await self._write_profile(
+                    keys=[f"{members}{segmentation}:{segment}",
+                          f"{self.prefix}:segments:{segmentation}"],
+                    args=[segment, self._profile(segmentation, segment)],
+                    client=pipe,
+                )
+            results = await pipe.execute()
+        sizes = results[len(memberships):]
+        return dict(zip(touched, sizes, strict=True))
+
+    def _profile(self, segmentation: str, segment: str) -> bytes:
+        return orjson.dumps({
+            "segmentation": segmentation,
+            "segment": segment,
+            "description": self.catalogue.get(segmentation, {}).get(segment, ""),
+        })
+
+    async def refresh_all_profiles(self) -> dict[tuple[str, str], int]:
+        """Write every known segment's profile (at start, so empty segments are listed too)."""
+        every = [(s, name) for s, names in self.catalogue.items() for name in names]
+        return await self.write({}, every)
+
+    async def close(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,43 @@
+"""Create the engine's topics when missing, and refuse input topics partitioned differently."""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from segmenter.settings import Settings
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+class TopicSetupError(RuntimeError):
+    """The broker is unreachable or a topic cannot be used as configured."""
+
+
+async def ensure_topics(settings: Settings) -> None:
+    kafka = settings.kafka
+    topics = kafka.topics
+    names = [topics.clicks, topics.carts, topics.orders, topics.deadletter, topics.changes]
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, request_timeout_ms=10_000)
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        raise TopicSetupError(f"cannot reach Kafka at {kafka.bootstrap}: {exc}") from None
+    try:
+        response = await admin.create_topics(
+            [NewTopic(name, kafka.partitions, kafka.replication_factor) for name in names]
+        )
+        for name, code, message in response.topic_errors:
+            if code not in (0, TOPIC_ALREADY_EXISTS):
+                raise TopicSetupError(f"cannot create topic {name}: {message} (error {code})")
+        described = await admin.describe_topics(list(topics.inputs))
+        for topic in described:
+            count = len(topic["partitions"])
+            if count != kafka.partitions:
+                raise TopicSetupError(
+                    f"topic {topic['topic']} has {count} partitions but kafka.partitions is "
+                    f"{kafka.partitions}; the state tables are partitioned like the inputs, "
+                    "so set kafka.partitions to the topic's partition count"
+                )
+    finally:
+        await admin.close()

@@ -1,0 +1,180 @@
+"""The stream worker: Kafka topics -> batch processor -> Redis, change topic, dead letters.
+
+Per-user state lives in a changelog-backed Faust table (``users``), so a restarted worker
+recovers it. The hot path works a batch at a time: one pipeline to Redis, the batch's change
+events sent together, one table write per touched user. Offsets are acknowledged only after
+all of that is done, so a crash replays the batch; replay is harmless because duplicates are
+dropped by event id, Redis writes are idempotent and change ids are deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+import faust
+
+from segmenter.engine import SegmentChange, SegmentEngine, UserRecord
+from segmenter.settings import Settings
+from streams import metrics
+from streams.batch import BatchOutcome, BatchProcessor, DeadLetter, Message
+from streams.redis_sink import RedisMembership
+
+log = logging.getLogger(__name__)
+
+REVIEW_INTERVAL_S = 1.0
+
+
+def faust_broker_url(bootstrap: str) -> str:
+    """'h1:9092,h2:9092' -> 'kafka://h1:9092;h2:9092' (Faust's form)."""
+    return "kafka://" + ";".join(bootstrap.split(","))
+
+
+def create_app(settings: Settings) -> faust.App:
+    session = settings.kafka.session_timeout_s
+    return faust.App(
+        settings.app_id,
+        broker=faust_broker_url(settings.kafka.bootstrap),
+        store="memory://",
+        datadir=str(settings.worker.data_dir / settings.app_id),
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=settings.kafka.replication_factor,
+        topic_disable_leader=True,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=session,
+        broker_rebalance_timeout=session,
+        broker_heartbeat_interval=max(0.5, session / 10),
+        producer_linger=0.005,
+    )
+
+
+class SegmentWorker:
+    """Wires the input topics to processing in a Faust app; ``app`` is what runs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = SegmentEngine(settings)
+        topics = settings.kafka.topics
+        self.processor = BatchProcessor(self.engine, topics, settings.worker.max_clock_skew_s)
+        self.redis = RedisMembership(
+            settings.redis.url, settings.redis.key_prefix, self.engine.catalogue()
+        )
+        self.app = app = create_app(settings)
+        raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.source = app.topic(*topics.inputs, **raw)
+        self.changes = app.topic(topics.changes, **raw)
+        self.deadletter = app.topic(topics.deadletter, **raw)
+        self.users = app.Table(
+            "users",
+            partitions=settings.kafka.partitions,
+            use_partitioner=True,
+            schema=faust.Schema(key_type=bytes, value_type=bytes, **raw),
+        )
+        # The agent's batches and the review timer both touch user records: one at a time.
+        self.lock = asyncio.Lock()
+        app.agent(self.source, name="segment")(self.consume)
+        app.timer(REVIEW_INTERVAL_S, name="review")(self.review)
+        self.users.on_recover(self.on_recovered)
+
+    async def consume(self, stream: faust.StreamT) -> None:
+        worker = self.settings.worker
+        async for events in stream.take_events(worker.batch_size, within=worker.batch_timeout_s):
+            messages = [_message(event.message) for event in events]
+            metrics.BATCH_SIZE.observe(len(messages))
+            async with self.lock:
+                outcome = self.processor.process(messages, self.load)
+                await self.commit(outcome)
+
+    async def review(self) -> None:
+        async with self.lock:
+            outcome = self.processor.review(self.load)
+            metrics.USERS_REVIEWED.inc(len(outcome.records))
+            if outcome.records:
+                await self.commit(outcome)
+
+    async def on_recovered(self) -> None:
+        async with self.lock:
+            self.processor.restore(
+                (key.decode(), UserRecord.from_bytes(value)) for key, value in self.users.items()
+            )
+            _record_sizes(await self.redis.refresh_all_profiles())
+        log.info("recovered %d users", len(self.users))
+
+    def load(self, user_id: str) -> UserRecord | None:
+        stored = self.users.get(user_id.encode())
+        return None if stored is None else UserRecord.from_bytes(stored)
+
+    async def commit(self, outcome: BatchOutcome) -> None:
+        """Publish a batch's results; returns once everything is written."""
+        pending = [await self._send_dead_letter(dead) for dead in outcome.dead_letters]
+        memberships = {user_id: record.segments for user_id, record in outcome.records.items()}
+        touched = _touched_segments(outcome.changes)
+        sizes = await self.redis.write(memberships, touched)
+        written_at = time.time()
+        for change in outcome.changes:
+            pending.append(await self.app.producer.send(
+                self.changes.get_topic_name(), change.user_id.encode(),
+                change.to_json(written_at), None, None, None,
+            ))
+        await asyncio.gather(*pending)
+        for user_id, record in outcome.records.items():
+            self.users[user_id.encode()] = record.to_bytes()
+        _record_metrics(outcome, sizes, written_at, self.processor.watermark)
+
+    async def _send_dead_letter(self, dead: DeadLetter) -> Awaitable[Any]:
+        message = dead.message
+        log.warning("dead letter %s/%d@%d: %s", message.topic, message.partition,
+                    message.offset, dead.detail)
+        headers = [
+            ("deadletter.reason", dead.reason.encode()),
+            ("deadletter.detail", dead.detail.encode()),
+            ("deadletter.topic", message.topic.encode()),
+            ("deadletter.partition", str(message.partition).encode()),
+            ("deadletter.offset", str(message.offset).encode()),
+        ]
+        return await self.app.producer.send(
+            self.deadletter.get_topic_name(), message.key, message.value, None, None, headers
+        )
+
+
+def _message(message: Any) -> Message:
+    return Message(message.topic, message.partition, message.offset, message.key,
+                   message.value, message.timestamp)
+
+
+def _touched_segments(changes: list[SegmentChange]) -> set[tuple[str, str]]:
+    touched = set()
+    for change in changes:
+        for segment in (change.previous, change.current):
+            if segment is not None:
+                touched.add((change.segmentation, segment))
+    return touched
+
+
+def _record_sizes(sizes: dict[tuple[str, str], int]) -> None:
+    for (segmentation, segment), size in sizes.items():
+        metrics.SEGMENT_SIZE.labels(segmentation, segment).set(size)
+
+
+def _record_metrics(
+    outcome: BatchOutcome, sizes: dict[tuple[str, str], int], written_at: float, watermark: float
+) -> None:
+    for topic, count in outcome.events_by_topic.items():
+        metrics.EVENTS.labels(topic).inc(count)
+    for dead in outcome.dead_letters:
+        metrics.INVALID_EVENTS.labels(dead.reason).inc()
+    if outcome.misrouted:
+        metrics.MISROUTED_EVENTS.inc(outcome.misrouted)
+    for change in outcome.changes:
+        if change.previous is not None:
+            metrics.SEGMENT_CHANGES.labels(change.segmentation, change.previous, "leave").inc()
+        if change.current is not None:
+            metrics.SEGMENT_CHANGES.labels(change.segmentation, change.current, "enter").inc()
+    for produced_at in outcome.produced_at:
+        metrics.LATENCY.observe(max(0.0, written_at - produced_at))
+    _record_sizes(sizes)
+    metrics.WATERMARK.set(watermark)
