@@ -1,0 +1,237 @@
+"""End to end on a real broker (Tansu) and a real redis-server: events in, segments out."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as redis
+from support import WorkerProcess, consume_all, event_message, free_port, produce, wait_for
+
+from features.events import EVENT_TYPES
+from segmenter.engine import SegmentEngine
+from segmenter.settings import load_settings
+
+pytestmark = pytest.mark.integration
+
+DAY = 86_400.0
+CLICKS, CARTS, ORDERS = "shop.clicks", "shop.carts", "shop.orders"
+KIND = {CLICKS: "click", CARTS: "cart", ORDERS: "order"}
+
+
+@pytest.fixture
+def worker_env(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
+    config = tmp_path / "test.yaml"
+    config.write_text(
+        "kafka:\n  session_timeout_s: 6\n"
+        f"worker:\n  data_dir: {tmp_path / 'data'}\n  batch_timeout_s: 0.05\n"
+    )
+    return {
+        "SEGMENTER_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "SEGMENTER_REDIS_URL": redis_url,
+        "SEGMENTER_METRICS_PORT": str(free_port()),
+        "SEGMENTER_CONFIG": str(config),
+    }
+
+
+@pytest.fixture
+def worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(worker_env, tmp_path / "worker.log").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+async def store(redis_url: str) -> Any:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+def click(event_id: str, ts: float, user: str | None = None, anon: str | None = None) -> dict:
+    event = {"event_id": event_id, "ts": ts, "page": "/p/1", "product_id": "p1",
+             "category": "shoes"}
+    if user:
+        event["user_id"] = user
+    if anon:
+        event["anonymous_id"] = anon
+    return event
+
+
+def order(event_id: str, ts: float, user: str, total: float) -> dict:
+    return {"event_id": event_id, "ts": ts, "user_id": user, "order_id": event_id,
+            "total": total, "currency": "EUR",
+            "items": [{"product_id": "p1", "category": "shoes", "price": total, "quantity": 1}]}
+
+
+def shop_history(now: float) -> list[tuple[str, dict]]:
+    """A visitor, a new customer, a loyal champion and a customer gone quiet."""
+    events: list[tuple[str, dict]] = [(CLICKS, click("v1-c1", now - 60, anon="visitor-1"))]
+    events += [(CLICKS, click("n1-c1", now - 3600, user="new-1")),
+               (ORDERS, order("n1-o1", now - 3500, "new-1", 40.0))]
+    events += [(ORDERS, order(f"ch-o{i}", now - i * 5 * DAY, "champ-1", 150.0)) for i in range(12)]
+    events += [(ORDERS, order(f"q-o{i}", now - (200 + i * 7) * DAY, "quiet-1", 90.0))
+               for i in range(4)]
+    return events
+
+
+def expected_segments(events: list[tuple[str, dict]]) -> dict[str, dict[str, str]]:
+    """Batch recomputation with the same engine: all events, evaluated at the last event time."""
+    engine = SegmentEngine(load_settings(environ={}))
+    parsed = [EVENT_TYPES[KIND[topic]].model_validate(event) for topic, event in events]
+    watermark = max(event.ts for event in parsed)
+    by_user = defaultdict(list)
+    for event in parsed:
+        by_user[event.entity_id].append(event)
+    expected = {}
+    for user_id, user_events in by_user.items():
+        record = engine.new_record()
+        engine.learn(user_id, record, sorted(user_events, key=lambda e: e.ts), watermark)
+        expected[user_id] = dict(record.segments)
+    return expected
+
+
+async def redis_state(store: Any, users: list[str]) -> dict[str, dict[str, str]]:
+    return {user: await store.hgetall(f"seg:user:{user}") for user in users}
+
+
+async def test_events_become_segments_changes_and_metrics(
+    kafka_bootstrap: str, store: Any, worker: WorkerProcess, worker_env: dict[str, str]
+) -> None:
+    now = time.time()
+    events = shop_history(now)
+    await produce(kafka_bootstrap, [event_message(t, e) for t, e in events])
+    expected = expected_segments(events)
+    assert expected["champ-1"] == {"rfm": "champions", "lifecycle": "loyal"}
+    assert expected["quiet-1"]["lifecycle"] == "churned"
+    assert expected["visitor-1"] == {"lifecycle": "visitor"}
+
+    async def settled() -> bool:
+        return await redis_state(store, list(expected)) == expected
+
+    await wait_for(settled, what=f"Redis memberships {expected}\n{worker.log()}")
+    for user, segments in expected.items():
+        for segmentation, segment in segments.items():
+            assert await store.sismember(f"seg:members:{segmentation}:{segment}", user)
+    profile = orjson.loads(await store.hget("seg:segments:lifecycle", "visitor"))
+    assert profile["size"] == 1 and profile["description"]
+
+    changes = await consume_all(kafka_bootstrap, "segments.changes",
+                                until=lambda got: len(got) >= 7)
+    decoded = [orjson.loads(message.value) for message in changes]
+    assert len(decoded) == 7  # visitor 1 + new 2 + champion 2 + quiet 2
+    champion = [c for c in decoded if c["user_id"] == "champ-1"]
+    assert {(c["segmentation"], c["previous"], c["current"]) for c in champion} == {
+        ("rfm", None, "champions"), ("lifecycle", None, "loyal")}
+    assert all(message.key == b"champ-1" for message in changes
+               if orjson.loads(message.value)["user_id"] == "champ-1")
+    first = champion[0]
+    assert set(first) >= {"event_id", "user_id", "segmentation", "previous", "current", "ts",
+                          "emitted_at"}
+    assert first["ts"].startswith(time.strftime("%Y-%m-%d", time.gmtime(now)))
+    assert len({c["event_id"] for c in decoded}) == len(decoded)
+
+    port = worker_env["SEGMENTER_METRICS_PORT"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert f'segmenter_events_total{{topic="{ORDERS}"}} {float(len(events) - 2)}' in text
+    assert 'segmenter_segment_size{segment="loyal",segmentation="lifecycle"} 1.0' in text
+    assert "segmenter_processing_latency_seconds_count" in text
+
+
+async def test_bad_messages_go_to_dead_letters_and_good_ones_still_flow(
+    kafka_bootstrap: str, store: Any, worker: WorkerProcess
+) -> None:
+    now = time.time()
+    bad = [
+        (CLICKS, b"u-bad", b"{not json"),
+        (CLICKS, b"u-bad", b"[1, 2, 3]"),
+        (ORDERS, b"u-bad", orjson.dumps({"event_id": "x1", "ts": now, "user_id": "u-bad"})),
+        (CARTS, b"u-bad", orjson.dumps({"event_id": "x2", "ts": "last tuesday",
+                                        "user_id": "u-bad", "action": "add",
+                                        "product_id": "p"})),
+        (CLICKS, b"u-bad", orjson.dumps({"event_id": "x3", "ts": now, "page": "/"})),
+        (CLICKS, b"u-bad", orjson.dumps(click("x4", now + 30 * DAY, user="u-bad"))),
+    ]
+    good = [event_message(ORDERS, order("g1", now, "good-1", 25.0)),
+            event_message(CLICKS, click("g2", now, anon="good-2"))]
+    await produce(kafka_bootstrap, bad[:3] + good[:1] + bad[3:] + good[1:])
+
+    letters = await consume_all(kafka_bootstrap, "shop.deadletter",
+                                until=lambda got: len(got) >= len(bad))
+    assert sorted(m.value for m in letters) == sorted(value for _, _, value in bad)
+    reasons = {}
+    for message in letters:
+        headers = {name: value.decode() for name, value in message.headers}
+        assert headers["deadletter.topic"] in KIND
+        assert int(headers["deadletter.offset"]) >= 0 and int(headers["deadletter.partition"]) >= 0
+        reasons[message.value] = (headers["deadletter.reason"], headers["deadletter.detail"])
+    assert reasons[b"{not json"][0] == "invalid_json"
+    assert reasons[b"[1, 2, 3]"][0] == "not_an_object"
+    assert reasons[bad[2][2]] == ("missing_field",
+                                  "order_id: Field required; total: Field required")
+    assert reasons[bad[3][2]][0] == "invalid_field" and "ts" in reasons[bad[3][2]][1]
+    assert "user_id or anonymous_id" in reasons[bad[4][2]][1]
+    assert reasons[bad[5][2]][0] == "ts_in_future"
+
+    async def good_ones_landed() -> bool:
+        return (await store.hgetall("seg:user:good-1") == {"rfm": "new_customers",
+                                                          "lifecycle": "new_customer"}
+                and await store.hgetall("seg:user:good-2") == {"lifecycle": "visitor"})
+
+    await wait_for(good_ones_landed, what="good events processed")
+    assert await store.exists("seg:user:u-bad") == 0
+    assert worker.alive
+
+
+async def test_restart_loses_nothing_and_duplicates_nothing(
+    kafka_bootstrap: str, store: Any, worker: WorkerProcess
+) -> None:
+    now = time.time()
+    users = [f"r{i}" for i in range(20)]
+    first = [(ORDERS, order(f"{u}-o1", now - 10 * DAY, u, 60.0)) for u in users]
+    second = [(ORDERS, order(f"{u}-o2", now, u, 60.0)) for u in users[:10]]
+    second += first[:5]  # replayed duplicates must be counted once
+
+    await produce(kafka_bootstrap, [event_message(t, e) for t, e in first])
+    after_first = expected_segments(first)
+
+    async def matches(expected: dict[str, dict[str, str]]) -> bool:
+        return await redis_state(store, users) == expected
+
+    await wait_for(lambda: matches(after_first), what="first batch in Redis")
+    assert worker.stop() == 0, worker.log()
+
+    await produce(kafka_bootstrap, [event_message(t, e) for t, e in second])
+    worker.start()
+    expected = expected_segments(first + second[:10])
+    assert {expected[u]["lifecycle"] for u in users[:10]} == {"repeat"}
+    await wait_for(lambda: matches(expected), what=f"state after restart\n{worker.log()}")
+
+    for segmentation in ("rfm", "lifecycle"):
+        members: list[str] = []
+        for key in await store.keys(f"seg:members:{segmentation}:*"):
+            members += await store.smembers(key)
+        assert sorted(members) == sorted(users)  # each user in exactly one segment
+
+    # 20 users enter rfm and lifecycle; 10 of them then move from new_customer to repeat.
+    changes = await consume_all(kafka_bootstrap, "segments.changes",
+                                until=lambda got: len(got) >= 50)
+    seen: set[str] = set()
+    final: dict[tuple[str, str], str | None] = {}
+    for message in changes:  # a user's changes share a partition, so they arrive in order
+        change = orjson.loads(message.value)
+        if change["event_id"] in seen:
+            continue  # a consumer drops redeliveries by event id
+        seen.add(change["event_id"])
+        key = (change["user_id"], change["segmentation"])
+        assert final.get(key) == change["previous"], change
+        final[key] = change["current"]
+    assert len(seen) == 50
+    assert final == {(u, s): seg for u, segs in expected.items() for s, seg in segs.items()}
