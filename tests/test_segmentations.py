@@ -1,0 +1,141 @@
+"""Features, RFM, lifecycle and the engine, without any I/O."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from features.events import CartEvent, ClickEvent, OrderEvent
+from features.profile import DAY, UserFeatures
+from segmenter.engine import SegmentEngine, UserRecord
+from segmenter.lifecycle import LifecycleSegmentation
+from segmenter.rfm import RfmSegmentation
+from segmenter.settings import load_settings
+
+T0 = 1_767_225_600.0  # 2026-01-01
+SETTINGS = load_settings(environ={})
+
+
+def order(n: int, ts: float, total: float = 50.0, user: str = "u1") -> OrderEvent:
+    return OrderEvent(event_id=f"o{n}", ts=ts, user_id=user, order_id=str(n), total=total)
+
+
+def test_features_count_sessions_carts_and_orders() -> None:
+    user = UserFeatures(session_gap_s=1800)
+    events = [
+        ClickEvent(event_id="c1", ts=T0, anonymous_id="a", page="/"),
+        ClickEvent(event_id="c2", ts=T0 + 600, anonymous_id="a", page="/p/1", product_id="p1",
+                   category="shoes"),
+        CartEvent(event_id="k1", ts=T0 + 700, anonymous_id="a", action="add", product_id="p1",
+                  category="shoes", price=30.0, quantity=2),
+        ClickEvent(event_id="c3", ts=T0 + 4 * 3600, anonymous_id="a", page="/"),  # new session
+        CartEvent(event_id="k2", ts=T0 + 4 * 3600 + 5, anonymous_id="a", action="remove",
+                  product_id="p1", price=30.0, quantity=1),
+    ]
+    assert all(user.learn_one(event) for event in events)
+    f = user.snapshot(now=T0 + DAY)
+    assert (f["page_views"], f["product_views"], f["sessions"]) == (3, 1, 2)
+    assert (f["cart_adds"], f["cart_removes"]) == (1, 1)
+    assert (f["open_cart"], f["open_cart_value"]) == (1, 30.0)
+    assert f["orders"] == 0 and math.isinf(f["days_since_last_order"])
+    assert user.top_category() == "shoes"
+
+    user.learn_one(order(1, T0 + DAY, total=30.0))
+    f = user.snapshot(now=T0 + 3 * DAY)
+    assert (f["orders"], f["revenue"], f["avg_order_value"], f["open_cart"]) == (1, 30.0, 30.0, 0)
+    assert f["days_since_last_order"] == pytest.approx(2.0)
+    assert f["days_since_last_visit"] == pytest.approx(2.0)
+
+
+def test_duplicates_are_counted_once_and_state_round_trips() -> None:
+    user = UserFeatures(dedupe_window=2)
+    assert user.learn_one(order(1, T0)) and not user.learn_one(order(1, T0))
+    user.learn_one(order(2, T0 + 1))
+    user.learn_one(order(3, T0 + 2))
+    assert list(user.recent_event_ids) == ["o2", "o3"]
+    copy = UserFeatures.from_dict(user.to_dict())
+    assert copy.snapshot(T0 + DAY) == user.snapshot(T0 + DAY)
+    fresh = UserFeatures.from_dict(UserFeatures().to_dict())
+    assert math.isinf(fresh.first_seen) and fresh.snapshot(T0)["orders"] == 0
+
+
+@pytest.mark.parametrize(("orders", "revenue", "days", "segment"), [
+    (12, 2500.0, 2, "champions"),
+    (6, 500.0, 20, "loyal"),
+    (2, 120.0, 5, "potential_loyalist"),
+    (1, 20.0, 3, "new_customers"),
+    (1, 20.0, 20, "promising"),
+    (3, 200.0, 45, "need_attention"),
+    (1, 60.0, 45, "about_to_sleep"),
+    (12, 2500.0, 100, "cant_lose_them"),
+    (5, 400.0, 100, "at_risk"),
+    (1, 60.0, 100, "hibernating"),
+    (1, 20.0, 300, "lost"),
+])
+def test_every_named_rfm_segment(orders: int, revenue: float, days: float, segment: str) -> None:
+    rfm = RfmSegmentation(SETTINGS.segmentations.rfm)
+    features = {"orders": orders, "revenue": revenue, "days_since_last_order": days}
+    assert rfm.predict_one(features) == segment
+
+
+def test_rfm_scores_at_the_edges() -> None:
+    rfm = RfmSegmentation(SETTINGS.segmentations.rfm)
+    assert rfm.scores({"orders": 10, "revenue": 1000.0, "days_since_last_order": 14.0}) == (5, 5, 5)
+    assert rfm.scores({"orders": 1, "revenue": 49.99, "days_since_last_order": 14.01}) == (4, 1, 1)
+    assert rfm.scores({"orders": 9, "revenue": 999.0, "days_since_last_order": 500}) == (1, 4, 4)
+
+
+@pytest.mark.parametrize(("orders", "days", "stage"), [
+    (0, math.inf, "visitor"), (1, 1, "new_customer"), (2, 1, "repeat"), (5, 1, "loyal"),
+    (5, 45, "loyal"), (5, 46, "lapsing"), (1, 120, "lapsing"), (9, 121, "churned"),
+])
+def test_lifecycle_stages(orders: int, days: float, stage: str) -> None:
+    lifecycle = LifecycleSegmentation(SETTINGS.segmentations.lifecycle)
+    assert lifecycle.predict_one({"orders": orders, "days_since_last_order": days}) == stage
+
+
+def test_time_alone_moves_a_quiet_customer_through_the_segments() -> None:
+    engine = SegmentEngine(SETTINGS)
+    record = engine.new_record()
+    orders = [order(n, T0 + n * 7 * DAY, total=250.0) for n in range(6)]
+    engine.learn("u1", record, orders, orders[-1].ts)
+    assert record.segments == {"rfm": "champions", "lifecycle": "loyal"}
+    last = orders[-1].ts
+    seen = []
+    now = last
+    while record.review_at is not None:
+        now = record.review_at
+        for change in engine.review("u1", record, now):
+            seen.append((round((now - last) / DAY), change.segmentation, change.current))
+            assert change.cause == f"time@{now:.3f}" and change.ts == now
+    assert seen == [
+        (14, "rfm", "loyal"),
+        (45, "lifecycle", "lapsing"),
+        (60, "rfm", "cant_lose_them"),
+        (120, "lifecycle", "churned"),
+    ]
+    assert record.segments == {"rfm": "cant_lose_them", "lifecycle": "churned"}
+
+
+def test_record_round_trip_and_change_ids_are_deterministic() -> None:
+    engine = SegmentEngine(SETTINGS)
+    record, replay = engine.new_record(), engine.new_record()
+    changes = engine.learn("u1", record, [order(1, T0)], T0)
+    again = engine.learn("u1", replay, [order(1, T0)], T0)
+    assert [c.event_id for c in changes] == [c.event_id for c in again]
+    assert engine.learn("u1", record, [order(1, T0)], T0) == []  # duplicate: no change
+    restored = UserRecord.from_bytes(record.to_bytes())
+    assert restored.segments == record.segments and restored.review_at == record.review_at
+
+
+def test_a_good_customer_who_stops_buying_drifts_to_at_risk() -> None:
+    engine = SegmentEngine(SETTINGS)
+    record = engine.new_record()
+    orders = [order(n, T0 + n * 10 * DAY, total=100.0) for n in range(4)]
+    engine.learn("u1", record, orders, orders[-1].ts)
+    assert record.segments["rfm"] == "champions"
+    assert [c.current for c in engine.review("u1", record, orders[-1].ts + 59 * DAY)] == [
+        "loyal", "lapsing"]
+    assert [c.current for c in engine.review("u1", record, orders[-1].ts + 61 * DAY)] == [
+        "at_risk"]
