@@ -55,6 +55,11 @@ class Topics(_Strict):
         """Input topic name -> event kind."""
         return {self.clicks: "click", self.carts: "cart", self.orders: "order"}
 
+    @property
+    def by_kind(self) -> dict[str, str]:
+        """Event kind -> input topic name."""
+        return {kind: topic for topic, kind in self.inputs.items()}
+
 
 class KafkaSettings(_Strict):
     bootstrap: str = Field(pattern=r"^[^\s,]+:\d+(,[^\s,]+:\d+)*$")

@@ -21,6 +21,7 @@ from segmenter.engine import SegmentChange, SegmentEngine, UserRecord
 from segmenter.settings import Settings
 from streams import metrics
 from streams.batch import BatchOutcome, BatchProcessor, DeadLetter, Message
+from streams.changelog import read_changelog_tail
 from streams.redis_sink import RedisMembership
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,9 @@ class SegmentWorker:
             "users",
             partitions=settings.kafka.partitions,
             use_partitioner=True,
-            schema=faust.Schema(key_type=bytes, value_type=bytes, **raw),
+            # bytes in and out: the records are encoded with orjson by UserRecord itself.
+            key_type=bytes,
+            value_type=bytes,
         )
         # The agent's batches and the review timer both touch user records: one at a time.
         self.lock = asyncio.Lock()
@@ -98,11 +101,27 @@ class SegmentWorker:
 
     async def on_recovered(self) -> None:
         async with self.lock:
+            await self._complete_recovery()
             self.processor.restore(
                 (key.decode(), UserRecord.from_bytes(value)) for key, value in self.users.items()
             )
             _record_sizes(await self.redis.refresh_all_profiles())
         log.info("recovered %d users", len(self.users))
+
+    async def _complete_recovery(self) -> None:
+        inputs = self.settings.kafka.topics.inputs
+        partitions = [tp.partition for tp in self.app.assignor.assigned_actives()
+                      if tp.topic in inputs]
+        tail = await read_changelog_tail(
+            self.settings.kafka.bootstrap, self.users.changelog_topic.get_topic_name(), partitions
+        )
+        for key, value in tail:  # straight into the store: these are already in the changelog
+            if value is None:
+                self.users.data.pop(key, None)
+            else:
+                self.users.data[key] = value
+        if tail:
+            log.info("read %d changelog records past the broker's reported end", len(tail))
 
     def load(self, user_id: str) -> UserRecord | None:
         stored = self.users.get(user_id.encode())

@@ -12,11 +12,13 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as redis
-from support import WorkerProcess, consume_all, event_message, free_port, produce, wait_for
+from support import consume_all, event_message, produce, wait_for
 
 from features.events import EVENT_TYPES
 from segmenter.engine import SegmentEngine
 from segmenter.settings import load_settings
+from streams.embedded import free_port
+from streams.services import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +32,7 @@ def worker_env(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> dict[str
     config = tmp_path / "test.yaml"
     config.write_text(
         "kafka:\n  session_timeout_s: 6\n"
-        f"worker:\n  data_dir: {tmp_path / 'data'}\n  batch_timeout_s: 0.05\n"
+        f"worker:\n  data_dir: {tmp_path / 'data'}\n  batch_timeout_s: 0.05\n  log_level: info\n"
     )
     return {
         "SEGMENTER_KAFKA_BOOTSTRAP": kafka_bootstrap,
@@ -115,7 +117,7 @@ async def test_events_become_segments_changes_and_metrics(
     async def settled() -> bool:
         return await redis_state(store, list(expected)) == expected
 
-    await wait_for(settled, what=f"Redis memberships {expected}\n{worker.log()}")
+    await wait_for(settled, what=lambda: f"Redis memberships {expected}\n{worker.log()}")
     for user, segments in expected.items():
         for segmentation, segment in segments.items():
             assert await store.sismember(f"seg:members:{segmentation}:{segment}", user)
@@ -212,7 +214,7 @@ async def test_restart_loses_nothing_and_duplicates_nothing(
     worker.start()
     expected = expected_segments(first + second[:10])
     assert {expected[u]["lifecycle"] for u in users[:10]} == {"repeat"}
-    await wait_for(lambda: matches(expected), what=f"state after restart\n{worker.log()}")
+    await wait_for(lambda: matches(expected), what=lambda: f"state after restart\n{worker.log()}")
 
     for segmentation in ("rfm", "lifecycle"):
         members: list[str] = []

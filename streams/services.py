@@ -1,0 +1,119 @@
+"""What the demo and the benchmark run beside the worker: broker, Redis, worker process.
+
+Kafka and Redis come from the environment when SEGMENTER_KAFKA_BOOTSTRAP / SEGMENTER_REDIS_URL
+are set; otherwise an embedded Tansu broker and a private redis-server are started, and stopped
+again on exit together with the worker, so nothing is left running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from segmenter.settings import Settings, load_settings
+from streams.embedded import EmbeddedKafka, EmbeddedRedis, free_port, kill_with_parent
+
+
+@contextlib.contextmanager
+def local_services(settings: Settings, app_id: str) -> Iterator[tuple[Settings, dict[str, str]]]:
+    """Yield settings pointing at running Kafka and Redis, and the env a worker needs."""
+    with contextlib.ExitStack() as stack:
+        bootstrap = os.environ.get("SEGMENTER_KAFKA_BOOTSTRAP") or stack.enter_context(
+            EmbeddedKafka()).bootstrap
+        redis_url = os.environ.get("SEGMENTER_REDIS_URL") or stack.enter_context(
+            EmbeddedRedis()).url
+        data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="segmenter-")))
+        overrides = data_dir / "overrides.yaml"
+        overrides.write_text(
+            f"app_id: {app_id}\nworker:\n  data_dir: {data_dir / 'data'}\n"
+            "kafka:\n  session_timeout_s: 6\n"
+        )
+        env = {
+            "SEGMENTER_KAFKA_BOOTSTRAP": bootstrap,
+            "SEGMENTER_REDIS_URL": redis_url,
+            "SEGMENTER_METRICS_PORT": str(free_port()),
+            "SEGMENTER_CONFIG": str(overrides),
+        }
+        yield load_settings(environ=env), env
+
+
+class WorkerProcess:
+    """``segmenter worker`` as a child process that dies with its parent."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.metrics_url = f"http://127.0.0.1:{env['SEGMENTER_METRICS_PORT']}/metrics"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        # Its own session: a terminal's Ctrl-C reaches only us, and we stop the worker in order.
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker"],
+                env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=kill_with_parent, start_new_session=True,
+            )
+        return self
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, as an orchestrator does; return the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def metric(self, name: str) -> float:
+        """Sum of a metric's samples (0 while the endpoint is not up yet)."""
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=2) as response:
+                text = response.read().decode()
+        except OSError:
+            return 0.0
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and line[len(name)] in " {":
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def wait_processed(self, count: float, timeout: float) -> float:
+        """Wait until the worker has handled ``count`` input messages; return the count seen."""
+        deadline = time.monotonic() + timeout
+        seen = 0.0
+        while time.monotonic() < deadline:
+            seen = self.handled()
+            if seen >= count:
+                break
+            time.sleep(0.2)
+        return seen
+
+    def handled(self) -> float:
+        return self.metric("segmenter_events_total") + self.metric(
+            "segmenter_invalid_events_total")
