@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from features.events import CartEvent, ClickEvent, OrderEvent, ShopEvent
@@ -162,7 +162,8 @@ class UserFeatures:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy of the state (infinities become None)."""
-        state = asdict(self)
+        state = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        state["categories"] = dict(self.categories)
         state["recent_event_ids"] = list(self.recent_event_ids)
         return {
             key: None if isinstance(value, float) and math.isinf(value) else value

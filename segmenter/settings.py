@@ -66,6 +66,7 @@ class KafkaSettings(_Strict):
     partitions: int = Field(ge=1, le=1024)
     replication_factor: int = Field(ge=1)
     session_timeout_s: float = Field(ge=1, le=300)
+    fetch_max_wait_ms: int = Field(ge=1, le=60_000)
     topics: Topics
 
 

@@ -22,6 +22,7 @@ from segmenter.settings import Settings
 from streams import metrics
 from streams.batch import BatchOutcome, BatchProcessor, DeadLetter, Message
 from streams.changelog import read_changelog_tail
+from streams.faust_app import SegmenterApp
 from streams.redis_sink import RedisMembership
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,9 @@ def faust_broker_url(bootstrap: str) -> str:
 
 def create_app(settings: Settings) -> faust.App:
     session = settings.kafka.session_timeout_s
-    return faust.App(
+    return SegmenterApp(
         settings.app_id,
+        fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
         broker=faust_broker_url(settings.kafka.bootstrap),
         store="memory://",
         datadir=str(settings.worker.data_dir / settings.app_id),
