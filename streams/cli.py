@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     _simulation_options(simulate, users=1000, rate=2000.0, duration=60.0)
 
     demo = commands.add_parser("demo", help="broker, Redis, worker and traffic, live")
-    _simulation_options(demo, users=1500, rate=3000.0, duration=120.0)
+    _simulation_options(demo, users=3000, rate=None, duration=120.0)
 
     bench = commands.add_parser("bench", help="throughput and latency, end to end")
     bench.add_argument("--users", type=_positive(int), default=2000)
@@ -54,10 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _simulation_options(
-    parser: argparse.ArgumentParser, users: int, rate: float, duration: float
+    parser: argparse.ArgumentParser, users: int, rate: float | None, duration: float
 ) -> None:
     parser.add_argument("--users", type=_positive(int), default=users)
-    parser.add_argument("--rate", type=_positive(float), default=rate, help="events per second")
+    parser.add_argument("--rate", type=_positive(float), default=rate,
+                        help="events per second (default: "
+                        + ("the whole history spread over the duration)" if rate is None
+                           else f"{rate:g})"))
     parser.add_argument("--duration", type=_positive(float), default=duration, help="seconds")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--days", type=_positive(float), default=90.0,

@@ -38,11 +38,12 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
                       f"metrics at http://127.0.0.1:{settings.metrics.port}/metrics")
         asyncio.run(ensure_topics(settings))
         with WorkerProcess(env, Path(tmp) / "worker.log") as worker:
-            demo = Demo(settings, worker, args, Path(tmp) / "personas.jsonl", console)
+            personas = args.personas_out or Path(tmp) / "personas.jsonl"
+            demo = Demo(settings, worker, args, personas, console)
             try:
                 asyncio.run(demo.run())
             except KeyboardInterrupt:
-                console.print("[yellow]interrupted: stopping the worker and the services[/]")
+                console.print("\n[yellow]interrupted: stopping the worker and the services[/]")
                 return 130
     return 0
 

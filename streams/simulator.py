@@ -67,7 +67,7 @@ async def simulate(
     bootstrap: str,
     topics: Topics,
     users: int,
-    rate: float,
+    rate: float | None,
     duration: float,
     seed: int,
     days: float = 90.0,
@@ -77,8 +77,9 @@ async def simulate(
 ) -> SimulationResult:
     """Plan ``days`` of traffic for ``users`` users up to ``end_ts`` (default now), produce it.
 
-    ``rate`` is events per second (``<= 0``: as fast as possible); producing stops after
-    ``duration`` seconds of wall time or when every planned event is sent.
+    ``rate`` is events per second (``<= 0``: as fast as possible; None: spread the whole plan
+    over 90% of ``duration``); producing stops after ``duration`` seconds of wall time or when
+    every planned event is sent.
     """
     started = time.perf_counter()
     end = time.time() if end_ts is None else end_ts
@@ -86,6 +87,8 @@ async def simulate(
     if personas_out is not None:
         await asyncio.to_thread(write_personas, personas_out, plans.values())
     planning_s = time.perf_counter() - started
+    if rate is None:
+        rate = len(events) / max(0.9 * duration, 1e-9)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     try:
         await producer.start()
