@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import orjson
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
 
 from segmenter.settings import Settings, SettingsError, load_settings
 
@@ -87,6 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handlers[args.command](settings, args)
     except KeyboardInterrupt:
         return 130
+    except RedisError as exc:
+        print(f"segmenter: cannot use Redis at {settings.redis.url}: {exc}", file=sys.stderr)
+        return 1
+    except KafkaError as exc:
+        print(f"segmenter: cannot use Kafka at {settings.kafka.bootstrap}: {exc}",
+              file=sys.stderr)
+        return 1
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
