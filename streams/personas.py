@@ -29,13 +29,20 @@ True
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
+
+from streams.catalogue import (
+    CATEGORIES,
+    REGULAR_CATEGORIES,
+    SALE_CATEGORY,
+    Product,
+    pick,
+)
 
 DAY = 86_400.0
 CURRENCY = "EUR"
@@ -55,67 +62,6 @@ LAPSING_QUIET_DAYS = (62.0, 75.0)
 #: Relative chance of a visit starting in each UTC hour (quiet nights, busy evenings).
 HOURLY_ACTIVITY = (0.15, 0.1, 0.08, 0.08, 0.1, 0.15, 0.3, 0.5, 0.7, 0.8, 0.85, 0.9,
                    0.95, 0.9, 0.85, 0.85, 0.9, 0.95, 1.0, 1.0, 0.95, 0.8, 0.55, 0.3)
-
-SALE_CATEGORY = "deals"
-PRICE_BANDS: dict[str, tuple[float, float]] = {
-    "shoes": (35, 180), "apparel": (12, 140), "electronics": (40, 900),
-    "home": (8, 300), "beauty": (4, 70), SALE_CATEGORY: (2, 25),
-}
-PRODUCTS_PER_CATEGORY = 12
-
-
-@dataclass(frozen=True, slots=True)
-class Product:
-    """An item of the simulated catalogue."""
-
-    product_id: str
-    category: str
-    price: float
-
-    def item(self, quantity: int) -> dict[str, Any]:
-        """The cart event / order item fields for ``quantity`` of this product."""
-        return {"product_id": self.product_id, "category": self.category, "price": self.price,
-                "quantity": quantity}
-
-
-def _build_catalogue() -> dict[str, tuple[Product, ...]]:
-    """The same catalogue every run: log-uniform prices in each category's band, cheapest first."""
-    rng = random.Random("segmenter-catalogue")
-    catalogue = {}
-    for category, (low, high) in PRICE_BANDS.items():
-        prices = sorted(math.exp(rng.uniform(math.log(low), math.log(high)))
-                        for _ in range(PRODUCTS_PER_CATEGORY))
-        catalogue[category] = tuple(
-            Product(f"{category}-{n:02d}", category, max(1, round(price)) - 0.01)
-            for n, price in enumerate(prices, 1))
-    return catalogue
-
-
-CATALOGUE = _build_catalogue()
-CATEGORIES = tuple(CATALOGUE)
-REGULAR_CATEGORIES = tuple(c for c in CATEGORIES if c != SALE_CATEGORY)
-#: Product pools by price level: the top third, the middle and the cheap end (plus all deals).
-POOLS: dict[str, tuple[Product, ...]] = {
-    "all": tuple(p for products in CATALOGUE.values() for p in products),
-    "premium": tuple(p for c in ("shoes", "apparel", "electronics", "home")
-                     for p in CATALOGUE[c][-4:]),
-    "mid": tuple(p for c in REGULAR_CATEGORIES for p in CATALOGUE[c][3:9]),
-    "cheap": CATALOGUE[SALE_CATEGORY] + tuple(p for c in REGULAR_CATEGORIES
-                                              for p in CATALOGUE[c][:2]),
-}
-
-
-@functools.cache
-def _preferred(pool: str, categories: tuple[str, ...]) -> tuple[Product, ...]:
-    return tuple(p for p in POOLS[pool] if p.category in categories)
-
-
-def _pick(rng: random.Random, pool: str, count: int, prefer: Sequence[str] = (),
-          bias: float = 0.75) -> list[Product]:
-    """``count`` products of a pool, each from the preferred categories with chance ``bias``."""
-    preferred = _preferred(pool, tuple(prefer)) or POOLS[pool]
-    return [rng.choice(preferred if rng.random() < bias else POOLS[pool]) for _ in range(count)]
-
 
 @dataclass(frozen=True, slots=True)
 class UserPlan:
@@ -285,7 +231,7 @@ class _UserEvents:
         if hi > lo:
             visit = self.visit(self.rng.uniform(lo, hi), identified=False)
             visit.land()
-            visit.browse(_pick(self.rng, "all", self.rng.randint(1, 3)))
+            visit.browse(pick(self.rng, "all", self.rng.randint(1, 3)))
 
 
 def _purchase(user: _UserEvents, when: float, pool: str, prefer: Sequence[str],
@@ -294,8 +240,8 @@ def _purchase(user: _UserEvents, when: float, pool: str, prefer: Sequence[str],
     rng = user.rng
     visit = user.visit(when)
     visit.land(prefer)
-    visit.browse(_pick(rng, pool, browse, prefer, bias))
-    for product in _pick(rng, pool, items, prefer, bias):
+    visit.browse(pick(rng, pool, browse, prefer, bias))
+    for product in pick(rng, pool, items, prefer, bias):
         visit.add(product, rng.choice((1, 1, 1, 2)))
     if len(visit.cart) > 1 and rng.random() < 0.2:
         visit.remove_one()
@@ -307,7 +253,7 @@ def _browse(user: _UserEvents, when: float, pool: str, prefer: Sequence[str], vi
             bias: float = 0.75, identified: bool = True) -> _Visit:
     visit = user.visit(when, identified)
     visit.land(prefer or CATEGORIES)
-    visit.browse(_pick(user.rng, pool, views, prefer, bias))
+    visit.browse(pick(user.rng, pool, views, prefer, bias))
     return visit
 
 
@@ -342,7 +288,7 @@ def _cart_abandoner(user: _UserEvents) -> None:
     for n, when in enumerate(times):
         visit = _browse(user, when, "mid", favourites, rng.randint(1, 4))
         if n == len(times) - 1 or rng.random() < 0.7:
-            for product in _pick(rng, "mid", rng.randint(1, 3), favourites):
+            for product in pick(rng, "mid", rng.randint(1, 3), favourites):
                 visit.add(product, rng.choice((1, 1, 2)))
             if len(visit.cart) > 1 and rng.random() < 0.3:
                 visit.remove_one()
