@@ -16,6 +16,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 import faust
+from aiokafka.partitioner import murmur2
 
 from segmenter.engine import SegmentChange, SegmentEngine, UserRecord
 from segmenter.settings import Settings
@@ -81,6 +82,8 @@ class SegmentWorker:
         )
         # The agent's batches and the review timer both touch user records: one at a time.
         self.lock = asyncio.Lock()
+        #: Input partitions assigned to this worker (set after each rebalance).
+        self.owned: set[int] = set()
         app.agent(self.source, name="segment")(self.consume)
         app.timer(REVIEW_INTERVAL_S, name="review")(self.review)
         self.users.on_recover(self.on_recovered)
@@ -96,26 +99,28 @@ class SegmentWorker:
 
     async def review(self) -> None:
         async with self.lock:
-            outcome = self.processor.review(self.load)
+            outcome = self.processor.review(self.load_owned)
             metrics.USERS_REVIEWED.inc(len(outcome.records))
             if outcome.records:
                 await self.commit(outcome)
 
     async def on_recovered(self) -> None:
+        """After each rebalance: finish the table, then schedule the users this worker owns."""
+        inputs = self.settings.kafka.topics.inputs
+        self.owned = {tp.partition for tp in self.app.assignor.assigned_actives()
+                      if tp.topic in inputs}
         async with self.lock:
             await self._complete_recovery()
             self.processor.restore(
-                (key.decode(), UserRecord.from_bytes(value)) for key, value in self.users.items()
+                (key.decode(), UserRecord.from_bytes(value))
+                for key, value in self.users.items() if self.owns(key.decode())
             )
             _record_sizes(await self.redis.refresh_all_profiles())
         log.info("recovered %d users", len(self.users))
 
     async def _complete_recovery(self) -> None:
-        inputs = self.settings.kafka.topics.inputs
-        partitions = [tp.partition for tp in self.app.assignor.assigned_actives()
-                      if tp.topic in inputs]
         tail = await read_changelog_tail(
-            self.settings.kafka.bootstrap, self.users.changelog_topic.get_topic_name(), partitions
+            self.settings.kafka.bootstrap, self.users.changelog_topic.get_topic_name(), self.owned
         )
         for key, value in tail:  # straight into the store: these are already in the changelog
             if value is None:
@@ -124,6 +129,15 @@ class SegmentWorker:
                 self.users.data[key] = value
         if tail:
             log.info("read %d changelog records past the broker's reported end", len(tail))
+
+    def owns(self, user_id: str) -> bool:
+        """Whether the user's partition is assigned here (Kafka's default partitioner)."""
+        partition = (murmur2(user_id.encode()) & 0x7FFFFFFF) % self.settings.kafka.partitions
+        return partition in self.owned
+
+    def load_owned(self, user_id: str) -> UserRecord | None:
+        """A user's record, unless a rebalance gave their partition to another worker."""
+        return self.load(user_id) if self.owns(user_id) else None
 
     def load(self, user_id: str) -> UserRecord | None:
         stored = self.users.get(user_id.encode())

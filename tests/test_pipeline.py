@@ -237,3 +237,28 @@ async def test_restart_loses_nothing_and_duplicates_nothing(
         final[key] = change["current"]
     assert len(seen) == 50
     assert final == {(u, s): seg for u, segs in expected.items() for s, seg in segs.items()}
+
+
+async def test_time_alone_moves_a_quiet_customer(
+    kafka_bootstrap: str, store: Any, worker: WorkerProcess
+) -> None:
+    now = time.time()
+    quiet = [(ORDERS, order(f"t-o{i}", now - (80 - i) * DAY, "quiet-2", 120.0)) for i in range(3)]
+    await produce(kafka_bootstrap, [event_message(t, e) for t, e in quiet])
+
+    async def state_is(expected: dict[str, str]) -> bool:
+        return await store.hgetall("seg:user:quiet-2") == expected
+
+    await wait_for(lambda: state_is({"rfm": "potential_loyalist", "lifecycle": "repeat"}),
+                   what=lambda: f"quiet-2 as of its last order\n{worker.log()}")
+    # Someone else's event moves event time on by 78 days; quiet-2 sends nothing.
+    await produce(kafka_bootstrap, [event_message(CLICKS, click("t-c1", now, anon="other"))])
+    await wait_for(lambda: state_is({"rfm": "at_risk", "lifecycle": "lapsing"}),
+                   what=lambda: f"quiet-2 moved by time\n{worker.log()}")
+    changes = await consume_all(kafka_bootstrap, "segments.changes",
+                                until=lambda got: len(got) >= 5)
+    moved = [orjson.loads(m.value) for m in changes if m.key == b"quiet-2"]
+    by_time = [c for c in moved if c["cause"].startswith("time@")]
+    assert {(c["segmentation"], c["previous"], c["current"]) for c in by_time} == {
+        ("rfm", "potential_loyalist", "at_risk"), ("lifecycle", "repeat", "lapsing")}
+    assert all(c["ts"] < c["emitted_at"] for c in by_time)  # due in event time, before now
