@@ -1,158 +1,226 @@
-"""Online per-user feature aggregation: one small state object per user, updated event by event.
+"""Online per-user features, exact in event time whatever order the events arrive in.
 
 :class:`UserFeatures` follows River's estimator shape: ``learn_one(event)`` folds an event into
-plain attributes, and ``snapshot(now)`` derives the documented features at a point in event
-time. Everything here is pure computation; persistence is the caller's job (``to_dict`` /
-``from_dict`` give a JSON-ready form).
+plain attributes, and ``snapshot(now)`` derives the documented features (:data:`FEATURES`) at a
+point in event time. An event is accepted once (duplicates by ``event_id`` are ignored) and only
+if it is no more than ``lateness_s`` older than the user's latest event; within that bound the
+result does not depend on arrival order. Everything here is pure computation.
 
 >>> from features.events import ClickEvent, OrderEvent
 >>> day, t0 = 86_400.0, 1_767_225_600.0  # 2026-01-01
->>> user = UserFeatures()
+>>> user = UserFeatures(FeatureParams())
 >>> user.learn_one(ClickEvent(event_id="c1", ts=t0, user_id="u1", page="/p/1",
 ...                           product_id="p1", category="shoes"))
-True
->>> user.learn_one(OrderEvent(event_id="o1", ts=t0 + 60, user_id="u1", order_id="1",
-...                           total=80.0))
-True
->>> user.learn_one(OrderEvent(event_id="o1", ts=t0 + 60, user_id="u1", order_id="1",
-...                           total=80.0))  # the same event again is counted once
-False
+'accepted'
+>>> order = OrderEvent(event_id="o1", ts=t0 + 60, user_id="u1", order_id="1", total=80.0)
+>>> user.learn_one(order), user.learn_one(order)
+('accepted', 'duplicate')
 >>> f = user.snapshot(now=t0 + 30 * day)
->>> f["orders"], f["revenue"], round(f["days_since_last_order"]), f["sessions"]
-(1, 80.0, 30, 1)
+>>> f["orders"], f["monetary"], round(f["days_since_last_order"]), f["orders_7d"], f["sessions"]
+(1, 80.0, 30, 0, 1)
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from features.decay import DecayedSum
 from features.events import CartEvent, ClickEvent, OrderEvent, ShopEvent
+from features.sessions import SessionCounter
+from features.windows import DAY, DailyBuckets
 
-DAY = 86_400.0
+Outcome = Literal["accepted", "duplicate", "too_late"]
+WINDOWED = ("orders", "monetary", "page_views", "product_views", "cart_adds")
 
-#: The features ``snapshot`` returns: name -> (unit, definition).
-FEATURES: dict[str, tuple[str, str]] = {
+
+@dataclass(frozen=True, slots=True)
+class FeatureParams:
+    """How features are computed (from config ``features``)."""
+
+    session_gap_s: float = 30 * 60.0
+    lateness_s: float = 3600.0
+    windows_days: tuple[int, ...] = (7, 30, 90, 365)
+    half_life_days: float = 14.0
+    abandon_after_s: float = 24 * 3600.0
+    low_price: float = 20.0
+    discount_categories: frozenset[str] = frozenset({"deals"})
+
+
+_BASE_FEATURES: dict[str, tuple[str, str]] = {
     "orders": ("count", "orders placed, all time"),
-    "revenue": ("currency", "sum of order totals, all time"),
-    "avg_order_value": ("currency", "revenue / orders (0 without orders)"),
-    "days_since_last_order": ("days", "event time since the last order (inf without orders)"),
-    "days_since_first_order": ("days", "event time since the first order (inf without orders)"),
-    "days_since_last_visit": ("days", "event time since the user's last event of any kind"),
-    "days_since_first_seen": ("days", "event time since the user's first event"),
+    "monetary": ("currency", "sum of order totals, all time"),
+    "avg_order_value": ("currency", "monetary / orders (0 without orders)"),
+    "days_since_last_order": ("days", "since the last order (inf without orders)"),
+    "days_since_first_order": ("days", "since the first order (inf without orders)"),
+    "purchase_interval_days": ("days", "mean time between orders (inf with fewer than 2)"),
+    "days_since_last_visit": ("days", "since the user's latest event of any kind"),
+    "days_since_first_seen": ("days", "since the user's first event"),
     "page_views": ("count", "click events, all time"),
     "product_views": ("count", "click events naming a product, all time"),
-    "sessions": ("count", "runs of activity split by the configured inactivity gap"),
+    "sessions": ("count", "runs of activity split by features.session_gap_minutes of quiet"),
     "cart_adds": ("count", "cart add events, all time"),
     "cart_removes": ("count", "cart remove events, all time"),
     "checkouts": ("count", "cart checkout events, all time"),
-    "open_cart": ("0/1", "1 if items were added since the last order and are still in the cart"),
+    "open_cart": ("0/1", "items added after the last order are still in the cart"),
     "open_cart_value": ("currency", "value of the items in the open cart"),
+    "abandoned_cart": ("0/1", "open cart untouched for features.cart_abandon_hours"),
+    "discount_affinity": ("share 0-1", "ordered items that were cheap or in a discount category"),
+    "top_category_share": ("share 0-1", "views, adds and items bought in the user's top category"),
+    "engagement": ("score", "events weighted 1 (view), 3 (cart), 10 (order), halving every "
+                            "features.engagement_half_life_days"),
 }
+
+
+def feature_catalogue(windows_days: tuple[int, ...]) -> dict[str, tuple[str, str]]:
+    """Every feature name -> (unit, definition), windowed ones included."""
+    catalogue = dict(_BASE_FEATURES)
+    for days in windows_days:
+        for name in WINDOWED:
+            unit, definition = _BASE_FEATURES[name]
+            catalogue[f"{name}_{days}d"] = (unit, definition.replace("all time",
+                                                                     f"last {days} days"))
+    return catalogue
+
+
+#: The documented features with the default windows.
+FEATURES = feature_catalogue(FeatureParams().windows_days)
+
+ENGAGEMENT_WEIGHTS = {"click": 1.0, "cart": 3.0, "order": 10.0}
 
 
 @dataclass(slots=True)
 class UserFeatures:
     """Aggregates of one user's events. Attributes are plain values so the state serialises."""
 
-    session_gap_s: float = 30 * 60.0
-    dedupe_window: int = 64
+    params: FeatureParams
     first_seen: float = math.inf
     last_seen: float = -math.inf
     first_order_at: float = math.inf
     last_order_at: float = -math.inf
-    orders: int = 0
-    revenue: float = 0.0
-    page_views: int = 0
-    product_views: int = 0
-    sessions: int = 0
-    cart_adds: int = 0
-    cart_removes: int = 0
-    checkouts: int = 0
-    open_cart_items: int = 0
-    open_cart_value: float = 0.0
+    last_cart_at: float = -math.inf
+    counts: dict[str, float] = field(default_factory=dict)
     categories: dict[str, int] = field(default_factory=dict)
-    recent_event_ids: deque[str] = field(default_factory=deque)
+    #: Cart changes after the last order: (ts, quantity delta, value delta).
+    cart_since_order: list[tuple[float, int, float]] = field(default_factory=list)
+    #: event_id -> ts, for events a duplicate could still arrive for.
+    recent_ids: dict[str, float] = field(default_factory=dict)
+    days: DailyBuckets = field(init=False)
+    session_counter: SessionCounter = field(init=False)
+    engagement: DecayedSum = field(init=False)
 
-    def learn_one(self, event: ShopEvent) -> bool:
-        """Fold one event in; return False (and change nothing) for a duplicate event_id."""
-        if event.event_id in self.recent_event_ids:
-            return False
-        self.recent_event_ids.append(event.event_id)
-        while len(self.recent_event_ids) > self.dedupe_window:
-            self.recent_event_ids.popleft()
-        self._touch(event.ts)
+    def __post_init__(self) -> None:
+        p = self.params
+        self.days = DailyBuckets(max(p.windows_days, default=1))
+        self.session_counter = SessionCounter(p.session_gap_s, p.lateness_s)
+        self.engagement = DecayedSum(p.half_life_days * DAY)
+
+    def learn_one(self, event: ShopEvent) -> Outcome:
+        """Fold one event in, unless it is a duplicate or later than the allowed lateness."""
+        if event.event_id in self.recent_ids:
+            return "duplicate"
+        if event.ts < self.last_seen - self.params.lateness_s:
+            return "too_late"
+        self.recent_ids[event.event_id] = event.ts
+        self.first_seen = min(self.first_seen, event.ts)
+        self.last_seen = max(self.last_seen, event.ts)
+        self.session_counter.learn_one(event.ts)
+        self.engagement.add(event.ts, ENGAGEMENT_WEIGHTS[event.kind])
         if isinstance(event, ClickEvent):
             self._learn_click(event)
         elif isinstance(event, CartEvent):
             self._learn_cart(event)
         elif isinstance(event, OrderEvent):
             self._learn_order(event)
-        return True
+        self._forget_unreachable()
+        return "accepted"
 
-    def _touch(self, ts: float) -> None:
-        if ts - self.last_seen > self.session_gap_s:
-            self.sessions += 1
-        self.first_seen = min(self.first_seen, ts)
-        self.last_seen = max(self.last_seen, ts)
+    def _count(self, name: str, amount: float = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + amount
 
-    def _count_category(self, category: str | None, weight: int = 1) -> None:
+    def _interest(self, category: str | None, weight: int = 1) -> None:
         if category is not None:
             self.categories[category] = self.categories.get(category, 0) + weight
 
     def _learn_click(self, event: ClickEvent) -> None:
-        self.page_views += 1
-        if event.product_id is not None:
-            self.product_views += 1
-        self._count_category(event.category)
+        viewed = event.product_id is not None
+        self._count("page_views")
+        self._count("product_views", viewed)
+        self.days.add(event.ts, page_views=1, product_views=int(viewed))
+        self._interest(event.category)
 
     def _learn_cart(self, event: CartEvent) -> None:
-        if event.action == "add":
-            self.cart_adds += 1
-            self.open_cart_items += event.quantity
-            self.open_cart_value += event.price * event.quantity
-            self._count_category(event.category)
-        elif event.action == "remove":
-            self.cart_removes += 1
-            self.open_cart_items = max(0, self.open_cart_items - event.quantity)
-            self.open_cart_value = max(0.0, self.open_cart_value - event.price * event.quantity)
-            if self.open_cart_items == 0:
-                self.open_cart_value = 0.0
+        if event.action == "checkout":
+            self._count("checkouts")
         else:
-            self.checkouts += 1
+            sign = 1 if event.action == "add" else -1
+            self._count("cart_adds" if sign > 0 else "cart_removes")
+            if sign > 0:
+                self.days.add(event.ts, cart_adds=1)
+                self._interest(event.category)
+            if event.ts > self.last_order_at:
+                value = _cents(event.price) * event.quantity
+                self.cart_since_order.append((event.ts, sign * event.quantity, sign * value))
+        if event.action != "remove":
+            self.last_cart_at = max(self.last_cart_at, event.ts)
 
     def _learn_order(self, event: OrderEvent) -> None:
-        self.orders += 1
-        self.revenue += event.total
+        # Money is summed in whole cents: integer sums do not depend on the order of addition.
+        self._count("orders")
+        self._count("monetary_cents", _cents(event.total))
+        self.days.add(event.ts, orders=1, monetary=_cents(event.total))
         self.first_order_at = min(self.first_order_at, event.ts)
         self.last_order_at = max(self.last_order_at, event.ts)
-        self.open_cart_items = 0
-        self.open_cart_value = 0.0
+        self.cart_since_order = [c for c in self.cart_since_order if c[0] > self.last_order_at]
+        p = self.params
         for item in event.items:
-            self._count_category(item.category, item.quantity)
+            self._interest(item.category, item.quantity)
+            self._count("items", item.quantity)
+            cheap = item.price < p.low_price or item.category in p.discount_categories
+            self._count("discounted_items", item.quantity * cheap)
+
+    def _forget_unreachable(self) -> None:
+        """Drop what no accepted event can change any more, keeping the state small."""
+        horizon = self.last_seen - self.params.lateness_s
+        if len(self.recent_ids) > 16:
+            self.recent_ids = {i: ts for i, ts in self.recent_ids.items() if ts >= horizon}
+        self.days.prune(self.last_seen)
 
     def snapshot(self, now: float) -> dict[str, float]:
         """The documented features (see FEATURES) as of event time ``now``."""
-        has_orders = self.orders > 0
-        return {
-            "orders": self.orders,
-            "revenue": round(self.revenue, 2),
-            "avg_order_value": round(self.revenue / self.orders, 2) if has_orders else 0.0,
-            "days_since_last_order": _days(now - self.last_order_at) if has_orders else math.inf,
-            "days_since_first_order": _days(now - self.first_order_at) if has_orders else math.inf,
+        c = self.counts.get
+        orders = c("orders", 0)
+        monetary = c("monetary_cents", 0) / 100
+        open_items = sum(quantity for _, quantity, _ in self.cart_since_order)
+        open_value = sum(value for _, _, value in self.cart_since_order) if open_items > 0 else 0
+        features: dict[str, float] = {
+            "orders": orders,
+            "monetary": monetary,
+            "avg_order_value": round(monetary / orders, 2) if orders else 0.0,
+            "days_since_last_order": _days(now - self.last_order_at) if orders else math.inf,
+            "days_since_first_order": _days(now - self.first_order_at) if orders else math.inf,
+            "purchase_interval_days": (_days(self.last_order_at - self.first_order_at)
+                                       / (orders - 1) if orders >= 2 else math.inf),
             "days_since_last_visit": _days(now - self.last_seen),
             "days_since_first_seen": _days(now - self.first_seen),
-            "page_views": self.page_views,
-            "product_views": self.product_views,
-            "sessions": self.sessions,
-            "cart_adds": self.cart_adds,
-            "cart_removes": self.cart_removes,
-            "checkouts": self.checkouts,
-            "open_cart": 1 if self.open_cart_items > 0 else 0,
-            "open_cart_value": round(self.open_cart_value, 2),
+            "sessions": self.session_counter.count,
+            "open_cart": int(open_items > 0),
+            "open_cart_value": max(open_value, 0) / 100,
+            "abandoned_cart": int(open_items > 0
+                                  and now - self.last_cart_at >= self.params.abandon_after_s),
+            "discount_affinity": c("discounted_items", 0) / c("items", 1) if c("items") else 0.0,
+            "top_category_share": (max(self.categories.values()) / sum(self.categories.values())
+                                   if self.categories else 0.0),
+            "engagement": round(self.engagement.value(now), 6),
         }
+        for name in ("page_views", "product_views", "cart_adds", "cart_removes", "checkouts"):
+            features[name] = c(name, 0)
+        for days in self.params.windows_days:
+            for name in WINDOWED:
+                total = self.days.total(name, days, now)
+                features[f"{name}_{days}d"] = total / 100 if name == "monetary" else total
+        return features
 
     def top_category(self) -> str | None:
         """The category with the most views, adds and items bought (ties: alphabetical)."""
@@ -161,25 +229,39 @@ class UserFeatures:
         return min(self.categories, key=lambda name: (-self.categories[name], name))
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready copy of the state (infinities become None)."""
-        state = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        state["categories"] = dict(self.categories)
-        state["recent_event_ids"] = list(self.recent_event_ids)
-        return {
-            key: None if isinstance(value, float) and math.isinf(value) else value
-            for key, value in state.items()
+        """A JSON-ready copy of the state (infinities become None); params are not included."""
+        state: dict[str, Any] = {
+            name: (None if math.isinf(getattr(self, name)) else getattr(self, name))
+            for name in ("first_seen", "last_seen", "first_order_at", "last_order_at",
+                         "last_cart_at")
         }
+        state.update(counts=self.counts, categories=self.categories,
+                     cart_since_order=self.cart_since_order, recent_ids=self.recent_ids,
+                     days=self.days.to_dict(), sessions=self.session_counter.to_dict(),
+                     engagement=self.engagement.to_dict())
+        return state
 
     @classmethod
-    def from_dict(cls, state: dict[str, Any]) -> UserFeatures:
+    def from_dict(cls, state: dict[str, Any], params: FeatureParams) -> UserFeatures:
         """Rebuild a state written by ``to_dict``."""
-        features = cls(**{k: v for k, v in state.items() if k in cls.__dataclass_fields__})
-        features.recent_event_ids = deque(state.get("recent_event_ids", ()))
+        features = cls(params, counts=dict(state["counts"]),
+                       categories=dict(state["categories"]),
+                       cart_since_order=[tuple(c) for c in state["cart_since_order"]],
+                       recent_ids=dict(state["recent_ids"]))
         for name, empty in (("first_seen", math.inf), ("last_seen", -math.inf),
-                            ("first_order_at", math.inf), ("last_order_at", -math.inf)):
-            if getattr(features, name) is None:
-                setattr(features, name, empty)
+                            ("first_order_at", math.inf), ("last_order_at", -math.inf),
+                            ("last_cart_at", -math.inf)):
+            setattr(features, name, empty if state[name] is None else state[name])
+        features.days = DailyBuckets.from_dict(state["days"], features.days.horizon_days)
+        features.session_counter = SessionCounter.from_dict(
+            state["sessions"], params.session_gap_s, params.lateness_s)
+        features.engagement = DecayedSum.from_dict(state["engagement"],
+                                                   params.half_life_days * DAY)
         return features
+
+
+def _cents(amount: float) -> int:
+    return round(amount * 100)
 
 
 def _days(seconds: float) -> float:

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import orjson
 
 from features.events import ShopEvent
-from features.profile import DAY, UserFeatures
+from features.profile import DAY, FeatureParams, UserFeatures
 from segmenter.lifecycle import LifecycleSegmentation
 from segmenter.rfm import RfmSegmentation
 from segmenter.settings import Settings
@@ -107,10 +107,10 @@ class UserRecord:
         })
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> UserRecord:
+    def from_bytes(cls, data: bytes, params: FeatureParams) -> UserRecord:
         state: dict[str, Any] = orjson.loads(data)
         return cls(
-            features=UserFeatures.from_dict(state["features"]),
+            features=UserFeatures.from_dict(state["features"], params),
             segments=state["segments"],
             review_at=state["review_at"],
         )
@@ -120,8 +120,7 @@ class SegmentEngine:
     """Holds the segmentations and applies them to user records."""
 
     def __init__(self, settings: Settings) -> None:
-        self.session_gap_s = settings.features.session_gap_minutes * 60.0
-        self.dedupe_window = settings.features.dedupe_window
+        self.params = settings.features.params()
         config = settings.segmentations
         self.segmentations: list[Segmentation] = [
             RfmSegmentation(config.rfm),
@@ -129,19 +128,33 @@ class SegmentEngine:
         ]
 
     def new_record(self) -> UserRecord:
-        return UserRecord(UserFeatures(self.session_gap_s, self.dedupe_window))
+        return UserRecord(UserFeatures(self.params))
+
+    def load_record(self, data: bytes) -> UserRecord:
+        return UserRecord.from_bytes(data, self.params)
 
     def catalogue(self) -> dict[str, dict[str, str]]:
         """Segmentation -> segment -> description, for segment profiles."""
         return {s.name: s.descriptions() for s in self.segmentations}
 
     def learn(
-        self, user_id: str, record: UserRecord, events: Iterable[ShopEvent], now: float
+        self,
+        user_id: str,
+        record: UserRecord,
+        events: Iterable[ShopEvent],
+        now: float,
+        too_late: list[ShopEvent] | None = None,
     ) -> list[SegmentChange]:
-        """Fold the user's new events in and re-evaluate at event time ``now``."""
+        """Fold the user's new events in and re-evaluate at event time ``now``.
+
+        Events later than the allowed lateness are not counted; they go to ``too_late``.
+        """
         cause = None
         for event in events:
-            if record.features.learn_one(event) and (cause is None or event.ts >= cause.ts):
+            outcome = record.features.learn_one(event)
+            if outcome == "too_late" and too_late is not None:
+                too_late.append(event)
+            if outcome == "accepted" and (cause is None or event.ts >= cause.ts):
                 cause = event
         if cause is None:  # only duplicates: nothing can have changed
             return []

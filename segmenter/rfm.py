@@ -5,12 +5,12 @@ on the R score and the FM score (the rounded mean of F and M), first match wins.
 
 >>> from segmenter.settings import load_settings
 >>> rfm = RfmSegmentation(load_settings(environ={}).segmentations.rfm)
->>> champion = {"orders": 12, "revenue": 2400.0, "days_since_last_order": 3.0}
+>>> champion = {"orders": 12, "monetary": 2400.0, "days_since_last_order": 3.0}
 >>> rfm.scores(champion), rfm.predict_one(champion)
 ((5, 5, 5), 'champions')
 >>> rfm.predict_one({**champion, "days_since_last_order": 100.0})
 'cant_lose_them'
->>> rfm.predict_one({"orders": 0, "revenue": 0.0, "days_since_last_order": float("inf")}) is None
+>>> rfm.predict_one({"orders": 0, "monetary": 0.0, "days_since_last_order": float("inf")}) is None
 True
 """
 
@@ -35,11 +35,11 @@ class RfmSegmentation:
         self.segments = list(settings.segments)
 
     def scores(self, features: Mapping[str, float]) -> tuple[int, int, int]:
-        """(R, F, M), each 1-5; 5 is best (most recent, most orders, most revenue)."""
+        """(R, F, M), each 1-5; 5 is best (most recent, most orders, most spent)."""
         # bisect_left: a value equal to an edge still earns that edge's score.
         r = 5 - bisect.bisect_left(self.recency_days, features["days_since_last_order"])
         f = 1 + bisect.bisect_right(self.frequency_orders, features["orders"])
-        m = 1 + bisect.bisect_right(self.monetary, features["revenue"])
+        m = 1 + bisect.bisect_right(self.monetary, features["monetary"])
         return r, f, m
 
     def predict_one(self, features: Mapping[str, float]) -> str | None:

@@ -24,6 +24,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from features.profile import FeatureParams
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
@@ -92,7 +94,30 @@ class WorkerSettings(_Strict):
 
 class FeatureSettings(_Strict):
     session_gap_minutes: float = Field(gt=0)
-    dedupe_window: int = Field(ge=1, le=10_000)
+    allowed_lateness_minutes: float = Field(ge=0)
+    windows_days: list[int] = Field(min_length=1)
+    engagement_half_life_days: float = Field(gt=0)
+    cart_abandon_hours: float = Field(gt=0)
+    low_price: float = Field(ge=0)
+    discount_categories: list[str] = []
+
+    @field_validator("windows_days")
+    @classmethod
+    def _positive_windows(cls, value: list[int]) -> list[int]:
+        if any(days < 1 or days > 3660 for days in value) or len(set(value)) != len(value):
+            raise ValueError(f"must be distinct whole days between 1 and 3660, got {value}")
+        return sorted(value)
+
+    def params(self) -> FeatureParams:
+        return FeatureParams(
+            session_gap_s=self.session_gap_minutes * 60,
+            lateness_s=self.allowed_lateness_minutes * 60,
+            windows_days=tuple(self.windows_days),
+            half_life_days=self.engagement_half_life_days,
+            abandon_after_s=self.cart_abandon_hours * 3600,
+            low_price=self.low_price,
+            discount_categories=frozenset(self.discount_categories),
+        )
 
 
 class RfmSegment(_Strict):

@@ -65,10 +65,12 @@ class BatchProcessor:
     def process(self, messages: Iterable[Message], load: LoadRecord) -> BatchOutcome:
         outcome = BatchOutcome()
         by_user: dict[str, list[ShopEvent]] = defaultdict(list)
+        origin: dict[int, Message] = {}
         for message in messages:
             event = self._decode(message, outcome)
             if event is None:
                 continue
+            origin[id(event)] = message
             user_id = event.entity_id
             if message.key is not None and message.key != user_id.encode():
                 outcome.misrouted += 1
@@ -76,10 +78,15 @@ class BatchProcessor:
             outcome.events_by_topic[message.topic] += 1
             outcome.produced_at.append(message.timestamp)
             self.watermark = max(self.watermark, event.ts)
+        too_late: list[ShopEvent] = []
         for user_id, events in by_user.items():
             record = load(user_id) or self.engine.new_record()
-            outcome.changes += self.engine.learn(user_id, record, events, self.watermark)
+            outcome.changes += self.engine.learn(user_id, record, events, self.watermark, too_late)
             self._keep(user_id, record, outcome)
+        lateness = self.engine.params.lateness_s
+        for event in too_late:
+            detail = f"ts {event.ts:.0f} is over {lateness:.0f}s before the user's latest event"
+            outcome.dead_letters.append(DeadLetter(origin[id(event)], "too_late", detail))
         return outcome
 
     def review(self, load: LoadRecord, limit: int = 10_000) -> BatchOutcome:

@@ -112,7 +112,7 @@ class SegmentWorker:
         async with self.lock:
             await self._complete_recovery()
             self.processor.restore(
-                (key.decode(), UserRecord.from_bytes(value))
+                (key.decode(), self.engine.load_record(value))
                 for key, value in self.users.items() if self.owns(key.decode())
             )
             _record_sizes(await self.redis.refresh_all_profiles())
@@ -141,7 +141,7 @@ class SegmentWorker:
 
     def load(self, user_id: str) -> UserRecord | None:
         stored = self.users.get(user_id.encode())
-        return None if stored is None else UserRecord.from_bytes(stored)
+        return None if stored is None else self.engine.load_record(stored)
 
     async def commit(self, outcome: BatchOutcome) -> None:
         """Publish a batch's results; returns once everything is written."""

@@ -80,7 +80,7 @@ def shop_history(now: float) -> list[tuple[str, dict]]:
     events += [(ORDERS, order(f"ch-o{i}", now - i * 5 * DAY, "champ-1", 150.0)) for i in range(12)]
     events += [(ORDERS, order(f"q-o{i}", now - (200 + i * 7) * DAY, "quiet-1", 90.0))
                for i in range(4)]
-    return events
+    return sorted(events, key=lambda topic_event: topic_event[1]["ts"])
 
 
 def expected_segments(events: list[tuple[str, dict]]) -> dict[str, dict[str, str]]:
@@ -160,6 +160,8 @@ async def test_bad_messages_go_to_dead_letters_and_good_ones_still_flow(
                                         "product_id": "p"})),
         (CLICKS, b"u-bad", orjson.dumps({"event_id": "x3", "ts": now, "page": "/"})),
         (CLICKS, b"u-bad", orjson.dumps(click("x4", now + 30 * DAY, user="u-bad"))),
+        # after good-1's order at `now`: three days late, beyond the allowed lateness
+        event_message(ORDERS, order("x5", now - 3 * DAY, "good-1", 10.0)),
     ]
     good = [event_message(ORDERS, order("g1", now, "good-1", 25.0)),
             event_message(CLICKS, click("g2", now, anon="good-2"))]
@@ -181,6 +183,7 @@ async def test_bad_messages_go_to_dead_letters_and_good_ones_still_flow(
     assert reasons[bad[3][2]][0] == "invalid_field" and "ts" in reasons[bad[3][2]][1]
     assert "user_id or anonymous_id" in reasons[bad[4][2]][1]
     assert reasons[bad[5][2]][0] == "ts_in_future"
+    assert reasons[bad[6][2]][0] == "too_late"
 
     async def good_ones_landed() -> bool:
         return (await store.hgetall("seg:user:good-1") == {"rfm": "new_customers",

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from features.events import CartEvent, ClickEvent, OrderEvent
-from features.profile import DAY, UserFeatures
-from segmenter.engine import SegmentEngine, UserRecord
+from features.profile import DAY, FeatureParams, UserFeatures
+from segmenter.engine import SegmentEngine
 from segmenter.lifecycle import LifecycleSegmentation
 from segmenter.rfm import RfmSegmentation
 from segmenter.settings import load_settings
@@ -22,7 +22,7 @@ def order(n: int, ts: float, total: float = 50.0, user: str = "u1") -> OrderEven
 
 
 def test_features_count_sessions_carts_and_orders() -> None:
-    user = UserFeatures(session_gap_s=1800)
+    user = UserFeatures(FeatureParams(session_gap_s=1800, lateness_s=4 * 3600))
     events = [
         ClickEvent(event_id="c1", ts=T0, anonymous_id="a", page="/"),
         ClickEvent(event_id="c2", ts=T0 + 600, anonymous_id="a", page="/p/1", product_id="p1",
@@ -33,34 +33,38 @@ def test_features_count_sessions_carts_and_orders() -> None:
         CartEvent(event_id="k2", ts=T0 + 4 * 3600 + 5, anonymous_id="a", action="remove",
                   product_id="p1", price=30.0, quantity=1),
     ]
-    assert all(user.learn_one(event) for event in events)
-    f = user.snapshot(now=T0 + DAY)
+    assert {user.learn_one(event) for event in events} == {"accepted"}
+    f = user.snapshot(now=T0 + 4 * 3600 + 60)
     assert (f["page_views"], f["product_views"], f["sessions"]) == (3, 1, 2)
     assert (f["cart_adds"], f["cart_removes"]) == (1, 1)
-    assert (f["open_cart"], f["open_cart_value"]) == (1, 30.0)
+    assert (f["open_cart"], f["open_cart_value"], f["abandoned_cart"]) == (1, 30.0, 0)
+    assert user.snapshot(now=T0 + 2 * DAY)["abandoned_cart"] == 1
     assert f["orders"] == 0 and math.isinf(f["days_since_last_order"])
     assert user.top_category() == "shoes"
 
     user.learn_one(order(1, T0 + DAY, total=30.0))
     f = user.snapshot(now=T0 + 3 * DAY)
-    assert (f["orders"], f["revenue"], f["avg_order_value"], f["open_cart"]) == (1, 30.0, 30.0, 0)
+    assert (f["orders"], f["monetary"], f["avg_order_value"], f["open_cart"]) == (1, 30.0, 30.0, 0)
     assert f["days_since_last_order"] == pytest.approx(2.0)
     assert f["days_since_last_visit"] == pytest.approx(2.0)
 
 
-def test_duplicates_are_counted_once_and_state_round_trips() -> None:
-    user = UserFeatures(dedupe_window=2)
-    assert user.learn_one(order(1, T0)) and not user.learn_one(order(1, T0))
-    user.learn_one(order(2, T0 + 1))
-    user.learn_one(order(3, T0 + 2))
-    assert list(user.recent_event_ids) == ["o2", "o3"]
-    copy = UserFeatures.from_dict(user.to_dict())
+def test_duplicates_count_once_and_too_late_events_are_refused() -> None:
+    user = UserFeatures(FeatureParams(lateness_s=3600))
+    assert [user.learn_one(order(1, T0)), user.learn_one(order(1, T0))] == [
+        "accepted", "duplicate"]
+    assert user.learn_one(order(2, T0 + 2 * 3600)) == "accepted"
+    assert user.learn_one(order(3, T0 + 1800)) == "too_late"  # 1.5 h before the latest
+    assert user.learn_one(order(4, T0 + 3600)) == "accepted"  # exactly 1 h before: in time
+    assert user.snapshot(T0 + DAY)["orders"] == 3
+    copy = UserFeatures.from_dict(user.to_dict(), user.params)
     assert copy.snapshot(T0 + DAY) == user.snapshot(T0 + DAY)
-    fresh = UserFeatures.from_dict(UserFeatures().to_dict())
+    assert copy.learn_one(order(4, T0 + 3600)) == "duplicate"
+    fresh = UserFeatures.from_dict(UserFeatures(user.params).to_dict(), user.params)
     assert math.isinf(fresh.first_seen) and fresh.snapshot(T0)["orders"] == 0
 
 
-@pytest.mark.parametrize(("orders", "revenue", "days", "segment"), [
+@pytest.mark.parametrize(("orders", "monetary", "days", "segment"), [
     (12, 2500.0, 2, "champions"),
     (6, 500.0, 20, "loyal"),
     (2, 120.0, 5, "potential_loyalist"),
@@ -73,17 +77,18 @@ def test_duplicates_are_counted_once_and_state_round_trips() -> None:
     (1, 60.0, 100, "hibernating"),
     (1, 20.0, 300, "lost"),
 ])
-def test_every_named_rfm_segment(orders: int, revenue: float, days: float, segment: str) -> None:
+def test_every_named_rfm_segment(orders: int, monetary: float, days: float, segment: str) -> None:
     rfm = RfmSegmentation(SETTINGS.segmentations.rfm)
-    features = {"orders": orders, "revenue": revenue, "days_since_last_order": days}
+    features = {"orders": orders, "monetary": monetary, "days_since_last_order": days}
     assert rfm.predict_one(features) == segment
 
 
 def test_rfm_scores_at_the_edges() -> None:
     rfm = RfmSegmentation(SETTINGS.segmentations.rfm)
-    assert rfm.scores({"orders": 10, "revenue": 1000.0, "days_since_last_order": 14.0}) == (5, 5, 5)
-    assert rfm.scores({"orders": 1, "revenue": 49.99, "days_since_last_order": 14.01}) == (4, 1, 1)
-    assert rfm.scores({"orders": 9, "revenue": 999.0, "days_since_last_order": 500}) == (1, 4, 4)
+    edge = {"orders": 10, "monetary": 1000.0, "days_since_last_order": 14.0}
+    assert rfm.scores(edge) == (5, 5, 5)
+    assert rfm.scores({"orders": 1, "monetary": 49.99, "days_since_last_order": 14.01}) == (4, 1, 1)
+    assert rfm.scores({"orders": 9, "monetary": 999.0, "days_since_last_order": 500}) == (1, 4, 4)
 
 
 @pytest.mark.parametrize(("orders", "days", "stage"), [
@@ -125,7 +130,7 @@ def test_record_round_trip_and_change_ids_are_deterministic() -> None:
     again = engine.learn("u1", replay, [order(1, T0)], T0)
     assert [c.event_id for c in changes] == [c.event_id for c in again]
     assert engine.learn("u1", record, [order(1, T0)], T0) == []  # duplicate: no change
-    restored = UserRecord.from_bytes(record.to_bytes())
+    restored = engine.load_record(record.to_bytes())
     assert restored.segments == record.segments and restored.review_at == record.review_at
 
 
