@@ -7,16 +7,28 @@ or move as a :class:`SegmentChange`.
 >>> from features.events import OrderEvent
 >>> from segmenter.settings import load_settings
 >>> engine = SegmentEngine(load_settings(environ={}))
->>> record = engine.new_record()
 >>> t0 = 1_767_225_600.0
->>> order = OrderEvent(event_id="o1", ts=t0, user_id="u1", order_id="1", total=30.0)
->>> [(c.segmentation, c.previous, c.current) for c in engine.learn("u1", record, [order], t0)]
-[('rfm', None, 'new_customers'), ('lifecycle', None, 'new_customer')]
->>> record.review_at - t0 == 14 * 86_400 + 1  # R drops just after 14 days without an order
+>>> def order(user, total):
+...     return OrderEvent(event_id=user, ts=t0, user_id=user, order_id=user, total=total)
+>>> small, big = engine.new_record(), engine.new_record()
+>>> [(c.segmentation, c.current) for c in engine.learn("u1", small, [order("u1", 30.0)], t0)]
+[('rfm', 'potential_loyalist'), ('lifecycle', 'new_customer')]
+>>> _ = engine.learn("u2", big, [order("u2", 300.0)], t0)
+
+F and M follow the population: once its quantiles are refreshed, the big spender stands out.
+
+>>> sorted(engine.refresh_population())
+['u1', 'u2']
+>>> [(c.user_id, c.previous, c.current) for c in engine.rescore("u2", big, t0)]
+[('u2', 'potential_loyalist', 'champions')]
+
+Time alone moves a quiet customer on; the record says when to look again.
+
+>>> small.review_at - t0 == 14 * 86_400 + 1  # R drops just after 14 days without an order
 True
 >>> [(c.segmentation, c.previous, c.current)
-...  for c in engine.review("u1", record, t0 + 50 * 86_400)]
-[('rfm', 'new_customers', 'about_to_sleep'), ('lifecycle', 'new_customer', 'lapsing')]
+...  for c in engine.review("u1", small, t0 + 50 * 86_400)]
+[('rfm', 'potential_loyalist', 'need_attention'), ('lifecycle', 'new_customer', 'lapsing')]
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ import orjson
 from features.events import ShopEvent
 from features.profile import DAY, FeatureParams, UserFeatures
 from segmenter.lifecycle import LifecycleSegmentation
+from segmenter.population import CustomerValues, Population
 from segmenter.rfm import RfmSegmentation
 from segmenter.settings import Settings
 
@@ -98,12 +111,15 @@ class UserRecord:
     features: UserFeatures
     segments: dict[str, str] = field(default_factory=dict)
     review_at: float | None = None
+    #: What this user contributes to the customer population (None: not a customer).
+    customer: CustomerValues | None = None
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({
             "features": self.features.to_dict(),
             "segments": self.segments,
             "review_at": self.review_at,
+            "customer": self.customer,
         })
 
     @classmethod
@@ -113,6 +129,7 @@ class UserRecord:
             features=UserFeatures.from_dict(state["features"], params),
             segments=state["segments"],
             review_at=state["review_at"],
+            customer=CustomerValues(**state["customer"]) if state.get("customer") else None,
         )
 
 
@@ -122,8 +139,9 @@ class SegmentEngine:
     def __init__(self, settings: Settings) -> None:
         self.params = settings.features.params()
         config = settings.segmentations
+        self.population = Population()
         self.segmentations: list[Segmentation] = [
-            RfmSegmentation(config.rfm),
+            RfmSegmentation(config.rfm, self.population),
             LifecycleSegmentation(config.lifecycle),
         ]
 
@@ -165,9 +183,35 @@ class SegmentEngine:
         due = record.review_at if record.review_at is not None else now
         return self._evaluate(user_id, record, now, due, f"time@{due:.3f}")
 
+    def rescore(self, user_id: str, record: UserRecord, now: float) -> list[SegmentChange]:
+        """Re-evaluate a user after the population's quantiles moved."""
+        return self._evaluate(user_id, record, now, now, f"population@{now:.3f}")
+
+    def adopt(self, user_id: str, record: UserRecord) -> None:
+        """Count a stored user in the population (after a restart or a rebalance)."""
+        self.population.update(user_id, None, record.customer)
+
+    def refresh_population(self) -> set[str]:
+        """Recompute the quantiles; return the users whose F or M score may have changed."""
+        moved = self.population.refresh()
+        users: set[str] = set()
+        for dimension, bins in moved.items():
+            users |= self.population.users_in(dimension, bins)
+        return users
+
+    def _contribute(self, user_id: str, record: UserRecord) -> None:
+        features = record.features
+        orders = int(features.counts.get("orders", 0))
+        values = None
+        if orders:
+            values = CustomerValues(orders, features.counts["monetary_cents"] / 100)
+        self.population.update(user_id, record.customer, values)
+        record.customer = values
+
     def _evaluate(
         self, user_id: str, record: UserRecord, now: float, ts: float, cause: str
     ) -> list[SegmentChange]:
+        self._contribute(user_id, record)
         snapshot = record.features.snapshot(now)
         changes = []
         review_days = math.inf

@@ -1,10 +1,15 @@
 """Classic RFM: recency, frequency and monetary scores 1-5, mapped to named segments.
 
-Scores come from fixed edges in config (``segmentations.rfm``); the named segments are looked up
-on the R score and the FM score (the rounded mean of F and M), first match wins.
+R is scored on fixed day edges (``segmentations.rfm.recency_days``), so that time alone moves a
+quiet customer down: a purely relative recency would not move anyone if the whole shop went
+quiet. F and M are scored on the quintiles of the current customer population (a
+:class:`~segmenter.population.Population` kept up to date by the engine) with ``scoring:
+quantiles``, or on the fixed edges in config with ``scoring: edges``. The named segments are
+looked up on the R score and the FM score (the rounded mean of F and M), first match wins.
 
 >>> from segmenter.settings import load_settings
->>> rfm = RfmSegmentation(load_settings(environ={}).segmentations.rfm)
+>>> config = load_settings(environ={}).segmentations.rfm.model_copy(update={"scoring": "edges"})
+>>> rfm = RfmSegmentation(config)
 >>> champion = {"orders": 12, "monetary": 2400.0, "days_since_last_order": 3.0}
 >>> rfm.scores(champion), rfm.predict_one(champion)
 ((5, 5, 5), 'champions')
@@ -20,6 +25,7 @@ import bisect
 import math
 from collections.abc import Mapping
 
+from segmenter.population import Population
 from segmenter.settings import RfmSettings
 
 
@@ -28,7 +34,8 @@ class RfmSegmentation:
 
     name = "rfm"
 
-    def __init__(self, settings: RfmSettings) -> None:
+    def __init__(self, settings: RfmSettings, population: Population | None = None) -> None:
+        self.population = population if settings.scoring == "quantiles" else None
         self.recency_days = list(settings.recency_days)
         self.frequency_orders = list(settings.frequency_orders)
         self.monetary = list(settings.monetary)
@@ -38,6 +45,9 @@ class RfmSegmentation:
         """(R, F, M), each 1-5; 5 is best (most recent, most orders, most spent)."""
         # bisect_left: a value equal to an edge still earns that edge's score.
         r = 5 - bisect.bisect_left(self.recency_days, features["days_since_last_order"])
+        if self.population is not None:
+            return (r, self.population.score("orders", features["orders"]),
+                    self.population.score("monetary", features["monetary"]))
         f = 1 + bisect.bisect_right(self.frequency_orders, features["orders"])
         m = 1 + bisect.bisect_right(self.monetary, features["monetary"])
         return r, f, m

@@ -142,6 +142,7 @@ def _ascending_edges(value: list[float]) -> list[float]:
 
 
 class RfmSettings(_Strict):
+    scoring: Literal["quantiles", "edges"]
     recency_days: list[float]
     frequency_orders: list[float]
     monetary: list[float]

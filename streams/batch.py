@@ -90,7 +90,7 @@ class BatchProcessor:
         return outcome
 
     def review(self, load: LoadRecord, limit: int = 10_000) -> BatchOutcome:
-        """Re-evaluate the users whose review time the watermark has passed."""
+        """Re-evaluate the users time has moved, then those the population's quantiles moved."""
         outcome = BatchOutcome()
         for user_id in self.schedule.pop_due(self.watermark, limit):
             record = load(user_id)
@@ -98,11 +98,17 @@ class BatchProcessor:
                 continue
             outcome.changes += self.engine.review(user_id, record, self.watermark)
             self._keep(user_id, record, outcome)
+        for user_id in self.engine.refresh_population():
+            record = outcome.records.get(user_id) or load(user_id)
+            if record is not None:
+                outcome.changes += self.engine.rescore(user_id, record, self.watermark)
+                self._keep(user_id, record, outcome)
         return outcome
 
     def restore(self, records: Iterable[tuple[str, UserRecord]]) -> None:
         """Rebuild the review schedule and watermark from stored records (after recovery)."""
         for user_id, record in records:
+            self.engine.adopt(user_id, record)
             self.schedule.schedule(user_id, record.review_at)
             self.watermark = max(self.watermark, record.features.last_seen)
 

@@ -14,7 +14,10 @@ from segmenter.rfm import RfmSegmentation
 from segmenter.settings import load_settings
 
 T0 = 1_767_225_600.0  # 2026-01-01
-SETTINGS = load_settings(environ={})
+DEFAULTS = load_settings(environ={})
+#: Fixed F and M edges: scores that do not depend on who else is a customer.
+SETTINGS = DEFAULTS.model_copy(update={"segmentations": DEFAULTS.segmentations.model_copy(
+    update={"rfm": DEFAULTS.segmentations.rfm.model_copy(update={"scoring": "edges"})})})
 
 
 def order(n: int, ts: float, total: float = 50.0, user: str = "u1") -> OrderEvent:

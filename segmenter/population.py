@@ -1,0 +1,153 @@
+"""Streaming quantiles of the customer population, for F and M scores that follow the population.
+
+Each customer contributes one value per dimension (number of orders, money spent). Values are
+counted in bins, so a customer whose value changes is moved from one bin to another: the
+histogram always describes the *current* population, not every value ever seen. Bins are exact
+for order counts and 1% wide for money (money quantiles are within 1% of the exact ones).
+
+A score is the quintile of the customer's mid-rank (share of customers below, plus half of those
+equal), so ties share a score: when most customers have one order, they all score alike. Scores
+are frozen between refreshes; :meth:`Population.refresh` recomputes them and says which bins'
+scores changed, so only the customers in those bins need a new look.
+
+>>> population = Population()
+>>> for n in range(1, 101):
+...     population.update(f"u{n}", None, CustomerValues(orders=n, monetary=float(n)))
+>>> changed = population.refresh()
+>>> population.score("orders", 85), population.score("orders", 21), population.score("orders", 1)
+(5, 2, 1)
+>>> round(population.quantile("monetary", 0.5))
+50
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+MONEY_BIN_RATIO = 1.01
+DIMENSIONS = ("orders", "monetary")
+#: The bin of customers who spent nothing (below every log bin).
+ZERO_BIN = -(10**9)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerValues:
+    orders: int
+    monetary: float
+
+
+def _bin(dimension: str, value: float) -> int:
+    if dimension == "orders":
+        return int(value)
+    return ZERO_BIN if value <= 0 else math.floor(math.log(value) / math.log(MONEY_BIN_RATIO))
+
+
+def _bin_value(dimension: str, index: int) -> float:
+    """A representative value of a bin (its geometric middle for money)."""
+    if dimension == "orders":
+        return float(index)
+    return 0.0 if index == ZERO_BIN else MONEY_BIN_RATIO ** (index + 0.5)
+
+
+@dataclass(slots=True)
+class _Frozen:
+    """The population as of the last refresh: sorted bins, customers below each, scores."""
+
+    bins: list[int]
+    below: list[int]
+    size: int
+    scores: dict[int, int]
+
+    def score(self, index: int) -> int:
+        if index in self.scores:
+            return self.scores[index]
+        position = bisect.bisect_left(self.bins, index)
+        below = self.below[position] if position < len(self.bins) else self.size
+        return _quintile(below, 0, self.size)
+
+
+def _quintile(below: int, equal: int, size: int) -> int:
+    if not size:
+        return 3
+    return max(1, min(5, 1 + math.floor(5 * (below + equal / 2) / size)))
+
+
+class Population:
+    """Histograms of the customers' current values, with the users in each bin."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, Counter[int]] = {d: Counter() for d in DIMENSIONS}
+        self.members: dict[str, defaultdict[int, set[str]]] = {
+            d: defaultdict(set) for d in DIMENSIONS}
+        self.size = 0
+        self._frozen: dict[str, _Frozen] = {}
+
+    def update(self, user_id: str, old: CustomerValues | None,
+               new: CustomerValues | None) -> None:
+        """Replace a customer's contribution (None: not a customer)."""
+        if old == new:
+            return
+        for values, step in ((old, -1), (new, 1)):
+            if values is None:
+                continue
+            self.size += step
+            for dimension in DIMENSIONS:
+                index = _bin(dimension, getattr(values, dimension))
+                self.counts[dimension][index] += step
+                if step > 0:
+                    self.members[dimension][index].add(user_id)
+                    continue
+                self.members[dimension][index].discard(user_id)
+                if not self.counts[dimension][index]:
+                    del self.counts[dimension][index]
+                    del self.members[dimension][index]
+
+    def refresh(self) -> dict[str, set[int]]:
+        """Recompute the scores from the current population; return bins whose score moved."""
+        moved: dict[str, set[int]] = {}
+        for dimension in DIMENSIONS:
+            frozen = self._freeze(dimension)
+            previous = self._frozen.get(dimension)
+            seen = set(frozen.bins) | set(previous.bins if previous else ())
+            moved[dimension] = {
+                index for index in seen
+                if previous is None or frozen.score(index) != previous.score(index)}
+            self._frozen[dimension] = frozen
+        return moved
+
+    def _freeze(self, dimension: str) -> _Frozen:
+        bins = sorted(self.counts[dimension])
+        below, scores, seen = [], {}, 0
+        for index in bins:
+            count = self.counts[dimension][index]
+            below.append(seen)
+            scores[index] = _quintile(seen, count, self.size)
+            seen += count
+        return _Frozen(bins, below, self.size, scores)
+
+    def score(self, dimension: str, value: float) -> int:
+        """1-5 by the customer's mid-rank at the last refresh (3 before any refresh)."""
+        frozen = self._frozen.get(dimension)
+        return 3 if frozen is None else frozen.score(_bin(dimension, value))
+
+    def quantile(self, dimension: str, q: float) -> float:
+        """The value below which a share ``q`` of the current customers lie."""
+        if not self.size:
+            return math.nan
+        seen = 0
+        for index in sorted(self.counts[dimension]):
+            seen += self.counts[dimension][index]
+            if seen >= q * self.size:
+                return _bin_value(dimension, index)
+        return _bin_value(dimension, max(self.counts[dimension]))
+
+    def users_in(self, dimension: str, bins: Iterable[int]) -> set[str]:
+        """The customers whose value is in one of ``bins``."""
+        users: set[str] = set()
+        for index in bins:
+            users |= self.members[dimension].get(index, set())
+        return users
