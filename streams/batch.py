@@ -85,6 +85,7 @@ class BatchProcessor:
             self._keep(user_id, record, outcome)
         lateness = self.engine.params.lateness_s
         for event in too_late:
+            outcome.events_by_topic[origin[id(event)].topic] -= 1
             detail = f"ts {event.ts:.0f} is over {lateness:.0f}s before the user's latest event"
             outcome.dead_letters.append(DeadLetter(origin[id(event)], "too_late", detail))
         return outcome

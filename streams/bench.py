@@ -29,7 +29,7 @@ from streams.topics import ensure_topics
 
 
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
-    with local_services(settings, app_id="segmenter-bench") as (settings, env):
+    with local_services(settings, "segmenter-bench", history_days=90.0) as (settings, env):
         return asyncio.run(_bench(settings, env, args))
 
 

@@ -32,7 +32,7 @@ from streams.topics import ensure_topics
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     console = Console()
-    with local_services(settings, app_id="segmenter-demo") as (settings, env), \
+    with local_services(settings, "segmenter-demo", args.days) as (settings, env), \
             tempfile.TemporaryDirectory(prefix="segmenter-demo-") as tmp:
         console.print(f"Kafka at {settings.kafka.bootstrap}, Redis at {settings.redis.url}, "
                       f"metrics at http://127.0.0.1:{settings.metrics.port}/metrics")

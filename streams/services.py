@@ -23,8 +23,14 @@ from streams.embedded import EmbeddedKafka, EmbeddedRedis, free_port, kill_with_
 
 
 @contextlib.contextmanager
-def local_services(settings: Settings, app_id: str) -> Iterator[tuple[Settings, dict[str, str]]]:
-    """Yield settings pointing at running Kafka and Redis, and the env a worker needs."""
+def local_services(
+    settings: Settings, app_id: str, history_days: float
+) -> Iterator[tuple[Settings, dict[str, str]]]:
+    """Yield settings pointing at running Kafka and Redis, and the env a worker needs.
+
+    Simulated traffic plays ``history_days`` of event time in seconds, so the three input
+    topics drift apart by days of event time; the allowed lateness covers the whole history.
+    """
     with contextlib.ExitStack() as stack:
         bootstrap = os.environ.get("SEGMENTER_KAFKA_BOOTSTRAP") or stack.enter_context(
             EmbeddedKafka()).bootstrap
@@ -35,6 +41,7 @@ def local_services(settings: Settings, app_id: str) -> Iterator[tuple[Settings, 
         overrides.write_text(
             f"app_id: {app_id}\nworker:\n  data_dir: {data_dir / 'data'}\n"
             "kafka:\n  session_timeout_s: 6\n"
+            f"features:\n  allowed_lateness_minutes: {history_days * 1440:.0f}\n"
         )
         env = {
             "SEGMENTER_KAFKA_BOOTSTRAP": bootstrap,
