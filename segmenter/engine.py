@@ -111,6 +111,8 @@ class UserRecord:
     features: UserFeatures
     segments: dict[str, str] = field(default_factory=dict)
     review_at: float | None = None
+    #: Event time the user entered their current segment, per segmentation.
+    entered: dict[str, float] = field(default_factory=dict)
     #: What this user contributes to the customer population (None: not a customer).
     customer: CustomerValues | None = None
 
@@ -119,6 +121,7 @@ class UserRecord:
             "features": self.features.to_dict(),
             "segments": self.segments,
             "review_at": self.review_at,
+            "entered": self.entered,
             "customer": self.customer,
         })
 
@@ -129,6 +132,7 @@ class UserRecord:
             features=UserFeatures.from_dict(state["features"], params),
             segments=state["segments"],
             review_at=state["review_at"],
+            entered=state.get("entered", {}),
             customer=CustomerValues(**state["customer"]) if state.get("customer") else None,
         )
 
@@ -140,6 +144,8 @@ class SegmentEngine:
         self.params = settings.features.params()
         config = settings.segmentations
         self.population = Population()
+        #: Segmentation -> minimum dwell in seconds (rule segments, against flapping).
+        self.dwell: dict[str, float] = {}
         self.segmentations: list[Segmentation] = [
             RfmSegmentation(config.rfm, self.population),
             LifecycleSegmentation(config.lifecycle),
@@ -209,26 +215,41 @@ class SegmentEngine:
         record.customer = values
 
     def _evaluate(
-        self, user_id: str, record: UserRecord, now: float, ts: float, cause: str
+        self, user_id: str, record: UserRecord, now: float, ts: float, cause: str,
+        dwell: Mapping[str, float] | None = None,
     ) -> list[SegmentChange]:
+        """Apply every segmentation at ``now``; report what changed.
+
+        ``dwell`` (segmentation -> seconds): a user who entered their segment less than that
+        long ago stays in it for now, and is looked at again when the dwell is over.
+        """
+        dwell = self.dwell if dwell is None else dwell
         self._contribute(user_id, record)
         snapshot = record.features.snapshot(now)
         changes = []
-        review_days = math.inf
+        review_at = math.inf
         for segmentation in self.segmentations:
+            name = segmentation.name
             current = segmentation.predict_one(snapshot)
-            previous = record.segments.get(segmentation.name)
-            if current != previous:
-                changes.append(
-                    SegmentChange(user_id, segmentation.name, previous, current, ts, cause)
-                )
-                if current is None:
-                    del record.segments[segmentation.name]
-                else:
-                    record.segments[segmentation.name] = current
+            previous = record.segments.get(name)
+            dwell_until = record.entered.get(name, -math.inf) + dwell.get(name, 0.0)
+            if current != previous and previous is not None and now < dwell_until:
+                review_at = min(review_at, dwell_until)
+            elif current != previous:
+                changes.append(SegmentChange(user_id, name, previous, current, ts, cause))
+                _set_segment(record, name, current, now)
             after = segmentation.review_after_days(snapshot)
             if after is not None:
-                review_days = min(review_days, after)
-        # A second past the edge, so the review lands strictly beyond the threshold.
-        record.review_at = now + review_days * DAY + 1.0 if math.isfinite(review_days) else None
+                # A second past the edge, so the review lands strictly beyond the threshold.
+                review_at = min(review_at, now + after * DAY + 1.0)
+        record.review_at = review_at if math.isfinite(review_at) else None
         return changes
+
+
+def _set_segment(record: UserRecord, segmentation: str, segment: str | None, now: float) -> None:
+    if segment is None:
+        del record.segments[segmentation]
+        record.entered.pop(segmentation, None)
+    else:
+        record.segments[segmentation] = segment
+        record.entered[segmentation] = now

@@ -157,3 +157,18 @@ def test_every_feature_is_documented() -> None:
     docs = (Path(__file__).resolve().parent.parent / "docs" / "features.md").read_text()
     for name in [*_BASE_FEATURES, *(f"{n}_{{W}}d" for n in WINDOWED)]:
         assert f"`{name}`" in docs, name
+
+
+def test_a_minimum_dwell_defers_leaving_and_reviews_when_it_ends() -> None:
+    engine = SegmentEngine(SETTINGS)
+    engine.dwell = {"lifecycle": 3600.0}
+    record = engine.new_record()
+    engine.learn("u1", record, [order(1, T0)], T0)
+    assert record.segments["lifecycle"] == "new_customer"
+    # A second order 10 minutes later would move the user at once; the dwell holds them.
+    changes = engine.learn("u1", record, [order(2, T0 + 600)], T0 + 600)
+    assert changes == [] and record.segments["lifecycle"] == "new_customer"
+    assert record.review_at == T0 + 3600
+    moved = engine.review("u1", record, T0 + 3600)
+    assert [(c.previous, c.current) for c in moved] == [("new_customer", "repeat")]
+    assert record.entered["lifecycle"] == T0 + 3600
