@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -144,6 +145,7 @@ class SegmentEngine:
         self.params = settings.features.params()
         config = settings.segmentations
         self.population = Population()
+        self._refreshed_size, self._refreshed_at = 0, -math.inf
         #: Segmentation -> minimum dwell in seconds (rule segments, against flapping).
         self.dwell: dict[str, float] = {}
         self.segmentations: list[Segmentation] = [
@@ -197,8 +199,18 @@ class SegmentEngine:
         """Count a stored user in the population (after a restart or a rebalance)."""
         self.population.update(user_id, None, record.customer)
 
-    def refresh_population(self) -> set[str]:
-        """Recompute the quantiles; return the users whose F or M score may have changed."""
+    def refresh_population(self, force: bool = True) -> set[str]:
+        """Recompute the quantiles; return the users whose F or M score may have changed.
+
+        Unless forced, only when the population grew or shrank by 2% (or 10 customers) since
+        the last refresh, or a minute has passed: every refresh can re-score whole bins of
+        customers, so refreshing on every tick would cost more than it tells.
+        """
+        size, now = self.population.size, time.monotonic()
+        grown = abs(size - self._refreshed_size) >= max(10, 0.02 * self._refreshed_size)
+        if not (force or grown or now - self._refreshed_at >= 60.0):
+            return set()
+        self._refreshed_size, self._refreshed_at = size, now
         moved = self.population.refresh()
         users: set[str] = set()
         for dimension, bins in moved.items():

@@ -99,7 +99,7 @@ class BatchProcessor:
                 continue
             outcome.changes += self.engine.review(user_id, record, self.watermark)
             self._keep(user_id, record, outcome)
-        for user_id in self.engine.refresh_population():
+        for user_id in self.engine.refresh_population(force=False):
             record = outcome.records.get(user_id) or load(user_id)
             if record is not None:
                 outcome.changes += self.engine.rescore(user_id, record, self.watermark)
