@@ -180,6 +180,34 @@ class UserFeatures:
             cheap = item.price < p.low_price or item.category in p.discount_categories
             self._count("discounted_items", item.quantity * cheap)
 
+    def merge(self, other: UserFeatures) -> None:
+        """Fold another identity's history in: the visitor a customer was before logging in.
+
+        Counts, sums, windows, interests and engagement add up exactly; sessions add up (a
+        visit that spans the login counts as two).
+        """
+        for name, amount in other.counts.items():
+            self._count(name, amount)
+        for category, weight in other.categories.items():
+            self._interest(category, weight)
+        self.first_seen = min(self.first_seen, other.first_seen)
+        self.last_seen = max(self.last_seen, other.last_seen)
+        self.first_order_at = min(self.first_order_at, other.first_order_at)
+        self.last_order_at = max(self.last_order_at, other.last_order_at)
+        self.last_cart_at = max(self.last_cart_at, other.last_cart_at)
+        self.recent_ids.update(other.recent_ids)
+        for day, bucket in other.days.days.items():
+            self.days.add(day * DAY, **bucket)
+        self.cart_since_order = sorted(c for c in self.cart_since_order + other.cart_since_order
+                                       if c[0] > self.last_order_at)
+        theirs = other.session_counter
+        self.session_counter.closed += theirs.closed
+        for ts in theirs.open_ts:
+            self.session_counter.learn_one(ts)
+        if other.engagement.anchor_value:
+            self.engagement.add(other.engagement.anchor_ts, other.engagement.anchor_value)
+        self._forget_unreachable()
+
     def _forget_unreachable(self) -> None:
         """Drop what no accepted event can change any more, keeping the state small."""
         horizon = self.last_seen - self.params.lateness_s

@@ -73,6 +73,8 @@ class SegmentChange:
     current: str | None
     ts: float
     cause: str
+    #: Set when a visitor's history moved into a customer's: the customer's id.
+    merged_into: str | None = None
 
     @property
     def event_id(self) -> str:
@@ -98,6 +100,7 @@ class SegmentChange:
             "ts": _iso(self.ts),
             "emitted_at": _iso(emitted_at),
             "cause": self.cause,
+            "merged_into": self.merged_into,
         })
 
 
@@ -194,6 +197,21 @@ class SegmentEngine:
     def rescore(self, user_id: str, record: UserRecord, now: float) -> list[SegmentChange]:
         """Re-evaluate a user after the population's quantiles moved."""
         return self._evaluate(user_id, record, now, now, f"population@{now:.3f}")
+
+    def merge(self, user_id: str, record: UserRecord, visitor_id: str, visitor: UserRecord,
+              ts: float, cause: str) -> list[SegmentChange]:
+        """Move a visitor's history into a customer's record; the visitor leaves every segment.
+
+        The customer is evaluated when their own events are learned, right after this.
+        """
+        record.features.merge(visitor.features)
+        self.population.update(visitor_id, visitor.customer, None)
+        changes = [SegmentChange(visitor_id, name, segment, None, ts, cause, merged_into=user_id)
+                   for name, segment in visitor.segments.items()]
+        visitor.segments.clear()
+        visitor.entered.clear()
+        visitor.customer = visitor.review_at = None
+        return changes
 
     def adopt(self, user_id: str, record: UserRecord) -> None:
         """Count a stored user in the population (after a restart or a rebalance)."""

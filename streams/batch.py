@@ -49,6 +49,8 @@ class BatchOutcome:
     events_by_topic: Counter[str] = field(default_factory=Counter)
     produced_at: list[float] = field(default_factory=list)
     misrouted: int = 0
+    #: Visitors merged into customers: their records are to be deleted, not stored.
+    merged: set[str] = field(default_factory=set)
 
 
 class BatchProcessor:
@@ -79,9 +81,15 @@ class BatchProcessor:
             outcome.produced_at.append(message.timestamp)
             self.watermark = max(self.watermark, event.ts)
         too_late: list[ShopEvent] = []
-        for user_id, events in by_user.items():
-            record = load(user_id) or self.engine.new_record()
-            outcome.changes += self.engine.learn(user_id, record, events, self.watermark, too_late)
+        logins = _logins(by_user)
+        # Visitors first, so a visitor's events of this batch are in place before a login
+        # merges them into the customer.
+        for user_id in sorted(by_user, key=lambda user: user in logins):
+            record = outcome.records.get(user_id) or load(user_id) or self.engine.new_record()
+            for visitor_id, event in logins.get(user_id, {}).items():
+                self._merge(user_id, record, visitor_id, event, load, outcome)
+            outcome.changes += self.engine.learn(
+                user_id, record, by_user[user_id], self.watermark, too_late)
             self._keep(user_id, record, outcome)
         lateness = self.engine.params.lateness_s
         for event in too_late:
@@ -89,6 +97,16 @@ class BatchProcessor:
             detail = f"ts {event.ts:.0f} is over {lateness:.0f}s before the user's latest event"
             outcome.dead_letters.append(DeadLetter(origin[id(event)], "too_late", detail))
         return outcome
+
+    def _merge(self, user_id: str, record: UserRecord, visitor_id: str, event: ShopEvent,
+               load: LoadRecord, outcome: BatchOutcome) -> None:
+        visitor = outcome.records.get(visitor_id) or load(visitor_id)
+        if visitor is None or visitor_id in outcome.merged:
+            return
+        outcome.changes += self.engine.merge(
+            user_id, record, visitor_id, visitor, event.ts, f"merge:{event.event_id}")
+        self._keep(visitor_id, visitor, outcome)
+        outcome.merged.add(visitor_id)
 
     def review(self, load: LoadRecord, limit: int = 10_000) -> BatchOutcome:
         """Re-evaluate the users time has moved, then those the population's quantiles moved."""
@@ -132,3 +150,14 @@ class BatchProcessor:
             outcome.dead_letters.append(DeadLetter(message, exc.reason, exc.detail))
             return None
         return event
+
+
+def _logins(by_user: dict[str, list[ShopEvent]]) -> dict[str, dict[str, ShopEvent]]:
+    """Customer -> visitor id -> the first event that names both (a login)."""
+    logins: dict[str, dict[str, ShopEvent]] = defaultdict(dict)
+    for user_id, events in by_user.items():
+        for event in events:
+            visitor = event.anonymous_id
+            if event.user_id is not None and visitor is not None and visitor != user_id:
+                logins[user_id].setdefault(visitor, event)
+    return logins

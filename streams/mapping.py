@@ -137,8 +137,8 @@ def to_event(row: Mapping[str, Any], kind: str, mapping: Mapping[str, str]) -> d
     """One row -> the event dict as produced (``ts`` in epoch seconds); RowError if invalid."""
     source: dict[str, Any] = {}
     for name in fields_of(kind):
-        value = _cell(row, mapping.get(name, name))
-        if value is not None:
+        value = row.get(mapping.get(name, name))
+        if not _empty(value):
             source[name] = _convert(name, value)
     if "event_id" not in source:
         source["event_id"] = derive_event_id(kind, row, source.get("order_id"))
@@ -180,7 +180,7 @@ def load_events(
         if isinstance(record, RowError):
             loaded.reject(line, str(record))
             continue
-        loaded.columns.update(key for key, value in record.items() if not _empty(value))
+        loaded.columns.update(record)
         try:
             loaded.events.append(to_event(record, kind, mapping))
         except RowError as exc:
@@ -256,11 +256,6 @@ def jsonl_records(lines: Iterable[str]) -> Iterator[Record]:
 
 def _empty(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _cell(row: Mapping[str, Any], column: str) -> Any:
-    value = row.get(column)
-    return None if _empty(value) else value
 
 
 def _convert(name: str, value: Any) -> Any:

@@ -78,9 +78,10 @@ class ReplayResult:
         span = (f"{_iso(events[0]['ts'])} .. {_iso(events[-1]['ts'])}" if events else "-")
         done = (f"{len(events):,} valid (dry run: nothing produced)" if self.dry_run
                 else f"{self.produced:,} produced to {self.topic}")
-        rate = self.produced / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        count, unit = ((self.loaded.rows, "rows") if self.dry_run else (self.produced, "events"))
+        rate = count / self.elapsed_s if self.elapsed_s > 0 else 0.0
         return (f"replay: {self.loaded.rows:,} rows read, {done}, {self.loaded.rejected:,} "
-                f"rejected; event time {span}; {self.elapsed_s:.1f} s, {rate:,.0f} events/s")
+                f"rejected; event time {span}; {self.elapsed_s:.1f} s, {rate:,.0f} {unit}/s")
 
 
 def add_replay_parser(commands: argparse._SubParsersAction) -> None:

@@ -157,7 +157,10 @@ class SegmentWorker:
             ))
         await asyncio.gather(*pending)
         for user_id, record in outcome.records.items():
-            self.users[user_id.encode()] = record.to_bytes()
+            if user_id in outcome.merged:
+                self.users.pop(user_id.encode(), None)  # a tombstone in the changelog
+            else:
+                self.users[user_id.encode()] = record.to_bytes()
         _record_metrics(outcome, sizes, written_at, self.processor.watermark)
 
     async def _send_dead_letter(self, dead: DeadLetter) -> Awaitable[Any]:

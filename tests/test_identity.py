@@ -1,0 +1,77 @@
+"""Identity stitching: a visitor who logs in brings their history into the customer's record."""
+
+from __future__ import annotations
+
+import orjson
+
+from features.events import EVENT_TYPES
+from features.profile import FeatureParams, UserFeatures
+from segmenter.engine import SegmentEngine, UserRecord
+from segmenter.settings import load_settings
+from streams.batch import BatchProcessor, Message
+
+T0 = 1_767_225_600.0
+SETTINGS = load_settings(environ={})
+TOPIC = {"click": "shop.clicks", "cart": "shop.carts", "order": "shop.orders"}
+
+
+def message(offset: int, event: dict) -> Message:
+    key = (event.get("user_id") or event["anonymous_id"]).encode()
+    return Message(TOPIC[event.pop("kind")], 0, offset, key, orjson.dumps(event), T0)
+
+
+def visit(n: int, ts: float, **who: str) -> dict:
+    return {"kind": "click", "event_id": f"c{n}", "ts": ts, "page": "/p/1",
+            "product_id": "p1", "category": "shoes", **who}
+
+
+def test_merged_features_equal_one_history() -> None:
+    events = [visit(1, T0, anonymous_id="a1"), visit(2, T0 + 60, anonymous_id="a1"),
+              visit(3, T0 + 7200, user_id="u1"),
+              {"kind": "order", "event_id": "o1", "ts": T0 + 7300, "user_id": "u1",
+               "order_id": "1", "total": 42.5}]
+    parsed = [EVENT_TYPES[e["kind"]].model_validate(e) for e in events]
+    visitor, customer, together = (UserFeatures(FeatureParams()) for _ in range(3))
+    for event in parsed:
+        (visitor if event.user_id is None else customer).learn_one(event)
+        together.learn_one(event)
+    customer.merge(visitor)
+    now = T0 + 86_400
+    assert customer.snapshot(now) == together.snapshot(now)
+
+
+def test_a_login_moves_the_visitor_into_the_customer() -> None:
+    engine = SegmentEngine(SETTINGS)
+    processor = BatchProcessor(engine, SETTINGS.kafka.topics, 3600)
+    store: dict[str, bytes] = {}
+
+    def load(user_id: str) -> UserRecord | None:
+        return engine.load_record(store[user_id]) if user_id in store else None
+
+    def run(events: list[dict], first_offset: int) -> object:
+        outcome = processor.process(
+            [message(first_offset + n, e) for n, e in enumerate(events)], load)
+        for user_id, record in outcome.records.items():
+            if user_id in outcome.merged:
+                store.pop(user_id, None)
+            else:
+                store[user_id] = record.to_bytes()
+        return outcome
+
+    run([visit(1, T0, anonymous_id="a1"), visit(2, T0 + 60, anonymous_id="a1")], 0)
+    assert engine.load_record(store["a1"]).segments == {"lifecycle": "visitor"}
+
+    login = visit(3, T0 + 120, user_id="u1", anonymous_id="a1")
+    outcome = run([login, visit(4, T0 + 130, anonymous_id="a1")], 2)
+    assert outcome.merged == {"a1"} and "a1" not in store
+    left = [c for c in outcome.changes if c.user_id == "a1"]
+    assert [(c.segmentation, c.previous, c.current, c.merged_into, c.cause) for c in left] == [
+        ("lifecycle", "visitor", None, "u1", "merge:c3")]
+    assert orjson.loads(left[0].to_json(T0))["merged_into"] == "u1"
+    customer = engine.load_record(store["u1"])
+    assert customer.features.snapshot(T0 + 200)["page_views"] == 4  # 3 as a1, then the login
+    assert customer.segments == {"lifecycle": "visitor"}  # no order yet: still a visitor
+
+    # Browsing anonymously again later starts a fresh visitor until the next login.
+    run([visit(5, T0 + 300, anonymous_id="a1")], 4)
+    assert engine.load_record(store["a1"]).features.snapshot(T0 + 400)["page_views"] == 1
