@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--events", type=_positive(int), default=60_000)
     bench.add_argument("--probes", type=_positive(int), default=300)
 
+    from streams.replay import add_replay_parser
+
+    add_replay_parser(commands)
+
     user = commands.add_parser("user", help="a user's current segments")
     user.add_argument("user_id")
     user.add_argument("--json", action="store_true", help="print JSON")
@@ -82,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "simulate": _simulate,
         "demo": _demo,
         "bench": _bench,
+        "replay": _replay,
         "user": _user,
         "segments": _segments,
     }
@@ -125,6 +130,12 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from streams.bench import run_bench
 
     return run_bench(settings, args)
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.replay import run_replay
+
+    return run_replay(settings, args)
 
 
 def _user(settings: Settings, args: argparse.Namespace) -> int:
