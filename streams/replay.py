@@ -119,7 +119,10 @@ def run_replay(settings: Settings, args: argparse.Namespace) -> int:
     except (ReplayError, MappingError) as exc:
         print(f"segmenter replay: error: {exc}", file=sys.stderr)
         return 2
-    except (KafkaError, TopicSetupError) as exc:
+    except TopicSetupError as exc:
+        print(f"segmenter replay: {exc}", file=sys.stderr)
+        return 1
+    except KafkaError as exc:
         print(f"segmenter replay: cannot use Kafka at {settings.kafka.bootstrap}: {exc}",
               file=sys.stderr)
         return 1
