@@ -1,0 +1,430 @@
+"""Rule segments: marketers' conditions on the documented features, from ``config/segments.yaml``.
+
+A rule compares features and numbers (``<``, ``<=``, ``>``, ``>=``, ``==``, ``!=``, chained as in
+``1 <= orders < 5``), joined by ``and``, ``or``, ``not`` and parentheses; ``true``/``false`` are
+the constant conditions, and compare (with ``==``/``!=`` only) as 1/0. The text is parsed with
+:func:`ast.parse` and a whitelist of node types is compiled into closures: it is never evaluated
+as Python. ``inf`` features (``days_since_last_order`` of a visitor) compare as expected.
+
+>>> known = ["orders", "monetary", "cart_adds", "days_since_last_order"]
+>>> vip = compile_rule("vip", "monetary >= 1000 or orders >= 5", known)
+>>> vip.holds({"orders": 2, "monetary": 1500.0}), vip.holds({"orders": 1, "monetary": 80.0})
+(True, False)
+>>> sorted(vip.features)
+['monetary', 'orders']
+>>> lapsed = compile_rule("lapsed", "not days_since_last_order <= 90", known)
+>>> lapsed.holds({"days_since_last_order": float("inf")})
+True
+>>> for text in ["ordrs >= 5", "len(orders) > 5", "cart_adds and orders == 0"]:
+...     try:
+...         compile_rule("vip", text, known)
+...     except RuleError as exc:
+...         print(exc.reason)
+unknown feature 'ordrs' (did you mean 'orders'?) at column 1; see docs/features.md
+a function call is not allowed at column 1
+'cart_adds' at column 1 is a number, not a condition: use a comparison such as 'cart_adds > 0'
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import operator
+import re
+import warnings
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+Features = Mapping[str, float]
+Predicate = Callable[[Features], bool]
+Value = Callable[[Features], float]
+
+FEATURES_DOC = "docs/features.md"
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+_NAME_HINT = "use lower case letters, digits and _, starting with a letter"
+MAX_RULE_LENGTH = 2000
+MAX_DEPTH = 64
+
+_COMPARISONS: dict[type[ast.cmpop], Callable[[float, float], bool]] = {
+    ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
+    ast.GtE: operator.ge, ast.Eq: operator.eq, ast.NotEq: operator.ne,
+}
+_BOOLEANS = {"true": True, "false": False}
+
+#: Node or operator type -> how a rejection names it (and a hint, after a colon).
+_NOT_ALLOWED: dict[type[ast.AST], str] = {
+    ast.Call: "a function call", ast.Attribute: "an attribute ('.')",
+    ast.Subscript: "a subscript ('[...]')", ast.Slice: "a slice",
+    ast.NamedExpr: "an assignment (':=')", ast.Lambda: "a lambda", ast.IfExp: "'if ... else'",
+    ast.Tuple: "a tuple (',')", ast.List: "a list", ast.Set: "a set", ast.Dict: "a dict",
+    ast.ListComp: "a comprehension", ast.SetComp: "a comprehension",
+    ast.DictComp: "a comprehension", ast.GeneratorExp: "a comprehension",
+    ast.JoinedStr: "an f-string", ast.Await: "'await'", ast.Yield: "'yield'",
+    ast.YieldFrom: "'yield'", ast.Starred: "'*'",
+    ast.In: "'in'", ast.NotIn: "'not in'", ast.Is: "'is'", ast.IsNot: "'is not'",
+    ast.UAdd: "unary '+'", ast.Invert: "'~': use 'not'",
+    ast.BitAnd: "'&': use 'and'", ast.BitOr: "'|': use 'or'", ast.BitXor: "'^'",
+    ast.LShift: "'<<'", ast.RShift: "'>>'", ast.MatMult: "'@'",
+    **{op: f"arithmetic ('{symbol}')" for op, symbol in [
+        (ast.Add, "+"), (ast.Sub, "-"), (ast.Mult, "*"), (ast.Div, "/"), (ast.FloorDiv, "//"),
+        (ast.Mod, "%"), (ast.Pow, "**")]},
+}
+_SYNTAX_HINTS = [
+    (re.compile(r"&&|\|\|"), "write 'and' and 'or' instead of '&&' and '||'"),
+    (re.compile(r"\b(?:AND|OR|NOT|And|Or|Not)\b"), "write and, or, not in lower case"),
+    (re.compile(r"(?<![<>=!])=(?!=)"), "compare with '==', not '='"),
+]
+
+
+class RuleError(ValueError):
+    """A rule or rule file is invalid; ``reason`` is the message without segment and position."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = message if reason is None else reason
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A compiled rule segment: ``holds(features)`` says whether a user is in it."""
+
+    name: str
+    text: str
+    description: str
+    #: The feature names the rule reads.
+    features: frozenset[str]
+    predicate: Predicate = field(repr=False, compare=False)
+
+    def holds(self, features: Features) -> bool:
+        return self.predicate(features)
+
+
+def compile_rule(
+    name: str, text: str, known_features: Collection[str], *, description: str = ""
+) -> Rule:
+    """Compile ``text`` into a :class:`Rule`; raise :class:`RuleError` saying what is wrong."""
+    try:
+        if not NAME_PATTERN.match(name):
+            raise _Problem(f"bad segment name {name!r}: {_NAME_HINT}")
+        compiler = _Compiler(text, frozenset(known_features))
+        predicate = compiler.compile()
+    except _Problem as problem:
+        raise RuleError(f"segment {name!r}: {problem}", reason=str(problem)) from None
+    return Rule(name, text, description, frozenset(compiler.used), predicate)
+
+
+class _Problem(Exception):
+    """Why a rule (or a segment's entry) is bad; the caller adds the segment name and line."""
+
+    def __init__(self, message: str, node: yaml.Node | None = None) -> None:
+        super().__init__(message)
+        self.line = None if node is None else _line(node)
+
+
+@dataclass
+class _Compiler:
+    """Walks the whitelisted AST of one rule, building closures and noting the features used."""
+
+    text: str
+    known: frozenset[str]
+    used: dict[str, None] = field(default_factory=dict)
+    indent: int = 0
+
+    def compile(self) -> Predicate:
+        source = self.text.replace("\r", " ").replace("\n", " ")
+        stripped = source.lstrip()
+        self.indent = len(source) - len(stripped)
+        if not stripped.strip():
+            raise _Problem("the rule is empty")
+        if len(source) > MAX_RULE_LENGTH:
+            raise _Problem(f"the rule is longer than {MAX_RULE_LENGTH} characters")
+        if "#" in source:
+            raise _Problem(f"'#' is not allowed at column {source.index('#') + 1}")
+        try:
+            with warnings.catch_warnings():  # e.g. SyntaxWarning: invalid escape sequence
+                warnings.simplefilter("ignore")
+                tree = ast.parse(stripped, mode="eval")
+        except SyntaxError as exc:
+            raise _Problem(self._syntax_message(exc, stripped)) from None
+        except (RecursionError, MemoryError):
+            raise _Problem("the rule is nested too deeply") from None
+        except ValueError as exc:
+            raise _Problem(f"syntax error: {exc}") from None
+        self.text = stripped
+        return self.condition(tree.body, 0)
+
+    def _syntax_message(self, exc: SyntaxError, stripped: str) -> str:
+        if exc.offset is None:
+            where = ""
+        elif exc.offset < 1 or exc.offset > len(stripped):
+            where = " at the end of the rule"
+        else:
+            where = f" at column {exc.offset + self.indent}"
+        hints = [hint for pattern, hint in _SYNTAX_HINTS if pattern.search(stripped)]
+        return f"syntax error{where}: {exc.msg}" + "".join(f" ({hint})" for hint in hints)
+
+    def column(self, node: ast.AST) -> int:
+        """1-based character column of a node (ast offsets count UTF-8 bytes)."""
+        before = self.text.encode()[: getattr(node, "col_offset", 0)]
+        return len(before.decode("utf-8", "replace")) + self.indent + 1
+
+    def snippet(self, node: ast.AST) -> str:
+        source = ast.get_source_segment(self.text, node) or type(node).__name__
+        return source if len(source) <= 40 else source[:37] + "..."
+
+    def rejected(self, node: ast.AST, at: int | None = None) -> _Problem:
+        if isinstance(node, ast.BinOp):
+            node, at = node.op, self._operator_column(node.left, node.right)
+        elif isinstance(node, ast.UnaryOp):
+            node, at = node.op, self.column(node)
+        what = (_describe_constant(node.value) if isinstance(node, ast.Constant)
+                else _NOT_ALLOWED.get(type(node), f"'{self.snippet(node)}'"))
+        what, _, hint = what.partition(": ")
+        column = self.column(node) if at is None else at
+        return _Problem(f"{what} is not allowed at column {column}" + (f": {hint}" if hint else ""))
+
+    def condition(self, node: ast.expr, depth: int) -> Predicate:
+        """Compile a node that must be a condition (true or false)."""
+        _check_depth(depth)
+        if isinstance(node, ast.BoolOp):
+            parts = [self.condition(value, depth + 1) for value in node.values]
+            if isinstance(node.op, ast.And):
+                return lambda features: all(part(features) for part in parts)
+            return lambda features: any(part(features) for part in parts)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            inner = self.condition(node.operand, depth + 1)
+            return lambda features: not inner(features)
+        if isinstance(node, ast.Compare):
+            return self.comparison(node, depth + 1)
+        value = _boolean_constant(node)
+        if value is not None:
+            return lambda features: value
+        self.number(node, depth + 1)  # reports anything not allowed or unknown first
+        example = node.id if isinstance(node, ast.Name) else "orders"
+        raise _Problem(f"'{self.snippet(node)}' at column {self.column(node)} is a number, "
+                       f"not a condition: use a comparison such as '{example} > 0'")
+
+    def comparison(self, node: ast.Compare, depth: int) -> Predicate:
+        operands = [node.left, *node.comparators]
+        functions = []
+        for index, op in enumerate(node.ops):
+            if type(op) not in _COMPARISONS:
+                raise self.rejected(op, at=self._operator_column(operands[index],
+                                                                 operands[index + 1]))
+            functions.append(_COMPARISONS[type(op)])
+        if len(operands) > 2 and any(_is_boolean(operand) for operand in operands):
+            operand = next(operand for operand in operands if _is_boolean(operand))
+            raise _Problem(f"'{self.snippet(operand)}' at column {self.column(operand)} is a "
+                           "condition: it cannot be in a chained comparison; add parentheses, "
+                           "e.g. '(orders > 0) == false'")
+        equality = len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq | ast.NotEq)
+        values = [self.condition(operand, depth + 1) if equality and _is_boolean(operand)
+                  else self.number(operand, depth + 1) for operand in operands]
+        return _chain(functions, values)
+
+    def number(self, node: ast.expr, depth: int) -> Value:
+        """Compile a node that must be a number: a feature, a literal, or minus a number."""
+        _check_depth(depth)
+        if isinstance(node, ast.Name) and node.id not in _BOOLEANS:
+            return self.feature(node)
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            number = node.value
+            return lambda features: number
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            inner = self.number(node.operand, depth + 1)
+            return lambda features: -inner(features)
+        if _is_boolean(node):
+            raise _Problem(f"'{self.snippet(node)}' at column {self.column(node)} is a "
+                           "condition, not a number: conditions and true/false can only be "
+                           "compared with == or !=")
+        raise self.rejected(node)
+
+    def feature(self, node: ast.Name) -> Value:
+        name = node.id
+        if name not in self.known:
+            close = difflib.get_close_matches(name, sorted(self.known), n=3)
+            suggestion = f" (did you mean {_or_list(close)}?)" if close else ""
+            raise _Problem(f"unknown feature {name!r}{suggestion} at column "
+                           f"{self.column(node)}; see {FEATURES_DOC}")
+        self.used.setdefault(name)
+        return lambda features: features[name]
+
+    def _operator_column(self, left: ast.expr, right: ast.expr) -> int:
+        """Column of the operator between two operands (skipping spaces and parentheses)."""
+        raw = self.text.encode()
+        start, end = left.end_col_offset or 0, right.col_offset
+        between = raw[start:end].decode("utf-8", "replace")
+        skipped = len(between) - len(between.lstrip(" \t\f()"))
+        return len(raw[:start].decode("utf-8", "replace")) + skipped + self.indent + 1
+
+
+def _check_depth(depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise _Problem("the rule is nested too deeply")
+
+
+def _describe_constant(value: object) -> str:
+    if isinstance(value, str | bytes):
+        return "a string: compare features with numbers"
+    return f"'{value!r}'" if value is None or value is Ellipsis else f"the number {value!r}"
+
+
+def _boolean_constant(node: ast.expr) -> bool | None:
+    """``true``/``false`` (or Python's ``True``/``False``) as a bool, else None."""
+    if isinstance(node, ast.Name):
+        return _BOOLEANS.get(node.id)
+    return node.value if isinstance(node, ast.Constant) and type(node.value) is bool else None
+
+
+def _is_boolean(node: ast.expr) -> bool:
+    return (_boolean_constant(node) is not None or isinstance(node, ast.BoolOp | ast.Compare)
+            or (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)))
+
+
+def _or_list(names: list[str]) -> str:
+    quoted = [repr(name) for name in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def _chain(functions: list[Callable[[float, float], bool]], values: list[Value]) -> Predicate:
+    """``a < b <= c``: every comparison holds, each operand evaluated once, left to right."""
+    if len(functions) == 1:
+        compare, (left, right) = functions[0], values
+        return lambda features: compare(left(features), right(features))
+
+    def holds(features: Features) -> bool:
+        left = values[0](features)
+        for compare, value in zip(functions, values[1:], strict=True):
+            right = value(features)
+            if not compare(left, right):
+                return False
+            left = right
+        return True
+    return holds
+
+
+class RuleSegments:
+    """Users are in every rule segment whose rule holds (zero, one or many)."""
+
+    name = "rules"
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        self.rules = list(rules)
+        names = [rule.name for rule in self.rules]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise RuleError(f"rule segments defined more than once: {', '.join(duplicates)}")
+
+    def predict_one(self, features: Features) -> set[str]:
+        return {rule.name for rule in self.rules if rule.holds(features)}
+
+    def descriptions(self) -> dict[str, str]:
+        return {rule.name: rule.description for rule in self.rules}
+
+
+def load_rules(path: Path, known_features: Collection[str]) -> list[Rule]:
+    """Read and compile a rule file; raise :class:`RuleError` listing every problem by line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RuleError(f"rule file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RuleError(f"cannot read rule file {path}: {exc}") from None
+    return parse_rules(text, known_features, source=str(path))
+
+
+def parse_rules(text: str, known_features: Collection[str], source: str = "<rules>") -> list[Rule]:
+    """Compile the rules of a YAML document (the content of a rule file named ``source``)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise RuleError(f"{source} is not valid YAML: {exc}") from None
+    segments = _segments_node(root, source)
+    rules: list[Rule] = []
+    problems: list[tuple[int, str, str]] = []  # line, segment name, reason
+    seen: dict[str, int] = {}
+    for key, value in segments.value if segments is not None else []:
+        name = key.value if isinstance(key, yaml.ScalarNode) else ""
+        try:
+            rule_node, description = _entry(key, value, seen)
+            rule = compile_rule(name, _text(rule_node), known_features, description=description)
+        except _Problem as problem:
+            problems.append((problem.line or _line(key), name, str(problem)))
+        except RuleError as error:
+            problems.append((_line(rule_node), name, error.reason))
+        else:
+            rules.append(rule)
+    if problems:
+        raise RuleError("\n".join(
+            f"{source} line {line}" + (f", segment {name!r}" if name else "") + f": {reason}"
+            for line, name, reason in sorted(problems)))
+    return rules
+
+
+def _segments_node(root: yaml.Node | None, source: str) -> yaml.MappingNode | None:
+    """The ``segments`` mapping node (None when it is empty: no rule segments)."""
+    if not isinstance(root, yaml.MappingNode):
+        raise RuleError(f"{source} line {_line(root)}: the file must hold a mapping with the "
+                        "key 'segments'")
+    keys = [_scalar(key) for key, _ in root.value]
+    for key, _ in root.value:
+        if _scalar(key) != "segments" or keys.count("segments") > 1:
+            problem = "is given twice" if _scalar(key) == "segments" else "is not allowed"
+            raise RuleError(f"{source} line {_line(key)}: top-level key '{_scalar(key)}' "
+                            f"{problem} (the file holds only 'segments')")
+    if not keys:
+        raise RuleError(f"{source} line {_line(root)}: the key 'segments' is missing")
+    found = root.value[0][1]
+    if isinstance(found, yaml.ScalarNode) and found.tag == "tag:yaml.org,2002:null":
+        return None
+    if not isinstance(found, yaml.MappingNode):
+        raise RuleError(f"{source} line {_line(found)}: 'segments' must be a mapping of "
+                        "segment name -> {rule: ..., description: ...}")
+    return found
+
+
+def _entry(key: yaml.Node, value: yaml.Node, seen: dict[str, int]) -> tuple[yaml.Node, str]:
+    """Check one segment's shape; return its rule node and description."""
+    if not isinstance(key, yaml.ScalarNode) or not NAME_PATTERN.match(key.value):
+        raise _Problem(f"bad segment name '{_scalar(key)}': {_NAME_HINT}")
+    if key.value in seen:
+        raise _Problem(f"defined twice (first at line {seen[key.value]})")
+    seen[key.value] = _line(key)
+    if not isinstance(value, yaml.MappingNode):
+        raise _Problem("must be a mapping with 'rule' (and optionally 'description')", value)
+    fields: dict[str, yaml.Node] = {}
+    for field_key, field_value in value.value:
+        label = _scalar(field_key)
+        if label not in ("rule", "description"):
+            close = difflib.get_close_matches(label, ["rule", "description"], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise _Problem(f"unknown key {label!r}{hint}; allowed: rule, description", field_key)
+        if label in fields:
+            raise _Problem(f"{label!r} is given twice", field_key)
+        fields[label] = field_value
+    if "rule" not in fields:
+        raise _Problem("'rule' is missing")
+    description = fields.get("description")
+    return fields["rule"], "" if description is None else _text(description, "description")
+
+
+def _text(node: yaml.Node, label: str = "rule") -> str:
+    """A scalar's text as written (``rule: true`` is the rule 'true', not a YAML boolean)."""
+    if not isinstance(node, yaml.ScalarNode):
+        kind = "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
+        raise _Problem(f"{label!r} must be text, not {kind}", node)
+    null = node.tag == "tag:yaml.org,2002:null"
+    if label == "rule" and (null or not node.value.strip()):
+        raise _Problem("'rule' is empty", node)
+    return "" if null else node.value
+
+
+def _line(node: yaml.Node | None) -> int:
+    return 1 if node is None else node.start_mark.line + 1
+
+
+def _scalar(node: yaml.Node) -> str:
+    return node.value if isinstance(node, yaml.ScalarNode) else f"<{node.id}>"
