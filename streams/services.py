@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,17 +108,6 @@ class WorkerProcess:
             if line.startswith(name) and line[len(name)] in " {":
                 total += float(line.rsplit(" ", 1)[1])
         return total
-
-    def wait_processed(self, count: float, timeout: float) -> float:
-        """Wait until the worker has handled ``count`` input messages; return the count seen."""
-        deadline = time.monotonic() + timeout
-        seen = 0.0
-        while time.monotonic() < deadline:
-            seen = self.handled()
-            if seen >= count:
-                break
-            time.sleep(0.2)
-        return seen
 
     def handled(self) -> float:
         return self.metric("segmenter_events_total") + self.metric(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -28,11 +28,20 @@ def event_message(topic: str, event: dict[str, Any]) -> tuple[str, bytes, bytes]
 
 
 async def consume_all(
-    bootstrap: str, topic: str, until: Callable[[list[Any]], bool], timeout: float = 60.0
+    bootstrap: str,
+    topics: str | Sequence[str],
+    until: Callable[[list[Any]], bool],
+    timeout: float = 60.0,
+    settle_ms: int = 0,
 ) -> list[Any]:
-    """Read ``topic`` from the start until ``until(messages)`` holds or time runs out."""
+    """Read topics from the start until ``until(messages)`` holds or time runs out.
+
+    ``settle_ms``: then read a little longer, so a test can see that nothing extra arrived.
+    """
+    names = [topics] if isinstance(topics, str) else list(topics)
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        *names, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+        enable_auto_commit=False, group_id=None,
     )
     await consumer.start()
     messages: list[Any] = []
@@ -40,8 +49,10 @@ async def consume_all(
     try:
         while not until(messages) and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                messages.extend(records)
+            messages.extend(record for records in batch.values() for record in records)
+        if settle_ms:
+            extra = await consumer.getmany(timeout_ms=settle_ms)
+            messages.extend(record for records in extra.values() for record in records)
     finally:
         await consumer.stop()
     return messages

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
+from support import consume_all
 
 from segmenter.settings import load_settings
 from streams.mapping import (
@@ -295,20 +295,8 @@ def write_history(path: Path, orders: int = 500, customers: int = 50) -> dict[st
 
 async def consume(bootstrap: str, topic: str, count: int, timeout: float = 60.0) -> list[Any]:
     """Read ``topic`` from the start until ``count`` messages, then a little more (no extras)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    messages: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(messages) < count and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            messages.extend(record for records in batch.values() for record in records)
-        extra = await consumer.getmany(timeout_ms=500)
-        messages.extend(record for records in extra.values() for record in records)
-    finally:
-        await consumer.stop()
-    return messages
+    return await consume_all(bootstrap, topic, until=lambda got: len(got) >= count,
+                             timeout=timeout, settle_ms=500)
 
 
 async def run_cli(argv: list[str], bootstrap: str) -> subprocess.CompletedProcess[str]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
+from support import consume_all
 
 from segmenter.settings import Topics, load_settings
 from streams.personas import entity_id, plan_events
@@ -24,23 +23,8 @@ TOPICS: Topics = load_settings(environ={}).kafka.topics
 
 async def consume(bootstrap: str, count: int, timeout: float = 30.0) -> list[Any]:
     """Read the three input topics from the start until ``count`` messages (or time runs out)."""
-    consumer = AIOKafkaConsumer(
-        *TOPICS.inputs, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None,
-    )
-    await consumer.start()
-    messages: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(messages) < count and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                messages.extend(records)
-        extra = await consumer.getmany(timeout_ms=300)  # nothing beyond what was expected
-        messages.extend(record for records in extra.values() for record in records)
-    finally:
-        await consumer.stop()
-    return messages
+    return await consume_all(bootstrap, list(TOPICS.inputs), until=lambda got: len(got) >= count,
+                             timeout=timeout, settle_ms=300)
 
 
 async def test_every_planned_event_lands_on_its_topic_keyed_by_entity(
