@@ -63,6 +63,7 @@ _BASE_FEATURES: dict[str, tuple[str, str]] = {
     "cart_adds": ("count", "cart add events, all time"),
     "cart_removes": ("count", "cart remove events, all time"),
     "checkouts": ("count", "cart checkout events, all time"),
+    "days_since_last_cart": ("days", "since the latest cart add or checkout (inf without)"),
     "open_cart": ("0/1", "items added after the last order are still in the cart"),
     "open_cart_value": ("currency", "value of the items in the open cart"),
     "abandoned_cart": ("0/1", "open cart untouched for features.cart_abandon_hours"),
@@ -232,6 +233,8 @@ class UserFeatures:
                                        / (orders - 1) if orders >= 2 else math.inf),
             "days_since_last_visit": _days(now - self.last_seen),
             "days_since_first_seen": _days(now - self.first_seen),
+            "days_since_last_cart": (_days(now - self.last_cart_at)
+                                     if math.isfinite(self.last_cart_at) else math.inf),
             "sessions": self.session_counter.count,
             "open_cart": int(open_items > 0),
             "open_cart_value": max(open_value, 0) / 100,

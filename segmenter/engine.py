@@ -48,6 +48,7 @@ from features.profile import DAY, FeatureParams, UserFeatures
 from segmenter.lifecycle import LifecycleSegmentation
 from segmenter.population import CustomerValues, Population
 from segmenter.rfm import RfmSegmentation
+from segmenter.rule_segmentation import RuleSegmentation
 from segmenter.settings import Settings
 
 
@@ -58,7 +59,7 @@ class Segmentation(Protocol):
 
     def predict_one(self, features: Mapping[str, float]) -> str | None: ...
 
-    def review_after_days(self, features: Mapping[str, float]) -> float | None: ...
+    def review_after_days(self, features: Mapping[str, float], now: float) -> float | None: ...
 
     def descriptions(self) -> dict[str, str]: ...
 
@@ -155,6 +156,11 @@ class SegmentEngine:
             RfmSegmentation(config.rfm, self.population),
             LifecycleSegmentation(config.lifecycle),
         ]
+        for rule in settings.rules:
+            self.segmentations.append(RuleSegmentation(rule, self.params))
+            minutes = rule.min_dwell_minutes
+            self.dwell[rule.name] = 60 * (config.rules.min_dwell_minutes if minutes is None
+                                          else minutes)
 
     def new_record(self) -> UserRecord:
         return UserRecord(UserFeatures(self.params))
@@ -268,7 +274,7 @@ class SegmentEngine:
             elif current != previous:
                 changes.append(SegmentChange(user_id, name, previous, current, ts, cause))
                 _set_segment(record, name, current, now)
-            after = segmentation.review_after_days(snapshot)
+            after = segmentation.review_after_days(snapshot, now)
             if after is not None:
                 # A second past the edge, so the review lands strictly beyond the threshold.
                 review_at = min(review_at, now + after * DAY + 1.0)

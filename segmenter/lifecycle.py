@@ -54,7 +54,7 @@ class LifecycleSegmentation:
             return "loyal"
         return "repeat" if orders >= 2 else "new_customer"
 
-    def review_after_days(self, features: Mapping[str, float]) -> float | None:
+    def review_after_days(self, features: Mapping[str, float], now: float) -> float | None:
         """Days of event time after which the stage changes by time alone (None: never)."""
         if features["orders"] <= 0:
             return None

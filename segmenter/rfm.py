@@ -62,7 +62,7 @@ class RfmSegmentation:
                 return segment.name
         raise AssertionError(f"settings guarantee a segment for r={r}, fm={fm}")
 
-    def review_after_days(self, features: Mapping[str, float]) -> float | None:
+    def review_after_days(self, features: Mapping[str, float], now: float) -> float | None:
         """Days of event time after which the R score drops by time alone (None: never)."""
         if features["orders"] <= 0:
             return None

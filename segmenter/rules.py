@@ -97,13 +97,18 @@ class Rule:
     #: The feature names the rule reads.
     features: frozenset[str]
     predicate: Predicate = field(repr=False, compare=False)
+    #: The numbers the rule compares with (where time-driven features can cross it).
+    constants: frozenset[float] = frozenset()
+    #: Minutes a user stays in the segment at least (None: the configured default).
+    min_dwell_minutes: float | None = None
 
     def holds(self, features: Features) -> bool:
         return self.predicate(features)
 
 
 def compile_rule(
-    name: str, text: str, known_features: Collection[str], *, description: str = ""
+    name: str, text: str, known_features: Collection[str], *, description: str = "",
+    min_dwell_minutes: float | None = None,
 ) -> Rule:
     """Compile ``text`` into a :class:`Rule`; raise :class:`RuleError` saying what is wrong."""
     try:
@@ -113,7 +118,8 @@ def compile_rule(
         predicate = compiler.compile()
     except _Problem as problem:
         raise RuleError(f"segment {name!r}: {problem}", reason=str(problem)) from None
-    return Rule(name, text, description, frozenset(compiler.used), predicate)
+    return Rule(name, text, description, frozenset(compiler.used), predicate,
+                frozenset(compiler.constants), min_dwell_minutes)
 
 
 class _Problem(Exception):
@@ -131,6 +137,7 @@ class _Compiler:
     text: str
     known: frozenset[str]
     used: dict[str, None] = field(default_factory=dict)
+    constants: set[float] = field(default_factory=set)
     indent: int = 0
 
     def compile(self) -> Predicate:
@@ -232,6 +239,7 @@ class _Compiler:
             return self.feature(node)
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
             number = node.value
+            self.constants.update((number, -number))  # cheaper than tracking the sign
             return lambda features: number
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             inner = self.number(node.operand, depth + 1)
@@ -349,8 +357,9 @@ def parse_rules(text: str, known_features: Collection[str], source: str = "<rule
     for key, value in segments.value if segments is not None else []:
         name = key.value if isinstance(key, yaml.ScalarNode) else ""
         try:
-            rule_node, description = _entry(key, value, seen)
-            rule = compile_rule(name, _text(rule_node), known_features, description=description)
+            rule_node, description, dwell = _entry(key, value, seen)
+            rule = compile_rule(name, _text(rule_node), known_features, description=description,
+                                min_dwell_minutes=dwell)
         except _Problem as problem:
             problems.append((problem.line or _line(key), name, str(problem)))
         except RuleError as error:
@@ -386,29 +395,49 @@ def _segments_node(root: yaml.Node | None, source: str) -> yaml.MappingNode | No
     return found
 
 
-def _entry(key: yaml.Node, value: yaml.Node, seen: dict[str, int]) -> tuple[yaml.Node, str]:
-    """Check one segment's shape; return its rule node and description."""
+_ENTRY_KEYS = ["rule", "description", "min_dwell_minutes"]
+
+
+def _entry(
+    key: yaml.Node, value: yaml.Node, seen: dict[str, int]
+) -> tuple[yaml.Node, str, float | None]:
+    """Check one segment's shape; return its rule node, description and minimum dwell."""
     if not isinstance(key, yaml.ScalarNode) or not NAME_PATTERN.match(key.value):
         raise _Problem(f"bad segment name '{_scalar(key)}': {_NAME_HINT}")
     if key.value in seen:
         raise _Problem(f"defined twice (first at line {seen[key.value]})")
     seen[key.value] = _line(key)
     if not isinstance(value, yaml.MappingNode):
-        raise _Problem("must be a mapping with 'rule' (and optionally 'description')", value)
+        raise _Problem("must be a mapping with 'rule' (and optionally 'description', "
+                       "'min_dwell_minutes')", value)
     fields: dict[str, yaml.Node] = {}
     for field_key, field_value in value.value:
         label = _scalar(field_key)
-        if label not in ("rule", "description"):
-            close = difflib.get_close_matches(label, ["rule", "description"], n=1)
+        if label not in _ENTRY_KEYS:
+            close = difflib.get_close_matches(label, _ENTRY_KEYS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise _Problem(f"unknown key {label!r}{hint}; allowed: rule, description", field_key)
+            raise _Problem(f"unknown key {label!r}{hint}; allowed: {', '.join(_ENTRY_KEYS)}",
+                           field_key)
         if label in fields:
             raise _Problem(f"{label!r} is given twice", field_key)
         fields[label] = field_value
     if "rule" not in fields:
         raise _Problem("'rule' is missing")
     description = fields.get("description")
-    return fields["rule"], "" if description is None else _text(description, "description")
+    dwell = fields.get("min_dwell_minutes")
+    return (fields["rule"], "" if description is None else _text(description, "description"),
+            None if dwell is None else _minutes(dwell))
+
+
+def _minutes(node: yaml.Node) -> float:
+    try:
+        minutes = float(_scalar(node))
+    except ValueError:
+        minutes = -1.0
+    if not 0 <= minutes < float("inf"):
+        raise _Problem(f"'min_dwell_minutes' must be a number of minutes >= 0, got "
+                       f"{_scalar(node)!r}", node)
+    return minutes
 
 
 def _text(node: yaml.Node, label: str = "rule") -> str:

@@ -22,9 +22,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from features.profile import FeatureParams
+from features.profile import FeatureParams, feature_catalogue
+from segmenter.rules import Rule, RuleError, load_rules
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
@@ -34,7 +43,10 @@ ENV_OVERRIDES: dict[str, str] = {
     "SEGMENTER_KAFKA_BOOTSTRAP": "kafka.bootstrap",
     "SEGMENTER_REDIS_URL": "redis.url",
     "SEGMENTER_METRICS_PORT": "metrics.port",
+    "SEGMENTER_RULES_FILE": "segmentations.rules.file",
 }
+#: Segmentation names a rule segment cannot take.
+RESERVED_NAMES = frozenset({"rfm", "lifecycle", "behavior"})
 
 
 class SettingsError(ValueError):
@@ -176,9 +188,18 @@ class LifecycleSettings(_Strict):
         return self
 
 
+class RuleSettings(_Strict):
+    #: The marketers' rule file; a relative path is relative to the config file naming it.
+    file: Path
+    #: A user stays in a rule segment at least this long (event time) unless the rule says
+    #: otherwise with its own min_dwell_minutes: a user near a threshold does not flap.
+    min_dwell_minutes: float = Field(ge=0)
+
+
 class Segmentations(_Strict):
     rfm: RfmSettings
     lifecycle: LifecycleSettings
+    rules: RuleSettings
 
 
 class Settings(_Strict):
@@ -189,6 +210,12 @@ class Settings(_Strict):
     worker: WorkerSettings
     features: FeatureSettings
     segmentations: Segmentations
+    _rules: list[Rule] = PrivateAttr(default_factory=list)
+
+    @property
+    def rules(self) -> list[Rule]:
+        """The compiled rule segments of ``segmentations.rules.file``."""
+        return self._rules
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -200,7 +227,26 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise SettingsError(f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise SettingsError(f"config file {path} must hold a mapping at the top level")
+    rules = data.get("segmentations", {}).get("rules") if isinstance(
+        data.get("segmentations"), dict) else None
+    if isinstance(rules, dict) and isinstance(rules.get("file"), str):
+        # Relative to the config file that names it, not to wherever the worker starts.
+        rules["file"] = str(path.parent / rules["file"])
     return data
+
+
+def _load_rule_segments(settings: Settings) -> list[Rule]:
+    path = settings.segmentations.rules.file
+    known = feature_catalogue(tuple(settings.features.windows_days))
+    try:
+        rules = load_rules(path, known)
+    except RuleError as exc:
+        raise SettingsError(f"segmentations.rules.file: {exc}") from None
+    taken = sorted(RESERVED_NAMES & {rule.name for rule in rules})
+    if taken:
+        raise SettingsError(f"segmentations.rules.file: {path}: segment names {taken} are "
+                            "taken by built-in segmentations; rename them")
+    return rules
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -243,6 +289,8 @@ def load_settings(
     for name, key in used.items():
         _set_dotted(data, key, env[name])
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise SettingsError("; ".join(_describe(e, used) for e in exc.errors())) from None
+    settings._rules = _load_rule_segments(settings)
+    return settings

@@ -97,6 +97,7 @@ def batch_features(events: list[ShopEvent], now: float) -> dict[str, float]:
         "sessions": sessions, "cart_adds": len(adds),
         "cart_removes": sum(1 for e in carts if e.action == "remove"),
         "checkouts": sum(1 for e in carts if e.action == "checkout"),
+        "days_since_last_cart": (now - max(touched)) / DAY if touched else math.inf,
         "open_cart": int(open_items > 0),
         "open_cart_value": max(open_cents, 0) / 100 if open_items > 0 else 0.0,
         "abandoned_cart": int(open_items > 0 and now - max(touched) >= PARAMS.abandon_after_s),

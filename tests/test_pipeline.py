@@ -113,7 +113,7 @@ async def test_events_become_segments_changes_and_metrics(
     events = shop_history(now)
     await produce(kafka_bootstrap, [event_message(t, e) for t, e in events])
     expected = expected_segments(events)
-    assert expected["champ-1"] == {"rfm": "champions", "lifecycle": "loyal"}
+    assert expected["champ-1"] == {"rfm": "champions", "lifecycle": "loyal", "vip": "vip"}
     assert expected["quiet-1"]["lifecycle"] == "churned"
     assert expected["visitor-1"] == {"lifecycle": "visitor"}
 

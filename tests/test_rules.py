@@ -287,11 +287,18 @@ segments:
     ("segments:\n  Vip:\n    rule: true\n", "FILE line 2, segment 'Vip': bad segment name 'Vip'"),
     ("segments:\n  9lives:\n    rule: true\n", "FILE line 2, segment '9lives': bad segment name"),
     ("segments:\n  vip: orders > 1\n",
-     "FILE line 2, segment 'vip': must be a mapping with 'rule' (and optionally 'description')"),
+     "FILE line 2, segment 'vip': must be a mapping with 'rule' (and optionally 'description', "
+     "'min_dwell_minutes')"),
     ("segments:\n  vip:\n    description: x\n", "FILE line 2, segment 'vip': 'rule' is missing"),
     ("segments:\n  vip:\n    rule: true\n    descripton: x\n",
      "FILE line 4, segment 'vip': unknown key 'descripton' (did you mean 'description'?); "
-     "allowed: rule, description"),
+     "allowed: rule, description, min_dwell_minutes"),
+    ("segments:\n  vip:\n    rule: true\n    min_dwell_minutes: soon\n",
+     "FILE line 4, segment 'vip': 'min_dwell_minutes' must be a number of minutes >= 0, "
+     "got 'soon'"),
+    ("segments:\n  vip:\n    rule: true\n    min_dwell_minutes: -5\n",
+     "FILE line 4, segment 'vip': 'min_dwell_minutes' must be a number of minutes >= 0, "
+     "got '-5'"),
     ("segments:\n  vip:\n    rule:\n", "FILE line 3, segment 'vip': 'rule' is empty"),
     ("segments:\n  vip:\n    rule: ''\n", "FILE line 3, segment 'vip': 'rule' is empty"),
     ("segments:\n  vip:\n    rule: [orders > 1]\n",
@@ -321,7 +328,7 @@ def test_shipped_rules_load_against_the_documented_features() -> None:
     assert all(rule.features <= FEATURES.keys() for rule in rules)
     visitor = {name: 0.0 for name in FEATURES} | {
         "days_since_last_order": INF, "days_since_first_order": INF,
-        "purchase_interval_days": INF, "cart_adds": 2}
+        "purchase_interval_days": INF, "days_since_last_cart": 1.0, "cart_adds_7d": 2}
     assert RuleSegments(rules).predict_one(visitor) == {"cart_abandoners"}
 
 

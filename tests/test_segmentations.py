@@ -108,7 +108,7 @@ def test_time_alone_moves_a_quiet_customer_through_the_segments() -> None:
     record = engine.new_record()
     orders = [order(n, T0 + n * 7 * DAY, total=250.0) for n in range(6)]
     engine.learn("u1", record, orders, orders[-1].ts)
-    assert record.segments == {"rfm": "champions", "lifecycle": "loyal"}
+    assert record.segments == {"rfm": "champions", "lifecycle": "loyal", "vip": "vip"}
     last = orders[-1].ts
     seen = []
     now = last
@@ -122,6 +122,9 @@ def test_time_alone_moves_a_quiet_customer_through_the_segments() -> None:
         (45, "lifecycle", "lapsing"),
         (60, "rfm", "cant_lose_them"),
         (120, "lifecycle", "churned"),
+        # vip (monetary_365d >= 1000) holds until the third order, 21 days before the last,
+        # leaves the 365-day window
+        (344, "vip", None),
     ]
     assert record.segments == {"rfm": "cant_lose_them", "lifecycle": "churned"}
 
