@@ -120,6 +120,8 @@ class UserRecord:
     entered: dict[str, float] = field(default_factory=dict)
     #: What this user contributes to the customer population (None: not a customer).
     customer: CustomerValues | None = None
+    #: Fingerprint of the segment settings the user was last evaluated with.
+    evaluated_with: str = ""
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({
@@ -128,6 +130,7 @@ class UserRecord:
             "review_at": self.review_at,
             "entered": self.entered,
             "customer": self.customer,
+            "evaluated_with": self.evaluated_with,
         })
 
     @classmethod
@@ -139,6 +142,7 @@ class UserRecord:
             review_at=state["review_at"],
             entered=state.get("entered", {}),
             customer=CustomerValues(**state["customer"]) if state.get("customer") else None,
+            evaluated_with=state.get("evaluated_with", ""),
         )
 
 
@@ -161,6 +165,7 @@ class SegmentEngine:
             minutes = rule.min_dwell_minutes
             self.dwell[rule.name] = 60 * (config.rules.min_dwell_minutes if minutes is None
                                           else minutes)
+        self.fingerprint = settings_fingerprint(settings)
 
     def new_record(self) -> UserRecord:
         return UserRecord(UserFeatures(self.params))
@@ -204,6 +209,17 @@ class SegmentEngine:
         """Re-evaluate a user after the population's quantiles moved."""
         return self._evaluate(user_id, record, now, now, f"population@{now:.3f}")
 
+    def reconfigure(self, user_id: str, record: UserRecord, now: float) -> list[SegmentChange]:
+        """Re-evaluate a user last evaluated under other settings (after a restart with a new
+        rule, a removed one, or new thresholds): they apply at once, without dwell."""
+        cause = f"config@{self.fingerprint}"
+        names = {segmentation.name for segmentation in self.segmentations}
+        changes = [SegmentChange(user_id, name, segment, None, now, cause)
+                   for name, segment in record.segments.items() if name not in names]
+        for change in changes:
+            _set_segment(record, change.segmentation, None, now)
+        return changes + self._evaluate(user_id, record, now, now, cause, dwell={})
+
     def merge(self, user_id: str, record: UserRecord, visitor_id: str, visitor: UserRecord,
               ts: float, cause: str) -> list[SegmentChange]:
         """Move a visitor's history into a customer's record; the visitor leaves every segment.
@@ -226,12 +242,12 @@ class SegmentEngine:
     def refresh_population(self, force: bool = True) -> set[str]:
         """Recompute the quantiles; return the users whose F or M score may have changed.
 
-        Unless forced, only when the population grew or shrank by 2% (or 10 customers) since
+        Unless forced, only when the population grew or shrank by 2% (at least 1) since
         the last refresh, or a minute has passed: every refresh can re-score whole bins of
         customers, so refreshing on every tick would cost more than it tells.
         """
         size, now = self.population.size, time.monotonic()
-        grown = abs(size - self._refreshed_size) >= max(10, 0.02 * self._refreshed_size)
+        grown = abs(size - self._refreshed_size) >= max(1, 0.02 * self._refreshed_size)
         if not (force or grown or now - self._refreshed_at >= 60.0):
             return set()
         self._refreshed_size, self._refreshed_at = size, now
@@ -279,7 +295,16 @@ class SegmentEngine:
                 # A second past the edge, so the review lands strictly beyond the threshold.
                 review_at = min(review_at, now + after * DAY + 1.0)
         record.review_at = review_at if math.isfinite(review_at) else None
+        record.evaluated_with = self.fingerprint
         return changes
+
+
+def settings_fingerprint(settings: Settings) -> str:
+    """Changes whenever anything that decides segments does: segmentations, rules, features."""
+    rules = [(rule.name, rule.text, rule.min_dwell_minutes) for rule in settings.rules]
+    text = orjson.dumps([settings.segmentations.model_dump(mode="json"),
+                         settings.features.model_dump(mode="json"), rules])
+    return hashlib.sha1(text).hexdigest()[:12]
 
 
 def _set_segment(record: UserRecord, segmentation: str, segment: str | None, now: float) -> None:

@@ -124,12 +124,25 @@ class BatchProcessor:
                 self._keep(user_id, record, outcome)
         return outcome
 
-    def restore(self, records: Iterable[tuple[str, UserRecord]]) -> None:
-        """Rebuild the review schedule and watermark from stored records (after recovery)."""
+    def restore(self, records: Iterable[tuple[str, UserRecord]]) -> BatchOutcome:
+        """Rebuild the population, watermark and review schedule from stored records (after
+        recovery); re-evaluate users whom the settings or the population's quantiles moved."""
+        records = list(records)
         for user_id, record in records:
             self.engine.adopt(user_id, record)
-            self.schedule.schedule(user_id, record.review_at)
             self.watermark = max(self.watermark, record.features.last_seen)
+        rescored = self.engine.refresh_population()
+        outcome = BatchOutcome()
+        for user_id, record in records:
+            if record.evaluated_with != self.engine.fingerprint:
+                outcome.changes += self.engine.reconfigure(user_id, record, self.watermark)
+            elif user_id in rescored:
+                outcome.changes += self.engine.rescore(user_id, record, self.watermark)
+            else:
+                self.schedule.schedule(user_id, record.review_at)
+                continue
+            self._keep(user_id, record, outcome)
+        return outcome
 
     def _keep(self, user_id: str, record: UserRecord, outcome: BatchOutcome) -> None:
         outcome.records[user_id] = record

@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 
 SET_MEMBERSHIP = """
 local user_key, members, user_id = KEYS[1], ARGV[1], ARGV[2]
+local given = {}
 for i = 3, #ARGV, 2 do
   local segmentation, segment = ARGV[i], ARGV[i + 1]
+  given[segmentation] = true
   local old = redis.call('HGET', user_key, segmentation)
   if old and old ~= segment then
     redis.call('SREM', members .. segmentation .. ':' .. old, user_id)
@@ -39,6 +41,14 @@ for i = 3, #ARGV, 2 do
   else
     redis.call('SADD', members .. segmentation .. ':' .. segment, user_id)
     redis.call('HSET', user_key, segmentation, segment)
+  end
+end
+-- segmentations no longer configured (a rule removed from config/segments.yaml)
+local stored = redis.call('HGETALL', user_key)
+for i = 1, #stored, 2 do
+  if not given[stored[i]] then
+    redis.call('SREM', members .. stored[i] .. ':' .. stored[i + 1], user_id)
+    redis.call('HDEL', user_key, stored[i])
   end
 end
 return 1
@@ -114,7 +124,14 @@ class RedisMembership:
         })
 
     async def refresh_all_profiles(self) -> dict[tuple[str, str], int]:
-        """Write every known segment's profile (at start, so empty segments are listed too)."""
+        """Write every known segment's profile (at start, so empty segments are listed too);
+        drop the profiles of segmentations no longer configured."""
+        try:
+            async for key in self.client.scan_iter(match=f"{self.prefix}:segments:*"):
+                if key.decode().removeprefix(f"{self.prefix}:segments:") not in self.catalogue:
+                    await self.client.delete(key)
+        except (RedisError, OSError) as exc:  # stale profiles are harmless; go on
+            log.warning("could not drop the profiles of removed segmentations: %s", exc)
         every = [(s, name) for s, names in self.catalogue.items() for name in names]
         return await self.write({}, every)
 

@@ -111,10 +111,14 @@ class SegmentWorker:
                       if tp.topic in inputs}
         async with self.lock:
             await self._complete_recovery()
-            self.processor.restore(
+            outcome = self.processor.restore(
                 (key.decode(), self.engine.load_record(value))
                 for key, value in self.users.items() if self.owns(key.decode())
             )
+            if outcome.records:
+                log.info("re-evaluated %d users under new settings or quantiles",
+                         len(outcome.records))
+                await self.commit(outcome)
             _record_sizes(await self.redis.refresh_all_profiles())
         log.info("recovered %d users", len(self.users))
 

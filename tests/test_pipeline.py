@@ -83,9 +83,11 @@ def shop_history(now: float) -> list[tuple[str, dict]]:
     return sorted(events, key=lambda topic_event: topic_event[1]["ts"])
 
 
-def expected_segments(events: list[tuple[str, dict]]) -> dict[str, dict[str, str]]:
+def expected_segments(
+    events: list[tuple[str, dict]], environ: dict[str, str] | None = None
+) -> dict[str, dict[str, str]]:
     """Batch recomputation with the same engine: all events, evaluated at the last event time."""
-    engine = SegmentEngine(load_settings(environ={}))
+    engine = SegmentEngine(load_settings(environ=environ or {}))
     parsed = [EVENT_TYPES[KIND[topic]].model_validate(event) for topic, event in events]
     watermark = max(event.ts for event in parsed)
     by_user = defaultdict(list)
@@ -253,3 +255,48 @@ def replay(messages: list[Any]) -> dict[tuple[str, str], str | None]:
         if change["current"] is None:
             del state[key]
     return state
+
+
+async def test_a_rule_added_to_the_rule_file_takes_effect_on_restart(
+    kafka_bootstrap: str, store: Any, worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("segments:\n  big:\n    rule: monetary >= 100\n")
+    env = {**worker_env, "SEGMENTER_RULES_FILE": str(rules)}
+    now = time.time()
+    events = [(ORDERS, order("a1", now - 60, "a", 150.0)), (ORDERS, order("b1", now, "b", 20.0)),
+              (CLICKS, click("v1", now, anon="v"))]
+    users = ["a", "b", "v"]
+    with WorkerProcess(env, tmp_path / "worker.log") as worker:
+        await produce(kafka_bootstrap, [event_message(t, e) for t, e in events])
+        before = expected_segments(events, env)
+        assert before["a"]["big"] == "big" and "big" not in before["b"]
+        await wait_for(lambda: redis_matches(store, before),
+                       what=lambda: f"first rules in Redis\n{worker.log()}")
+        assert worker.stop() == 0, worker.log()
+
+        # The marketer drops `big` and adds `small`; nothing else happens in the shop.
+        rules.write_text("segments:\n  small:\n    rule: orders >= 1 and monetary < 100\n")
+        worker.start()
+        after = expected_segments(events, env)
+        assert after["b"]["small"] == "small" and "small" not in after["a"]
+        assert not any("big" in segments for segments in after.values())
+        await wait_for(lambda: redis_matches(store, after),
+                       what=lambda: f"new rules in Redis\n{worker.log()}")
+    assert await store.smembers("seg:members:small:small") == {"b"}
+    assert await store.exists("seg:members:big:big", "seg:segments:big") == 0
+    assert orjson.loads(await store.hget("seg:segments:small", "small"))["size"] == 1
+
+    final_state = {(u, s): seg for u, segs in after.items() for s, seg in segs.items()}
+    changes = await consume_all(kafka_bootstrap, "segments.changes",
+                                until=lambda got: replay(got) == final_state)
+    assert replay(changes) == final_state
+    decoded = [orjson.loads(message.value) for message in changes]
+    moved_by_config = {(c["user_id"], c["segmentation"], c["current"]) for c in decoded
+                       if c["cause"].startswith("config@")}
+    assert moved_by_config == {("a", "big", None), ("b", "small", "small")}
+    assert sorted(users) == sorted(after)
+
+
+async def redis_matches(store: Any, expected: dict[str, dict[str, str]]) -> bool:
+    return await redis_state(store, list(expected)) == expected
