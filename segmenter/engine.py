@@ -45,6 +45,7 @@ import orjson
 
 from features.events import ShopEvent
 from features.profile import DAY, FeatureParams, UserFeatures
+from segmenter.behavior import BehaviorSegmentation
 from segmenter.lifecycle import LifecycleSegmentation
 from segmenter.population import CustomerValues, Population
 from segmenter.rfm import RfmSegmentation
@@ -76,6 +77,8 @@ class SegmentChange:
     cause: str
     #: Set when a visitor's history moved into a customer's: the customer's id.
     merged_into: str | None = None
+    #: For ``behavior`` changes: the model version that placed the user.
+    model_version: int | None = None
 
     @property
     def event_id(self) -> str:
@@ -102,6 +105,7 @@ class SegmentChange:
             "emitted_at": _iso(emitted_at),
             "cause": self.cause,
             "merged_into": self.merged_into,
+            "model_version": self.model_version,
         })
 
 
@@ -122,6 +126,10 @@ class UserRecord:
     customer: CustomerValues | None = None
     #: Fingerprint of the segment settings the user was last evaluated with.
     evaluated_with: str = ""
+    #: What the user contributes to the behaviour model: [segment or None, vector].
+    behavior: list[Any] | None = None
+    #: The behaviour model version the user was last placed with (0: none yet).
+    behavior_version: int = 0
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({
@@ -131,6 +139,8 @@ class UserRecord:
             "entered": self.entered,
             "customer": self.customer,
             "evaluated_with": self.evaluated_with,
+            "behavior": self.behavior,
+            "behavior_version": self.behavior_version,
         })
 
     @classmethod
@@ -143,6 +153,8 @@ class UserRecord:
             entered=state.get("entered", {}),
             customer=CustomerValues(**state["customer"]) if state.get("customer") else None,
             evaluated_with=state.get("evaluated_with", ""),
+            behavior=state.get("behavior"),
+            behavior_version=state.get("behavior_version", 0),
         )
 
 
@@ -166,6 +178,9 @@ class SegmentEngine:
             self.dwell[rule.name] = 60 * (config.rules.min_dwell_minutes if minutes is None
                                           else minutes)
         self.fingerprint = settings_fingerprint(settings)
+        behavior = config.behavior
+        self.behavior = (BehaviorSegmentation(behavior.learn_sample) if behavior.enabled
+                         else None)
 
     def new_record(self) -> UserRecord:
         return UserRecord(UserFeatures(self.params))
@@ -175,7 +190,16 @@ class SegmentEngine:
 
     def catalogue(self) -> dict[str, dict[str, str]]:
         """Segmentation -> segment -> description, for segment profiles."""
-        return {s.name: s.descriptions() for s in self.segmentations}
+        catalogue = {s.name: s.descriptions() for s in self.segmentations}
+        if self.behavior is not None:
+            model = self.behavior.model
+            catalogue["behavior"] = {} if model is None else model.descriptions()
+        return catalogue
+
+    def reclassify(self, user_id: str, record: UserRecord, now: float) -> list[SegmentChange]:
+        """Re-evaluate a user after a new behaviour model version arrived."""
+        version = self.behavior.model.version if self.behavior and self.behavior.model else 0
+        return self._evaluate(user_id, record, now, now, f"model@{version}")
 
     def learn(
         self,
@@ -214,6 +238,8 @@ class SegmentEngine:
         rule, a removed one, or new thresholds): they apply at once, without dwell."""
         cause = f"config@{self.fingerprint}"
         names = {segmentation.name for segmentation in self.segmentations}
+        if self.behavior is not None:
+            names.add("behavior")
         changes = [SegmentChange(user_id, name, segment, None, now, cause)
                    for name, segment in record.segments.items() if name not in names]
         for change in changes:
@@ -230,6 +256,9 @@ class SegmentEngine:
         self.population.update(visitor_id, visitor.customer, None)
         changes = [SegmentChange(visitor_id, name, segment, None, ts, cause, merged_into=user_id)
                    for name, segment in visitor.segments.items()]
+        if self.behavior is not None:
+            self.behavior.withdraw(visitor.behavior)
+            visitor.behavior = None
         visitor.segments.clear()
         visitor.entered.clear()
         visitor.customer = visitor.review_at = None
@@ -296,7 +325,23 @@ class SegmentEngine:
                 review_at = min(review_at, now + after * DAY + 1.0)
         record.review_at = review_at if math.isfinite(review_at) else None
         record.evaluated_with = self.fingerprint
+        if self.behavior is not None:
+            changes += self._behave(user_id, record, snapshot, now, ts, cause)
         return changes
+
+    def _behave(self, user_id: str, record: UserRecord, snapshot: Mapping[str, float],
+                now: float, ts: float, cause: str) -> list[SegmentChange]:
+        behavior = self.behavior
+        assert behavior is not None
+        current, record.behavior = behavior.assign(user_id, record.behavior, snapshot)
+        version = behavior.model.version if behavior.model is not None else 0
+        record.behavior_version = version
+        previous = record.segments.get("behavior")
+        if current is None or current == previous:  # no model yet: keep what the user has
+            return []
+        _set_segment(record, "behavior", current, now)
+        return [SegmentChange(user_id, "behavior", previous, current, ts, cause,
+                              model_version=version)]
 
 
 def settings_fingerprint(settings: Settings) -> str:

@@ -63,6 +63,10 @@ class Topics(_Strict):
     orders: str = Field(min_length=1)
     deadletter: str = Field(min_length=1)
     changes: str = Field(min_length=1)
+    #: Behaviour model versions (compacted, one partition) and the workers' statistics for
+    #: the trainer (one partition: whoever owns it trains).
+    behavior_model: str = Field(min_length=1)
+    behavior_stats: str = Field(min_length=1)
 
     @property
     def inputs(self) -> dict[str, str]:
@@ -196,10 +200,54 @@ class RuleSettings(_Strict):
     min_dwell_minutes: float = Field(ge=0)
 
 
+class BehaviorSettings(_Strict):
+    enabled: bool
+    #: A number of segments, or "auto": the best silhouette in auto_range on the reservoir.
+    clusters: int | Literal["auto"]
+    auto_range: tuple[int, int]
+    #: Segments with a smaller share of the users are not created, or dropped.
+    min_share: float = Field(ge=0, lt=0.5)
+    #: Users sampled before the first fit; the reservoir keeps this many recent vectors.
+    warmup_users: int = Field(ge=10)
+    reservoir_size: int = Field(ge=10)
+    #: Share of users whose vectors train the model (all are predicted).
+    learn_sample: float = Field(gt=0, le=1)
+    #: How often workers send statistics and the trainer considers a new version.
+    publish_interval_s: float = Field(gt=0)
+    #: A new version only when a centre moved this far (in standard deviations).
+    min_centre_shift: float = Field(ge=0)
+    refit_interval_s: float = Field(gt=0)
+    #: A re-fit replaces the centres only if it lowers the reservoir's inertia this much.
+    refit_gain: float = Field(gt=0, lt=1)
+    #: A re-fitted centre keeps an old id if it is this close (standard deviations).
+    match_distance: float = Field(gt=0)
+    #: Users re-evaluated per second after a new version.
+    sweep_per_second: int = Field(ge=1)
+    seed: int
+
+    @field_validator("clusters")
+    @classmethod
+    def _enough_clusters(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 2 <= value <= 50:
+            raise ValueError(f"must be 'auto' or between 2 and 50, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _sizes(self) -> BehaviorSettings:
+        low, high = self.auto_range
+        if not 2 <= low <= high <= 50:
+            raise ValueError(f"auto_range must be [low, high] with 2 <= low <= high <= 50, "
+                             f"got {list(self.auto_range)}")
+        if self.reservoir_size < self.warmup_users:
+            raise ValueError("reservoir_size must be at least warmup_users")
+        return self
+
+
 class Segmentations(_Strict):
     rfm: RfmSettings
     lifecycle: LifecycleSettings
     rules: RuleSettings
+    behavior: BehaviorSettings
 
 
 class Settings(_Strict):

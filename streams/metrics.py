@@ -32,6 +32,8 @@ REDIS_ERRORS = Counter("segmenter_redis_errors", "Failed Redis writes (retried)"
 USERS_REVIEWED = Counter(
     "segmenter_users_reviewed", "Users re-evaluated because event time moved on"
 )
+MODEL_VERSION = Gauge("segmenter_behavior_model_version",
+                      "Behaviour model version this worker predicts with")
 WATERMARK = Gauge("segmenter_watermark_seconds", "Event time the worker has reached (epoch s)")
 
 

@@ -68,7 +68,9 @@ class RedisMembership:
     def __init__(self, url: str, prefix: str, catalogue: Mapping[str, Mapping[str, str]]) -> None:
         self.client = redis.Redis.from_url(url)
         self.prefix = prefix
-        self.catalogue = catalogue
+        self.catalogue = {name: dict(segments) for name, segments in catalogue.items()}
+        #: Segmentation -> segment -> more profile fields (the behaviour model's profiles).
+        self.details: dict[str, Mapping[str, Mapping[str, object]]] = {}
         self._set_membership = self.client.register_script(SET_MEMBERSHIP)
         self._write_profile = self.client.register_script(WRITE_PROFILE)
 
@@ -117,11 +119,30 @@ class RedisMembership:
         return dict(zip(touched, sizes, strict=True))
 
     def _profile(self, segmentation: str, segment: str) -> bytes:
+        details = self.details.get(segmentation, {}).get(segment, {})
         return orjson.dumps({
+            **details,
             "segmentation": segmentation,
             "segment": segment,
             "description": self.catalogue.get(segmentation, {}).get(segment, ""),
         })
+
+    async def replace_profiles(
+        self, segmentation: str, profiles: Mapping[str, Mapping[str, object]]
+    ) -> dict[tuple[str, str], int]:
+        """Profiles of a segmentation whose segments change (a new behaviour model version):
+        write them all and drop those of segments that are gone."""
+        self.catalogue[segmentation] = {s: str(p.get("description", "")) for s, p in
+                                        profiles.items()}
+        self.details[segmentation] = profiles
+        key = f"{self.prefix}:segments:{segmentation}"
+        try:
+            gone = [s for s in await self.client.hkeys(key) if s.decode() not in profiles]
+            if gone:
+                await self.client.hdel(key, *gone)
+        except (RedisError, OSError) as exc:  # stale profiles are harmless; go on
+            log.warning("could not drop the profiles of removed segments: %s", exc)
+        return await self.write({}, [(segmentation, segment) for segment in profiles])
 
     async def refresh_all_profiles(self) -> dict[tuple[str, str], int]:
         """Write every known segment's profile (at start, so empty segments are listed too);

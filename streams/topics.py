@@ -24,8 +24,17 @@ async def ensure_topics(settings: Settings) -> None:
     except KafkaError as exc:
         raise TopicSetupError(f"cannot reach Kafka at {kafka.bootstrap}: {exc}") from None
     try:
+        # The model's versions: one partition, compacted (the latest version per key stays).
+        # The workers' statistics: one partition, so that one worker at a time trains.
+        single = [
+            NewTopic(topics.behavior_model, 1, kafka.replication_factor,
+                     topic_configs={"cleanup.policy": "compact"}),
+            NewTopic(topics.behavior_stats, 1, kafka.replication_factor,
+                     topic_configs={"retention.ms": str(7 * 24 * 3600 * 1000)}),
+        ]
         response = await admin.create_topics(
             [NewTopic(name, kafka.partitions, kafka.replication_factor) for name in names]
+            + single
         )
         for name, code, message in response.topic_errors:
             if code not in (0, TOPIC_ALREADY_EXISTS):

@@ -18,10 +18,12 @@ from typing import Any
 import faust
 from aiokafka.partitioner import murmur2
 
+from segmenter.behavior import BehaviorModel
 from segmenter.engine import SegmentChange, SegmentEngine, UserRecord
 from segmenter.settings import Settings
 from streams import metrics
 from streams.batch import BatchOutcome, BatchProcessor, DeadLetter, Message
+from streams.behavior_sync import ModelSync, read_latest_model
 from streams.changelog import read_changelog_tail
 from streams.faust_app import SegmenterApp
 from streams.redis_sink import RedisMembership
@@ -87,6 +89,11 @@ class SegmentWorker:
         app.agent(self.source, name="segment")(self.consume)
         app.timer(REVIEW_INTERVAL_S, name="review")(self.review)
         self.users.on_recover(self.on_recovered)
+        behavior = settings.segmentations.behavior
+        self.sync = ModelSync(settings, self.apply_model) if behavior.enabled else None
+        self._following: asyncio.Task[None] | None = None
+        #: Users still to re-evaluate under the latest behaviour model version.
+        self.sweep: list[str] = []
 
     async def consume(self, stream: faust.StreamT) -> None:
         worker = self.settings.worker
@@ -101,8 +108,34 @@ class SegmentWorker:
         async with self.lock:
             outcome = self.processor.review(self.load_owned)
             metrics.USERS_REVIEWED.inc(len(outcome.records))
-            if outcome.records:
+            self._sweep(outcome)
+            if outcome.records or outcome.changes:
                 await self.commit(outcome)
+
+    def _sweep(self, outcome: BatchOutcome) -> None:
+        """Re-evaluate the next users placed by an older behaviour model version."""
+        behavior = self.engine.behavior
+        if not self.sweep or behavior is None or behavior.model is None:
+            return
+        rate = self.settings.segmentations.behavior.sweep_per_second
+        batch, self.sweep = self.sweep[:rate], self.sweep[rate:]
+        for user_id in batch:
+            record = outcome.records.get(user_id) or self.load_owned(user_id)
+            if record is not None and record.behavior_version != behavior.model.version:
+                outcome.changes += self.engine.reclassify(user_id, record,
+                                                          self.processor.watermark)
+                outcome.records[user_id] = record
+
+    async def apply_model(self, model: BehaviorModel) -> None:
+        """A new behaviour model version: predict with it, publish its profiles, re-place users."""
+        assert self.engine.behavior is not None
+        async with self.lock:
+            self.engine.behavior.model = model
+            _record_sizes(await self.redis.replace_profiles("behavior", model.profiles))
+            self.sweep = [key.decode() for key in self.users if self.owns(key.decode())]
+        metrics.MODEL_VERSION.set(model.version)
+        log.info("behaviour model version %d: re-placing %d users", model.version,
+                 len(self.sweep))
 
     async def on_recovered(self) -> None:
         """After each rebalance: finish the table, then schedule the users this worker owns."""
@@ -111,6 +144,7 @@ class SegmentWorker:
                       if tp.topic in inputs}
         async with self.lock:
             await self._complete_recovery()
+            await self._load_model()
             outcome = self.processor.restore(
                 (key.decode(), self.engine.load_record(value))
                 for key, value in self.users.items() if self.owns(key.decode())
@@ -121,6 +155,23 @@ class SegmentWorker:
                 await self.commit(outcome)
             _record_sizes(await self.redis.refresh_all_profiles())
         log.info("recovered %d users", len(self.users))
+
+    async def _load_model(self) -> None:
+        """Predict with the latest behaviour model before any event (a restart changes no one),
+        follow its versions, and train while this worker owns input partition 0."""
+        behavior = self.engine.behavior
+        if self.sync is None or behavior is None:
+            return
+        if behavior.model is None:
+            model = await read_latest_model(self.settings.kafka.bootstrap,
+                                            self.settings.kafka.topics.behavior_model)
+            if model is not None:
+                behavior.model = self.sync.model = model
+                _record_sizes(await self.redis.replace_profiles("behavior", model.profiles))
+                metrics.MODEL_VERSION.set(model.version)
+        if self._following is None:
+            self._following = asyncio.ensure_future(self.sync.follow())
+        self.sync.lead(0 in self.owned)
 
     async def _complete_recovery(self) -> None:
         tail = await read_changelog_tail(
@@ -150,6 +201,11 @@ class SegmentWorker:
     async def commit(self, outcome: BatchOutcome) -> None:
         """Publish a batch's results; returns once everything is written."""
         pending = [await self._send_dead_letter(dead) for dead in outcome.dead_letters]
+        if self.engine.behavior is not None and self.engine.behavior.pending:
+            # With the batch, before its offsets are acknowledged: the trainer's sums stay whole.
+            stats = self.engine.behavior.take_pending()
+            pending.append(await self.app.producer.send(
+                self.settings.kafka.topics.behavior_stats, None, stats.to_json(), 0, None, None))
         memberships = {user_id: record.segments for user_id, record in outcome.records.items()}
         touched = _touched_segments(outcome.changes)
         sizes = await self.redis.write(memberships, touched)

@@ -55,6 +55,10 @@ def test_topics_created_match_config(services: dict[str, Any]) -> None:
     topics = settings.kafka.topics
     assert loop.group(1).split() == [topics.clicks, topics.carts, topics.orders,
                                      topics.deadletter, topics.changes]
+    for single in (topics.behavior_model, topics.behavior_stats):
+        assert re.search(rf"--topic {re.escape(single)} --partitions 1 ", script), single
+    assert re.search(rf"--topic {re.escape(topics.behavior_model)} .*\n.*cleanup.policy=compact",
+                     script)
     assert f"--partitions {settings.kafka.partitions}" in script
     assert f"--replication-factor {settings.kafka.replication_factor}" in script
     assert services["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"

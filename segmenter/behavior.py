@@ -1,0 +1,250 @@
+"""The ``behavior`` segmentation: users grouped by how they shop, predicted by nearest centre.
+
+A user's behaviour vector is a handful of documented features, heavy-tailed counts and money
+through ``log1p``. Distances are measured after scaling each dimension by the population's
+standard deviation, so spend and views weigh alike. A :class:`BehaviorModel` is one published
+version: centres with stable ids, the scale, and readable profiles. Workers only predict with
+it; :mod:`segmenter.behavior_trainer` learns the next version.
+
+>>> model = BehaviorModel(version=3, ids=["b1", "b2"],
+...                       centres=[[0.0] * DIMENSIONS, [2.0] * DIMENSIONS],
+...                       scale=[1.0] * DIMENSIONS)
+>>> recent = {"days_since_last_order": 0.0, "days_since_last_visit": 0.0}
+>>> model.predict_one(behavior_vector({**recent, "orders": 20, "monetary": 3000.0}))
+'b2'
+>>> model.predict_many([behavior_vector(recent)] * 2)
+['b1', 'b1']
+>>> BehaviorModel.from_json(model.to_json()) == model
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+#: Recency is capped: a year without a visit is as lapsed as it gets.
+MAX_DAYS = 365.0
+
+
+def _log(name: str) -> Callable[[Mapping[str, float]], float]:
+    return lambda features: math.log1p(max(features.get(name, 0.0), 0.0))
+
+
+def _days(name: str) -> Callable[[Mapping[str, float]], float]:
+    def days(features: Mapping[str, float]) -> float:
+        value = features.get(name, math.inf)
+        return math.log1p(min(value, MAX_DAYS)) if value == value else math.log1p(MAX_DAYS)
+    return days
+
+
+def _share(name: str) -> Callable[[Mapping[str, float]], float]:
+    return lambda features: float(features.get(name, 0.0))
+
+
+#: Vector dimension -> (how it is computed from the features, phrase when high, when low).
+VECTOR: dict[str, tuple[Callable[[Mapping[str, float]], float], str, str]] = {
+    "orders": (_log("orders"), "buy often", "never or rarely buy"),
+    "monetary": (_log("monetary"), "high spenders", "spend little"),
+    "avg_order_value": (_log("avg_order_value"), "big baskets", "small baskets"),
+    "page_views": (_log("page_views"), "browse a lot", "browse little"),
+    "sessions": (_log("sessions"), "visit often", "visit rarely"),
+    "cart_adds": (_log("cart_adds"), "fill carts", "seldom add to cart"),
+    "checkouts": (_log("checkouts"), "reach checkout", "rarely reach checkout"),
+    "discount_affinity": (_share("discount_affinity"), "bargain hunters", "pay full price"),
+    "days_since_last_order": (_days("days_since_last_order"), "not bought for long",
+                              "bought recently"),
+    "days_since_last_visit": (_days("days_since_last_visit"), "gone quiet", "visited recently"),
+}
+DIMENSIONS = len(VECTOR)
+NAMES = tuple(VECTOR)
+
+
+def sample_hash(user_id: str) -> float:
+    """A user's place in [0, 1) for sampling: the same on every worker and every run."""
+    digest = hashlib.blake2b(user_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest) / 2**64
+
+
+def behavior_vector(features: Mapping[str, float]) -> list[float]:
+    """The user's point in behaviour space (unscaled), from their feature snapshot."""
+    return [compute(features) for compute, _, _ in VECTOR.values()]
+
+
+@dataclass(slots=True, eq=False)
+class BehaviorModel:
+    """One published version of the behaviour model: what every worker predicts with."""
+
+    version: int
+    ids: list[str]
+    #: One row per id, in the unscaled vector space.
+    centres: Any
+    #: Per-dimension population standard deviation (distances are measured in its units).
+    scale: Any
+    #: Per-dimension population mean (for profiles).
+    mean: Any = None
+    #: Segment id -> profile (name, description, size, share, key features).
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The trainer's state as of this version (member sums, last statistics offset), so that
+    #: a trainer on another worker or after a restart resumes exactly here.
+    training: dict[str, Any] | None = None
+    _scaled: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.centres = np.asarray(self.centres, dtype=float).reshape(len(self.ids), DIMENSIONS)
+        self.scale = np.maximum(np.asarray(self.scale, dtype=float), 1e-9)
+        self.mean = (np.zeros(DIMENSIONS) if self.mean is None
+                     else np.asarray(self.mean, dtype=float))
+        self._scaled = self.centres / self.scale
+
+    def predict_one(self, vector: Sequence[float]) -> str:
+        """The id of the nearest centre."""
+        point = np.asarray(vector, dtype=float) / self.scale
+        return self.ids[int(np.argmin(((self._scaled - point) ** 2).sum(axis=1)))]
+
+    def predict_many(self, vectors: Any) -> list[str]:
+        """Nearest centre ids for a batch of vectors (one row each): one matrix operation."""
+        points = np.asarray(vectors, dtype=float).reshape(-1, DIMENSIONS) / self.scale
+        distances = ((points[:, None, :] - self._scaled[None, :, :]) ** 2).sum(axis=2)
+        return [self.ids[i] for i in distances.argmin(axis=1)]
+
+    def descriptions(self) -> dict[str, str]:
+        return {segment: profile.get("description", "")
+                for segment, profile in self.profiles.items()}
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({
+            "version": self.version, "ids": self.ids, "centres": self.centres.tolist(),
+            "scale": self.scale.tolist(), "mean": self.mean.tolist(),
+            "profiles": self.profiles, "training": self.training,
+        })
+
+    @classmethod
+    def from_json(cls, data: bytes) -> BehaviorModel:
+        state = orjson.loads(data)
+        return cls(state["version"], state["ids"], state["centres"], state["scale"],
+                   state["mean"], state["profiles"], state.get("training"))
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, BehaviorModel) and self.version == other.version
+                and self.ids == other.ids and np.allclose(self.centres, other.centres)
+                and np.allclose(self.scale, other.scale))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def describe(centre: Any, mean: Any, scale: Any, size: float, total: float) -> dict[str, Any]:
+    """A readable profile of one centre: how it differs from the population, in words.
+
+    >>> mean, scale = np.zeros(DIMENSIONS), np.ones(DIMENSIONS)
+    >>> centre = mean.copy()
+    >>> centre[NAMES.index("monetary")], centre[NAMES.index("orders")] = 3.0, 1.5
+    >>> profile = describe(centre, mean, scale, size=30, total=120)
+    >>> profile["name"], profile["share"]
+    ('high spenders, buy often', 0.25)
+    """
+    z = (np.asarray(centre) - np.asarray(mean)) / np.maximum(np.asarray(scale), 1e-9)
+    order = np.argsort(-np.abs(z))
+    phrases = [VECTOR[NAMES[i]][1] if z[i] > 0 else VECTOR[NAMES[i]][2]
+               for i in order[:3] if abs(z[i]) >= 0.5]
+    name = ", ".join(phrases) if phrases else "average shoppers"
+    values = {NAMES[i]: _natural(NAMES[i], float(centre[i])) for i in range(DIMENSIONS)}
+    key = ", ".join(f"{NAMES[i]} {values[NAMES[i]]:g}" for i in order[:4])
+    return {
+        "name": name,
+        "description": f"{name[0].upper()}{name[1:]} (typical: {key})",
+        "size": round(size),
+        "share": round(size / total, 4) if total else 0.0,
+        "key_features": values,
+    }
+
+
+#: Dimensions taken as they are (shares 0-1); the others went through log1p.
+SHARES = frozenset({"discount_affinity"})
+
+
+def _natural(name: str, value: float) -> float:
+    """A centre coordinate back in the feature's own unit, rounded for people."""
+    return round(value, 2) if name in SHARES else round(math.expm1(value), 1)
+
+
+@dataclass(slots=True)
+class StatsDelta:
+    """A worker's contribution since it last sent: per segment [count, sum, sum of squares]."""
+
+    deltas: dict[str, list[Any]] = field(default_factory=dict)
+    #: User id -> latest vector, a sample for the trainer's reservoir.
+    sample: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, segment: str, vector: list[float], sign: int) -> None:
+        entry = self.deltas.get(segment)
+        if entry is None:
+            entry = self.deltas[segment] = [0, np.zeros(DIMENSIONS), np.zeros(DIMENSIONS)]
+        point = np.asarray(vector)
+        entry[0] += sign
+        entry[1] += sign * point
+        entry[2] += sign * point * point
+
+    def __bool__(self) -> bool:
+        return bool(self.deltas or self.sample)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({
+            "deltas": {s: [n, a.tolist(), b.tolist()] for s, (n, a, b) in self.deltas.items()},
+            "sample": self.sample,
+        })
+
+    @classmethod
+    def from_json(cls, data: bytes) -> StatsDelta:
+        state = orjson.loads(data)
+        return cls({s: [n, np.asarray(a), np.asarray(b)] for s, (n, a, b) in
+                    state["deltas"].items()}, state["sample"])
+
+
+class BehaviorSegmentation:
+    """Predicts with the current model version and notes each user's contribution to it.
+
+    ``pending`` collects, until the worker sends it, how the members of each segment changed;
+    users outside the learning sample (``learn_sample``, by a hash of the id) are predicted
+    but do not train the model.
+    """
+
+    name = "behavior"
+
+    def __init__(self, learn_sample: float = 1.0) -> None:
+        self.model: BehaviorModel | None = None
+        self.learn_sample = learn_sample
+        self.pending = StatsDelta()
+
+    def learns(self, user_id: str) -> bool:
+        return self.learn_sample >= 1.0 or sample_hash(user_id) < self.learn_sample
+
+    def assign(self, user_id: str, contributed: list[Any] | None,
+               features: Mapping[str, float]) -> tuple[str | None, list[Any]]:
+        """The user's segment, and their new contribution ``[segment, vector]``."""
+        vector = behavior_vector(features)
+        segment = None if self.model is None else self.model.predict_one(vector)
+        if self.learns(user_id):
+            self.withdraw(contributed)
+            if segment is not None:
+                self.pending.add(segment, vector, +1)
+            below = 1.0 if self.model is None else (self.model.training or {}).get(
+                "sample_below", 1.0)
+            if sample_hash(user_id) < below:  # in the trainer's reservoir: keep it current
+                self.pending.sample[user_id] = vector
+        return segment, [segment, vector]
+
+    def withdraw(self, contributed: list[Any] | None) -> None:
+        """Take a user's earlier contribution out (they moved, changed, or were merged)."""
+        if contributed and contributed[0] is not None:
+            self.pending.add(contributed[0], contributed[1], -1)
+
+    def take_pending(self) -> StatsDelta:
+        pending, self.pending = self.pending, StatsDelta()
+        return pending

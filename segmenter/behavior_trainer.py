@@ -1,0 +1,242 @@
+"""Learning the behaviour model: one trainer, fed by every worker's sufficient statistics.
+
+Workers never change the model. Each keeps, per segment id, how the *current* vectors of its
+users assigned there changed (:class:`StatsDelta`: a user who moves or whose vector changes is
+taken out of one sum and put into another), plus a sample of recent vectors. The trainer adds
+the deltas up, so it always holds the exact count, sum and sum of squares of every segment's
+current members across all workers. From them:
+
+1. **warm-up**: once ``warmup_users`` sampled users are in the reservoir, k-means++ with several
+   restarts (scikit-learn) fits the first centres on it; with ``clusters: auto`` the number is
+   the one with the best silhouette on the reservoir;
+2. **incremental updates**: each new centre is its members' mean, a Lloyd step over the whole
+   current population, computed from the sums alone. Ids stay with their centres;
+3. **re-fits**: now and then a fresh fit on the reservoir replaces the centres if it explains
+   the data clearly better (a new kind of shopper appeared); new centres are matched to the old
+   ones with the Hungarian method (scipy) and keep their ids;
+4. segments below ``min_share`` of the users are dropped (their users go to the nearest other).
+
+A new version is published only when a centre moved noticeably, so a settled model stays put.
+
+>>> import numpy as np
+>>> from segmenter.settings import load_settings
+>>> config = load_settings(environ={}).segmentations.behavior
+>>> trainer = BehaviorTrainer(config.model_copy(update={"clusters": 2, "warmup_users": 20}))
+>>> rng = np.random.default_rng(0)
+>>> delta = StatsDelta()
+>>> for n in range(40):
+...     delta.sample[f"u{n}"] = list(rng.normal(5.0 * (n % 2), 0.1, DIMENSIONS))
+>>> trainer.learn(delta, offset=0)
+>>> model = trainer.next_version(now=0.0)
+>>> model.version, model.ids, sorted(p["size"] for p in model.profiles.values())
+(1, ['b1', 'b2'], [20, 20])
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans
+from sklearn.metrics import silhouette_score
+
+from segmenter.behavior import DIMENSIONS, BehaviorModel, StatsDelta, describe, sample_hash
+from segmenter.settings import BehaviorSettings
+
+
+class BehaviorTrainer:
+    """Turns merged worker statistics into model versions (runs on one worker at a time)."""
+
+    def __init__(self, settings: BehaviorSettings, model: BehaviorModel | None = None) -> None:
+        self.settings = settings
+        self.model = model
+        self.rng = random.Random(settings.seed)
+        #: A bottom-k sample of users (smallest id hashes) -> their current vector.
+        self.reservoir: dict[str, list[float]] = {}
+        #: Workers send the vectors of users whose id hash is below this (see sample_hash).
+        self.sample_below = 1.0
+        #: Segment id -> [count, sum, sum of squares] of its current members, all workers.
+        self.stats: dict[str, list[Any]] = {}
+        #: Offset of the last statistics message applied (for exactly-once after a restart).
+        self.offset = -1
+        self.next_id = 1
+        self.refitted_at = 0.0
+        #: Segment id -> when its centre was placed (a new centre gets time to gather users).
+        self.born: dict[str, float] = {}
+        if model is not None:
+            self._resume(model)
+
+    def _resume(self, model: BehaviorModel) -> None:
+        state = model.training or {}
+        self.stats = {s: [n, np.asarray(a), np.asarray(b)]
+                      for s, (n, a, b) in state.get("stats", {}).items()}
+        self.offset = state.get("offset", -1)
+        self.next_id = state.get("next_id", len(model.ids) + 1)
+        self.sample_below = state.get("sample_below", 1.0)
+
+    def learn(self, delta: StatsDelta, offset: int) -> None:
+        """Add one worker's statistics (``offset``: of its message; older ones are skipped)."""
+        if offset <= self.offset:
+            return
+        self.offset = offset
+        for segment, (count, total, squares) in delta.deltas.items():
+            entry = self.stats.setdefault(segment, [0, np.zeros(DIMENSIONS), np.zeros(DIMENSIONS)])
+            entry[0] += count
+            entry[1] = entry[1] + total
+            entry[2] = entry[2] + squares
+        for user_id, vector in delta.sample.items():
+            self._keep(user_id, vector)
+
+    def _keep(self, user_id: str, vector: list[float]) -> None:
+        """Bottom-k sampling: the users with the smallest id hashes, always their latest
+        vector, so the reservoir is a uniform sample of the *current* population."""
+        if sample_hash(user_id) >= self.sample_below:
+            return
+        self.reservoir[user_id] = vector
+        if len(self.reservoir) > self.settings.reservoir_size:
+            ranked = sorted(self.reservoir, key=sample_hash)
+            for dropped in ranked[self.settings.reservoir_size:]:
+                del self.reservoir[dropped]
+            self.sample_below = sample_hash(ranked[self.settings.reservoir_size])
+
+    def next_version(self, now: float) -> BehaviorModel | None:
+        """The next model version if there is one to publish, else None."""
+        if self.model is None:
+            if len(self.reservoir) < self.settings.warmup_users:
+                return None
+            self.refitted_at = now
+            ids, centres = self._fit()
+            self.born = dict.fromkeys(ids, now)
+            return self._publish(ids, centres)
+        if now - self.refitted_at >= self.settings.refit_interval_s:
+            self.refitted_at = now
+            refit = self._refit(now)
+            if refit is not None:
+                return refit
+        return self._step(now)
+
+    def _population(self) -> tuple[float, Any, Any]:
+        """Number of users, mean and standard deviation per dimension, from all the sums."""
+        count = sum(n for n, _, _ in self.stats.values())
+        if count <= 0:
+            points = np.asarray(list(self.reservoir.values()))
+            return len(points), points.mean(axis=0), points.std(axis=0)
+        total = sum(a for _, a, _ in self.stats.values())
+        squares = sum(b for _, _, b in self.stats.values())
+        mean = total / count
+        return count, mean, np.sqrt(np.maximum(squares / count - mean * mean, 0.0))
+
+    def _step(self, now: float) -> BehaviorModel | None:
+        """One Lloyd step from the members' sums; None when no centre moved noticeably."""
+        model = self.model
+        assert model is not None
+        users, _, scale = self._population()
+        scale = np.maximum(scale, 1e-9)
+        centres = model.centres.copy()
+        small = []
+        for row, segment in enumerate(model.ids):
+            count, total, _ = self.stats.get(segment, (0, None, None))
+            if count > 0:
+                centres[row] = total / count
+            if self._too_small(segment, count, users, now):
+                small.append(row)
+        moved = np.abs((centres - model.centres) / scale).max()
+        rescaled = np.abs(scale / model.scale - 1).max()
+        if moved < self.settings.min_centre_shift and rescaled < 0.01 and not small:
+            return None
+        # A segment too small is merged away: its users go to their nearest other segment.
+        keep = [row for row in range(len(model.ids)) if row not in small[:len(model.ids) - 2]]
+        return self._publish([model.ids[row] for row in keep], centres[keep])
+
+    def _too_small(self, segment: str, count: float, users: float, now: float) -> bool:
+        """Below min_share once its users had time to arrive (a few publishing rounds)."""
+        settled = now - self.born.get(segment, -np.inf) > 5 * self.settings.publish_interval_s
+        return settled and users > 0 and count / users < self.settings.min_share
+
+    def _fit(self) -> tuple[list[str], Any]:
+        points = np.asarray(list(self.reservoir.values()))
+        scale = np.maximum(points.std(axis=0), 1e-9)
+        centres, labels = self._kmeans(points / scale)
+        shares = np.bincount(labels, minlength=len(centres)) / len(points)
+        centres = centres[shares >= self.settings.min_share] * scale
+        ids = [self._new_id() for _ in centres]
+        return ids, centres
+
+    def _kmeans(self, scaled: Any) -> tuple[Any, Any]:
+        """k-means++ with restarts; the number of clusters from config or by silhouette."""
+        clusters = self.settings.clusters
+        options = [clusters] if isinstance(clusters, int) else list(
+            range(self.settings.auto_range[0], self.settings.auto_range[1] + 1))
+        best: tuple[float, Any, Any] | None = None
+        for k in options:
+            if k >= len(scaled):
+                break
+            fit = KMeans(k, init="k-means++", n_init=5, random_state=self.settings.seed)
+            labels = fit.fit_predict(scaled)
+            score = 0.0 if len(options) == 1 else silhouette_score(
+                scaled, labels, sample_size=min(2000, len(scaled)),
+                random_state=self.settings.seed)
+            if best is None or score > best[0]:
+                best = (score, fit.cluster_centers_, labels)
+        assert best is not None, "the reservoir holds fewer users than clusters"
+        return best[1], best[2]
+
+    def _refit(self, now: float) -> BehaviorModel | None:
+        """A fresh fit on the reservoir, if it is clearly better; its centres keep old ids."""
+        model = self.model
+        assert model is not None
+        if len(self.reservoir) < self.settings.warmup_users:
+            return None
+        points = np.asarray(list(self.reservoir.values())) / model.scale
+        current = _inertia(points, model.centres / model.scale)
+        _, fresh = self._fit()
+        fresh_inertia = _inertia(points, fresh / model.scale)
+        if fresh_inertia > (1 - self.settings.refit_gain) * current:
+            return None
+        ids = self._match(model, fresh)
+        self.born.update({segment: now for segment in ids if segment not in model.ids})
+        return self._publish(ids, fresh)
+
+    def _match(self, model: BehaviorModel, fresh: Any) -> list[str]:
+        """Ids for fresh centres: an old centre's id when matched to it (Hungarian method)."""
+        old, new = model.centres / model.scale, fresh / model.scale
+        cost = ((new[:, None, :] - old[None, :, :]) ** 2).sum(axis=2)
+        rows, cols = linear_sum_assignment(cost)
+        ids = [""] * len(new)
+        for row, col in zip(rows, cols, strict=True):
+            if cost[row, col] <= self.settings.match_distance ** 2:
+                ids[row] = model.ids[col]
+        return [segment or self._new_id() for segment in ids]
+
+    def _new_id(self) -> str:
+        segment = f"b{self.next_id}"
+        self.next_id += 1
+        return segment
+
+    def _publish(self, ids: list[str], centres: Any) -> BehaviorModel:
+        _, mean, scale = self._population()
+        version = 1 if self.model is None else self.model.version + 1
+        sizes = {s: max(float(self.stats.get(s, (0,))[0]), 0.0) for s in ids}
+        if not any(sizes.values()):  # before any member statistics: the reservoir's split
+            sizes = _reservoir_sizes(self.reservoir, ids, centres, scale)
+        total = sum(sizes.values())
+        profiles = {s: describe(c, mean, scale, sizes[s], total)
+                    for s, c in zip(ids, centres, strict=True)}
+        stats = {s: [n, a.tolist(), b.tolist()] for s, (n, a, b) in self.stats.items()}
+        training = {"stats": stats, "offset": self.offset, "next_id": self.next_id,
+                    "sample_below": self.sample_below}
+        self.model = BehaviorModel(version, ids, centres, scale, mean, profiles, training)
+        return self.model
+
+
+def _inertia(points: Any, centres: Any) -> float:
+    return float(((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).min(axis=1).sum())
+
+
+def _reservoir_sizes(reservoir: dict[str, list[float]], ids: list[str], centres: Any,
+                     scale: Any) -> dict[str, float]:
+    model = BehaviorModel(0, ids, centres, scale)
+    labels = model.predict_many(list(reservoir.values())) if reservoir else []
+    return {s: float(labels.count(s)) for s in ids}

@@ -1,0 +1,133 @@
+"""One behaviour model for all workers: statistics in, versions out, over two Kafka topics.
+
+- Every worker sends its :class:`~segmenter.behavior.StatsDelta` with each batch it commits to
+  ``behavior_stats`` (one partition), and follows ``behavior_model`` (one partition,
+  compacted): each new version replaces the model it predicts with.
+- The worker that owns input partition 0 is the trainer. It reads the statistics from just past
+  the offset the latest version was built from (recorded in the version), so no statistics are
+  lost or counted twice when the trainer moves to another worker or restarts, and publishes
+  the versions :class:`~segmenter.behavior_trainer.BehaviorTrainer` makes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from segmenter.behavior import BehaviorModel, StatsDelta
+from segmenter.behavior_trainer import BehaviorTrainer
+from segmenter.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MODEL_KEY = b"behavior"
+#: An empty fetch this long means the model topic is read to its end (see streams.changelog).
+QUIET_MS = 300
+
+OnModel = Callable[[BehaviorModel], Awaitable[None]]
+
+
+async def read_latest_model(bootstrap: str, topic: str) -> BehaviorModel | None:
+    """The newest version on the model topic (read to the end), or None before the first."""
+    consumer = _consumer(bootstrap)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        latest: BehaviorModel | None = None
+        while batch := await consumer.getmany(tp, timeout_ms=QUIET_MS):
+            for message in batch.get(tp, []):
+                latest = _newer(latest, message.value)
+        return latest
+    finally:
+        await consumer.stop()
+
+
+class ModelSync:
+    """Follows the model topic; trains and publishes while this worker is the trainer."""
+
+    def __init__(self, settings: Settings, on_model: OnModel) -> None:
+        self.settings = settings
+        self.topics = settings.kafka.topics
+        self.on_model = on_model
+        self.model: BehaviorModel | None = None
+        self._trainer_task: asyncio.Task[None] | None = None
+
+    async def follow(self) -> None:
+        """Apply every version newer than the current one, for as long as the worker runs."""
+        consumer = _consumer(self.settings.kafka.bootstrap)
+        await consumer.start()
+        try:
+            tp = TopicPartition(self.topics.behavior_model, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            while True:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                newest = self.model
+                for message in batch.get(tp, []):
+                    newest = _newer(newest, message.value)
+                if newest is not self.model and newest is not None:
+                    self.model = newest
+                    await self.on_model(newest)
+        finally:
+            await consumer.stop()
+
+    def lead(self, leading: bool) -> None:
+        """Start or stop training as this worker gains or loses input partition 0."""
+        running = self._trainer_task is not None and not self._trainer_task.done()
+        if leading and not running:
+            self._trainer_task = asyncio.ensure_future(self._train())
+        elif not leading and running:
+            assert self._trainer_task is not None
+            self._trainer_task.cancel()
+
+    async def _train(self) -> None:
+        bootstrap = self.settings.kafka.bootstrap
+        latest = await read_latest_model(bootstrap, self.topics.behavior_model)
+        trainer = BehaviorTrainer(self.settings.segmentations.behavior, latest)
+        log.info("training the behaviour model from version %s",
+                 latest.version if latest else "none")
+        consumer, producer = _consumer(bootstrap), AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        await producer.start()
+        try:
+            tp = TopicPartition(self.topics.behavior_stats, 0)
+            consumer.assign([tp])
+            consumer.seek(tp, trainer.offset + 1)
+            interval = self.settings.segmentations.behavior.publish_interval_s
+            while True:
+                deadline = time.monotonic() + interval
+                while (left := deadline - time.monotonic()) > 0:
+                    batch = await consumer.getmany(tp, timeout_ms=int(left * 1000) + 1)
+                    for message in batch.get(tp, []):
+                        trainer.learn(StatsDelta.from_json(message.value), message.offset)
+                model = await asyncio.to_thread(trainer.next_version, time.monotonic())
+                if model is not None:
+                    await producer.send_and_wait(self.topics.behavior_model, model.to_json(),
+                                                 key=MODEL_KEY)
+                    log.info("published behaviour model version %d (%d segments)",
+                             model.version, len(model.ids))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the trainer must not take the worker down; the next lead retries
+            log.exception("behaviour model training stopped")
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+
+def _consumer(bootstrap: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                            group_id=None, fetch_max_wait_ms=QUIET_MS // 3)
+
+
+def _newer(current: BehaviorModel | None, value: bytes | None) -> BehaviorModel | None:
+    if value is None:
+        return current
+    model = BehaviorModel.from_json(value)
+    return model if current is None or model.version > current.version else current
