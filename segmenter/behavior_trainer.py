@@ -202,11 +202,12 @@ class BehaviorTrainer:
     def _match(self, model: BehaviorModel, fresh: Any) -> list[str]:
         """Ids for fresh centres: an old centre's id when matched to it (Hungarian method)."""
         old, new = model.centres / model.scale, fresh / model.scale
-        cost = ((new[:, None, :] - old[None, :, :]) ** 2).sum(axis=2)
+        # Distances, not their squares: one far new centre must not pull matches apart.
+        cost = np.sqrt(((new[:, None, :] - old[None, :, :]) ** 2).sum(axis=2))
         rows, cols = linear_sum_assignment(cost)
         ids = [""] * len(new)
         for row, col in zip(rows, cols, strict=True):
-            if cost[row, col] <= self.settings.match_distance ** 2:
+            if cost[row, col] <= self.settings.match_distance:
                 ids[row] = model.ids[col]
         return [segment or self._new_id() for segment in ids]
 

@@ -46,9 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--events", type=_positive(int), default=60_000)
     bench.add_argument("--probes", type=_positive(int), default=300)
 
+    from streams.quality_bench import add_quality_parser
     from streams.replay import add_replay_parser
 
     add_replay_parser(commands)
+    add_quality_parser(commands)
 
     user = commands.add_parser("user", help="a user's current segments")
     user.add_argument("user_id")
@@ -87,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _demo,
         "bench": _bench,
         "replay": _replay,
+        "quality": _quality,
         "user": _user,
         "segments": _segments,
     }
@@ -130,6 +133,12 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from streams.bench import run_bench
 
     return run_bench(settings, args)
+
+
+def _quality(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.quality_bench import run_quality
+
+    return run_quality(settings, args)
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,0 +1,197 @@
+"""The behaviour model's quality, measured in process on planted personas (no Kafka, no Redis).
+
+:class:`ShopRun` drives the same code the workers run (:class:`~streams.batch.BatchProcessor`,
+the engine and :class:`~segmenter.behavior_trainer.BehaviorTrainer`) over simulated traffic,
+with users split over ``workers`` processors the way Kafka partitions split them, the
+statistics of every batch going to one trainer and each new version re-placing every user, as
+the workers' sweeps do. Event time stands in for the clock: each batch is half a second.
+
+>>> from segmenter.settings import load_settings
+>>> run = ShopRun(load_settings(environ={}), workers=2)
+>>> events, plans = plan_events(users=600, days=30, seed=3, end_ts=1_767_225_600.0)
+>>> run.feed(events)
+>>> run.settle()
+>>> run.model.version > 0 and set(plans) <= set(run.assignments())
+True
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from aiokafka.partitioner import murmur2
+from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+
+from segmenter.behavior import BehaviorModel, behavior_vector
+from segmenter.behavior_trainer import BehaviorTrainer
+from segmenter.engine import SegmentEngine, UserRecord
+from segmenter.settings import Settings
+from streams.batch import BatchProcessor, Message
+from streams.personas import UserPlan, entity_id, plan_events, plan_user
+
+BATCH = 1000
+SECONDS_PER_BATCH = 0.5
+
+
+@dataclass(slots=True)
+class _Worker:
+    engine: SegmentEngine
+    processor: BatchProcessor
+    store: dict[str, UserRecord]
+
+
+class ShopRun:
+    """Simulated workers and one trainer, fed event dicts in the input contract form."""
+
+    def __init__(self, settings: Settings, workers: int = 1, partitions: int = 4) -> None:
+        # A compressed history plays months in seconds: no event may count as too late.
+        features = settings.features.model_copy(update={"allowed_lateness_minutes": 10**8})
+        self.settings = settings.model_copy(update={"features": features})
+        self.partitions = partitions
+        self.workers = [self._worker() for _ in range(workers)]
+        self.trainer = BehaviorTrainer(settings.segmentations.behavior)
+        self.model: BehaviorModel | None = None
+        self.clock = 0.0
+        self.offset = 0
+        #: Behaviour changes by cause: "event" (the user's own events) or "model" (a new version).
+        self.changes: Counter[str] = Counter()
+        self.sweep_seconds = 0.0
+        self.swept = 0
+
+    def _worker(self) -> _Worker:
+        engine = SegmentEngine(self.settings)
+        topics = self.settings.kafka.topics
+        return _Worker(engine, BatchProcessor(engine, topics, 10**12), {})
+
+    def feed(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Process events in batches of 1000; after each, train and apply any new version."""
+        batch: list[Mapping[str, Any]] = []
+        for event in events:
+            batch.append(event)
+            if len(batch) == BATCH:
+                self._process(batch)
+                batch = []
+        if batch:
+            self._process(batch)
+
+    def settle(self, rounds: int = 40) -> None:
+        """Let the trainer go on without new events until the model stops changing."""
+        quiet = 0
+        for _ in range(rounds):
+            self.clock += 5 * self.settings.segmentations.behavior.publish_interval_s
+            quiet = 0 if self._train() else quiet + 1
+            if quiet >= 3:
+                return
+
+    def _process(self, batch: list[Mapping[str, Any]]) -> None:
+        topics = self.settings.kafka.topics.by_kind
+        shares: list[list[Message]] = [[] for _ in self.workers]
+        for event in batch:
+            key = entity_id(event).encode()
+            partition = (murmur2(key) & 0x7FFFFFFF) % self.partitions
+            body = orjson.dumps({k: v for k, v in event.items() if k != "kind"})
+            message = Message(topics[event["kind"]], partition, 0, key, body, 0.0)
+            shares[partition % len(self.workers)].append(message)
+        for worker, messages in zip(self.workers, shares, strict=True):
+            self._commit(worker, worker.processor.process(messages, worker.store.get))
+        self.clock += SECONDS_PER_BATCH
+        self._train()
+
+    def _commit(self, worker: _Worker, outcome: Any) -> None:
+        for user_id, record in outcome.records.items():
+            if user_id in outcome.merged:
+                worker.store.pop(user_id, None)
+            else:
+                worker.store[user_id] = record
+        for change in outcome.changes:
+            if change.segmentation == "behavior":
+                self.changes["model" if change.cause.startswith("model@") else "event"] += 1
+        behavior = worker.engine.behavior
+        assert behavior is not None
+        pending = behavior.take_pending()
+        if pending:
+            self.trainer.learn(pending, self.offset)
+            self.offset += 1
+
+    def _train(self) -> bool:
+        model = self.trainer.next_version(self.clock)
+        if model is None:
+            return False
+        self.model = model
+        started = time.perf_counter()
+        for worker in self.workers:
+            assert worker.engine.behavior is not None
+            worker.engine.behavior.model = model
+            outcome = worker.processor.process([], worker.store.get)
+            for user_id, record in worker.store.items():
+                outcome.changes += worker.engine.reclassify(user_id, record,
+                                                            worker.processor.watermark)
+                outcome.records[user_id] = record
+                self.swept += 1
+            self._commit(worker, outcome)
+        self.sweep_seconds += time.perf_counter() - started
+        return True
+
+    def assignments(self) -> dict[str, str | None]:
+        """User -> behaviour segment, over every worker."""
+        return {user_id: record.segments.get("behavior")
+                for worker in self.workers for user_id, record in worker.store.items()}
+
+    def vectors(self) -> dict[str, list[float]]:
+        """User -> behaviour vector as of each worker's watermark."""
+        return {user_id: behavior_vector(record.features.snapshot(worker.processor.watermark))
+                for worker in self.workers for user_id, record in worker.store.items()}
+
+
+def ari_against_personas(assignments: Mapping[str, str | None],
+                         plans: Mapping[str, UserPlan]) -> float:
+    users = [user for user in plans if user in assignments]
+    return adjusted_rand_score([plans[u].persona for u in users],
+                               [str(assignments[u]) for u in users])
+
+
+def ari_against_offline_kmeans(assignments: Mapping[str, str | None],
+                               vectors: Mapping[str, list[float]], clusters: int) -> float:
+    """ARI against scikit-learn KMeans fitted offline on the same (standardised) vectors."""
+    users = sorted(vectors)
+    points = np.asarray([vectors[u] for u in users])
+    points = points / np.maximum(points.std(axis=0), 1e-9)
+    labels = KMeans(clusters, n_init=10, random_state=0).fit_predict(points)
+    return adjusted_rand_score(labels, [str(assignments[u]) for u in users])
+
+
+def agreement(first: Mapping[str, str | None], second: Mapping[str, str | None]) -> float:
+    """Share of common users placed alike, once the two runs' ids are matched one to one."""
+    users = sorted(set(first) & set(second))
+    a_ids = sorted({str(first[u]) for u in users})
+    b_ids = sorted({str(second[u]) for u in users})
+    table = np.zeros((len(a_ids), len(b_ids)))
+    for user in users:
+        table[a_ids.index(str(first[user])), b_ids.index(str(second[user]))] += 1
+    rows, cols = linear_sum_assignment(-table)
+    return float(table[rows, cols].sum() / len(users)) if users else 1.0
+
+
+def shifted_events(plans: Mapping[str, UserPlan], source: str, target: str, seed: int,
+                   start: float, end: float) -> list[dict[str, Any]]:
+    """Users planted as ``source`` behave as ``target`` from ``start`` to ``end`` (drift)."""
+    events: list[dict[str, Any]] = []
+    for plan in plans.values():
+        if plan.persona == source:
+            events += plan_user(plan.index, target, seed, start, end)[1]
+    events.sort(key=lambda event: event["ts"])
+    for n, event in enumerate(events):
+        event["event_id"] = f"{seed}-shift-{n}"
+    return events
+
+
+__all__ = ["ShopRun", "agreement", "ari_against_offline_kmeans", "ari_against_personas",
+           "plan_events", "shifted_events"]

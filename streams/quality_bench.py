@@ -1,0 +1,162 @@
+"""`segmenter quality`: how good the ``behavior`` segments are, in figures (not a timed test).
+
+On the simulator's planted personas, in process (see :mod:`streams.quality`):
+
+- ARI of ``behavior`` against the planted personas, and against scikit-learn KMeans fitted
+  offline on the same vectors;
+- relabelling churn: after the model settled, a week of new events for a tenth of the users
+  makes new versions; the share of the *other* users whose segment changed;
+- one worker against two: the share of users placed alike (ids matched one to one);
+- drift: window shoppers start buying like bargain hunters; how many events (and versions)
+  until 95% of them are in the bargain hunters' segment;
+- cost: predicting one user, predicting a batch, a trainer step, re-placing a user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from features.profile import DAY
+from segmenter.behavior import behavior_vector
+from segmenter.settings import Settings
+from streams.personas import UserPlan, plan_events
+from streams.quality import (
+    ShopRun,
+    agreement,
+    ari_against_offline_kmeans,
+    ari_against_personas,
+    shifted_events,
+)
+
+END = 1_767_225_600.0  # 2026-01-01
+
+
+def add_quality_parser(commands: argparse._SubParsersAction) -> None:
+    quality = commands.add_parser("quality", help="behaviour segments against planted personas")
+    quality.add_argument("--users", type=int, default=3000)
+    quality.add_argument("--days", type=float, default=90.0)
+    quality.add_argument("--seed", type=int, default=7)
+
+
+def run_quality(settings: Settings, args: argparse.Namespace) -> int:
+    events, plans = plan_events(args.users, args.days, args.seed, END)
+    print(f"segmenter quality: {len(events):,} events from {args.users:,} simulated users "
+          f"({args.days:g} days, 6 planted personas)")
+    started = time.perf_counter()
+    one = ShopRun(settings, workers=1)
+    one.feed(events)
+    one.settle()
+    assert one.model is not None, "no model: fewer users than behavior.warmup_users?"
+    final = one.assignments()
+    clusters = len(one.model.ids)
+    print(f"model        version {one.model.version}, {clusters} segments, "
+          f"{time.perf_counter() - started:.1f} s")
+    offline = ari_against_offline_kmeans(final, one.vectors(), clusters)
+    print(f"ARI          vs planted personas {ari_against_personas(final, plans):.4f}; "
+          f"vs scikit-learn KMeans offline {offline:.4f}")
+    _print_profiles(one, plans)
+    _churn(one, plans, args.seed)
+    two = ShopRun(settings, workers=2)
+    two.feed(events)
+    two.settle()
+    common = set(plans)
+    alike = agreement(_only(final, common), _only(two.assignments(), common))
+    print(f"two workers  {alike:.2%} of users placed as by one worker; ARI of the two-worker "
+          f"run vs planted personas {ari_against_personas(two.assignments(), plans):.4f}")
+    _drift(one, plans, args.seed)
+    _costs(one)
+    return 0
+
+
+def _only(assignments: dict[str, str | None], users: set[str]) -> dict[str, str | None]:
+    return {user: segment for user, segment in assignments.items() if user in users}
+
+
+def _print_profiles(run: ShopRun, plans: dict[str, UserPlan]) -> None:
+    assert run.model is not None
+    by_segment: dict[str, Counter[str]] = {segment: Counter() for segment in run.model.ids}
+    for user, segment in run.assignments().items():
+        if user in plans and segment in by_segment:
+            by_segment[segment][plans[user].persona] += 1
+    for segment in run.model.ids:
+        profile = run.model.profiles[segment]
+        top = by_segment[segment].most_common(1)
+        persona, count = top[0] if top else ("-", 0)
+        print(f"  {segment:<5} {profile['name']:<58} {profile['share']:>6.1%}  "
+              f"{persona} {count}/{sum(by_segment[segment].values())}")
+
+
+def _churn(run: ShopRun, plans: dict[str, UserPlan], seed: int) -> None:
+    """New events for a tenth of the users; churn among the rest."""
+    before = run.assignments()
+    version = run.model.version if run.model else 0
+    rng = np.random.default_rng(seed)
+    active = {plan.entity_id for plan in plans.values() if rng.random() < 0.1}
+    extra = plan_events(len(plans), 7, seed + 1, END + 7 * DAY)[0]
+    mine = [e for e in extra if (e.get("user_id") or e.get("anonymous_id")) in active]
+    run.feed(mine)
+    run.settle()
+    after = run.assignments()
+    quiet = [u for u in before if u not in active and u in after]
+    moved = sum(before[u] != after[u] for u in quiet)
+    versions = (run.model.version if run.model else 0) - version
+    print(f"churn        {moved}/{len(quiet)} = {moved / max(len(quiet), 1):.2%} of users "
+          f"without new events changed segment over {versions} new versions "
+          f"({len(mine):,} new events for {len(active)} users)")
+
+
+def _drift(run: ShopRun, plans: dict[str, UserPlan], seed: int) -> None:
+    shoppers = [p.entity_id for p in plans.values() if p.persona == "window_shopper"]
+    hunters = [p.entity_id for p in plans.values() if p.persona == "bargain_hunter"]
+    start = END + 7 * DAY
+    shift = shifted_events(plans, "window_shopper", "bargain_hunter", seed, start,
+                           start + 30 * DAY)
+    version, fed = run.model.version if run.model else 0, 0
+    placed = run.assignments()
+    before = Counter(placed.get(u) for u in shoppers).most_common(1)[0][0]
+    for n in range(0, len(shift), 1000):
+        run.feed(shift[n:n + 1000])
+        fed += len(shift[n:n + 1000])
+        placed = run.assignments()
+        left = sum(placed.get(u) != before for u in shoppers) / len(shoppers)
+        if left >= 0.95:
+            break
+    target = Counter(placed.get(u) for u in hunters).most_common(1)[0][0]
+    joined = sum(placed.get(u) == target for u in shoppers) / len(shoppers)
+    print(f"drift        window shoppers start buying like bargain hunters: {left:.0%} of them "
+          f"left the window shoppers' segment after {fed:,} of {len(shift):,} shifted events "
+          f"({(run.model.version if run.model else 0) - version} versions); {joined:.0%} are "
+          "in the bargain hunters' segment")
+
+
+def _costs(run: ShopRun) -> None:
+    model = run.model
+    assert model is not None
+    worker = run.workers[0]
+    vectors = [behavior_vector(r.features.snapshot(worker.processor.watermark))
+               for r in list(worker.store.values())[:1000]]
+    started = time.perf_counter()
+    for vector in vectors:
+        model.predict_one(vector)
+    one = (time.perf_counter() - started) / len(vectors)
+    matrix = np.asarray(vectors)
+    started = time.perf_counter()
+    model.predict_many(matrix)
+    many = (time.perf_counter() - started) / len(vectors)
+    started = time.perf_counter()
+    steps = 20
+    for n in range(steps):
+        run.trainer.next_version(run.clock + n)
+    step = (time.perf_counter() - started) / steps
+    sweep = run.sweep_seconds / max(run.swept, 1)
+    print(f"cost         predict one user {one * 1e6:.1f} us, in a batch {many * 1e6:.2f} us "
+          f"per user; trainer step {step * 1e3:.2f} ms; re-placing a user after a new version "
+          f"{sweep * 1e6:.1f} us; behaviour changes {dict(run.changes)}")
+
+
+__all__: list[Any] = ["add_quality_parser", "run_quality"]

@@ -1,0 +1,179 @@
+"""The behaviour segmentation without I/O: quality on planted personas, stable ids, the trainer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from features.events import ClickEvent, OrderEvent
+from segmenter.behavior import DIMENSIONS, NAMES, BehaviorModel, StatsDelta, describe
+from segmenter.behavior_trainer import BehaviorTrainer
+from segmenter.engine import SegmentEngine
+from segmenter.settings import BehaviorSettings, Settings, load_settings
+from streams.personas import plan_events
+from streams.quality import (
+    ShopRun,
+    agreement,
+    ari_against_offline_kmeans,
+    ari_against_personas,
+)
+
+END = 1_767_225_600.0
+SETTINGS = load_settings(environ={})
+BEHAVIOR = SETTINGS.segmentations.behavior
+
+
+def with_behavior(**changes: object) -> Settings:
+    segmentations = SETTINGS.segmentations.model_copy(
+        update={"behavior": BEHAVIOR.model_copy(update=changes)})
+    return SETTINGS.model_copy(update={"segmentations": segmentations})
+
+
+@pytest.fixture(scope="module")
+def settled() -> tuple[ShopRun, dict]:
+    events, plans = plan_events(users=1500, days=90, seed=11, end_ts=END)
+    run = ShopRun(SETTINGS)
+    run.feed(events)
+    run.settle()
+    return run, plans
+
+
+def test_behavior_segments_recover_the_planted_personas(settled: tuple[ShopRun, dict]) -> None:
+    run, plans = settled
+    assert run.model is not None and len(run.model.ids) == 6
+    assignments = run.assignments()
+    assert ari_against_personas(assignments, plans) >= 0.95
+    assert ari_against_offline_kmeans(assignments, run.vectors(), 6) >= 0.95
+
+
+def test_profiles_read_like_the_personas(settled: tuple[ShopRun, dict]) -> None:
+    run, plans = settled
+    assert run.model is not None
+    names = {}
+    for segment in run.model.ids:
+        members = [plans[u].persona for u, s in run.assignments().items()
+                   if s == segment and u in plans]
+        names[max(set(members), key=members.count)] = run.model.profiles[segment]["name"]
+    assert "high spenders" in names["loyal_high_spender"]
+    assert "bargain hunters" in names["bargain_hunter"]
+    assert "gone quiet" in names["lapsing_customer"] or "not bought" in names["lapsing_customer"]
+    profile = run.model.profiles[run.model.ids[0]]
+    assert set(profile) == {"name", "description", "size", "share", "key_features"}
+    assert sum(p["share"] for p in run.model.profiles.values()) == pytest.approx(1, abs=0.01)
+
+
+def test_new_versions_do_not_relabel_users_whose_behaviour_did_not_change(
+    settled: tuple[ShopRun, dict]
+) -> None:
+    run, plans = settled
+    before, version = run.assignments(), run.model.version if run.model else 0
+    active = sorted(plans)[::10]
+    extra = plan_events(len(plans), 7, 12, END + 7 * 86_400)[0]
+    run.feed([e for e in extra if (e.get("user_id") or e.get("anonymous_id")) in active])
+    run.settle()
+    assert run.model is not None and run.model.version > version
+    after = run.assignments()
+    quiet = [u for u in before if u not in active and u in after]
+    moved = sum(before[u] != after[u] for u in quiet)
+    assert moved / len(quiet) <= 0.01
+
+
+def test_two_workers_share_one_model_and_agree_with_one_worker() -> None:
+    # Known customers only: anonymous visits stitched to a customer on another worker are
+    # still separate users there (docs/outputs.md), which changes the data, not the model.
+    mix = {"loyal_high_spender": 1, "bargain_hunter": 1, "lapsing_customer": 1}
+    events, _ = plan_events(users=900, days=90, seed=5, end_ts=END, mix=mix)
+    events = [e for e in events if "user_id" in e]
+    runs = []
+    for workers in (1, 2):
+        run = ShopRun(with_behavior(clusters=3), workers=workers)
+        run.feed(events)
+        run.settle()
+        runs.append(run.assignments())
+    assert agreement(runs[0], runs[1]) >= 0.99
+
+
+def test_the_trainer_resumes_from_a_published_version_and_skips_what_it_holds() -> None:
+    trainer = BehaviorTrainer(BEHAVIOR.model_copy(update={"clusters": 2, "warmup_users": 20}))
+    rng = np.random.default_rng(1)
+    sample = StatsDelta(sample={f"u{n}": list(rng.normal(4.0 * (n % 2), 0.2, DIMENSIONS))
+                                for n in range(40)})
+    trainer.learn(sample, offset=0)
+    model = trainer.next_version(now=0.0)
+    assert model is not None
+    members = StatsDelta()
+    for vector in sample.sample.values():
+        members.add(model.predict_one(vector), [x + 0.5 for x in vector], +1)
+    trainer.learn(members, offset=1)
+    published = trainer.next_version(now=1.0)  # the members' means moved the centres
+    assert published is not None and published.version == 2
+    resumed = BehaviorTrainer(trainer.settings, BehaviorModel.from_json(published.to_json()))
+    assert resumed.offset == 1 and resumed.stats.keys() == trainer.stats.keys()
+    resumed.learn(members, offset=1)  # already in the version: not counted again
+    assert all(resumed.stats[s][0] == trainer.stats[s][0] for s in trainer.stats)
+    assert sum(n for n, _, _ in resumed.stats.values()) == 40
+
+
+def test_a_refit_keeps_the_ids_of_the_centres_it_matches() -> None:
+    settings = BEHAVIOR.model_copy(update={"clusters": 3, "warmup_users": 30})
+    trainer = BehaviorTrainer(settings)
+    rng = np.random.default_rng(2)
+    blobs = [np.full(DIMENSIONS, 0.0), np.full(DIMENSIONS, 3.0), np.full(DIMENSIONS, -3.0)]
+    sample = {f"u{n}": list(blobs[n % 3] + rng.normal(0, 0.1, DIMENSIONS)) for n in range(60)}
+    trainer.learn(StatsDelta(sample=sample), 0)
+    first = trainer.next_version(now=0.0)
+    assert first is not None
+    # The refit finds the same blobs in another order: the Hungarian match gives the old ids.
+    fresh = first.centres[[2, 0, 1]] + 0.05
+    assert trainer._match(first, fresh) == [first.ids[2], first.ids[0], first.ids[1]]
+    odd = np.zeros(DIMENSIONS)
+    odd[0] = 40.0
+    far = np.vstack([first.centres[:2], odd])
+    assert trainer._match(first, far)[:2] == first.ids[:2]
+    assert trainer._match(first, far)[2] not in first.ids  # a new kind of shopper: a new id
+
+
+def test_tiny_groups_are_not_created_and_auto_picks_the_number() -> None:
+    rng = np.random.default_rng(3)
+    centres = [np.full(DIMENSIONS, 0.0), np.full(DIMENSIONS, 4.0), np.full(DIMENSIONS, -4.0)]
+    sample = {f"u{n}": list(centres[n % 3] + rng.normal(0, 0.2, DIMENSIONS)) for n in range(297)}
+    sample |= {"odd1": [30.0] * DIMENSIONS, "odd2": [31.0] * DIMENSIONS}
+    auto = BehaviorTrainer(BEHAVIOR.model_copy(update={"clusters": "auto", "warmup_users": 100,
+                                                       "auto_range": (2, 6)}))
+    auto.learn(StatsDelta(sample=sample), 0)
+    model = auto.next_version(now=0.0)
+    assert model is not None and len(model.ids) == 3  # the 2-user group is under min_share
+
+
+def test_behaviour_changes_carry_the_model_version_and_a_merge_withdraws_the_visitor() -> None:
+    engine = SegmentEngine(SETTINGS)
+    assert engine.behavior is not None
+    engine.behavior.model = BehaviorModel(4, ["b1", "b2"], [[0.0] * DIMENSIONS,
+                                                            [3.0] * DIMENSIONS], [1.0] * DIMENSIONS)
+    visitor, customer = engine.new_record(), engine.new_record()
+    click = ClickEvent(event_id="c1", ts=END, anonymous_id="a1", page="/")
+    changes = engine.learn("a1", visitor, [click], END)
+    entered = [c for c in changes if c.segmentation == "behavior"]
+    assert [(c.current, c.model_version) for c in entered] == [("b1", 4)]
+    engine.behavior.take_pending()
+    order = OrderEvent(event_id="o1", ts=END, user_id="u1", order_id="1", total=10.0)
+    engine.merge("u1", customer, "a1", visitor, END, "merge:o1")
+    withdrawn = engine.behavior.take_pending().deltas["b1"]
+    assert withdrawn[0] == -1 and visitor.behavior is None
+    engine.learn("u1", customer, [order], END)
+    assert customer.segments["behavior"] in {"b1", "b2"}
+
+
+def test_describe_says_what_stands_out() -> None:
+    mean, scale = np.zeros(DIMENSIONS), np.ones(DIMENSIONS)
+    centre = mean.copy()
+    centre[NAMES.index("page_views")], centre[NAMES.index("orders")] = 2.0, -1.5
+    assert describe(centre, mean, scale, 10, 100)["name"] == "browse a lot, never or rarely buy"
+    assert describe(mean, mean, scale, 10, 100)["name"] == "average shoppers"
+
+
+def test_settings_reject_bad_behaviour_values() -> None:
+    with pytest.raises(ValueError, match="between 2 and 50"):
+        BehaviorSettings.model_validate({**BEHAVIOR.model_dump(), "clusters": 1})
+    with pytest.raises(ValueError, match="reservoir_size must be at least warmup_users"):
+        BehaviorSettings.model_validate({**BEHAVIOR.model_dump(), "reservoir_size": 10})
