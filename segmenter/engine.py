@@ -130,6 +130,10 @@ class UserRecord:
     behavior: list[Any] | None = None
     #: The behaviour model version the user was last placed with (0: none yet).
     behavior_version: int = 0
+    #: Visitor ids whose history was merged in (a login): each is merged once.
+    absorbed: list[str] = field(default_factory=list)
+    #: Visitor ids whose history was asked for from the worker that owns them.
+    claimed: list[str] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({
@@ -141,6 +145,8 @@ class UserRecord:
             "evaluated_with": self.evaluated_with,
             "behavior": self.behavior,
             "behavior_version": self.behavior_version,
+            "absorbed": self.absorbed,
+            "claimed": self.claimed,
         })
 
     @classmethod
@@ -155,6 +161,8 @@ class UserRecord:
             evaluated_with=state.get("evaluated_with", ""),
             behavior=state.get("behavior"),
             behavior_version=state.get("behavior_version", 0),
+            absorbed=state.get("absorbed", []),
+            claimed=state.get("claimed", []),
         )
 
 
@@ -253,6 +261,13 @@ class SegmentEngine:
         The customer is evaluated when their own events are learned, right after this.
         """
         record.features.merge(visitor.features)
+        record.absorbed.append(visitor_id)
+        return self.release(visitor_id, visitor, user_id, ts, cause)
+
+    def release(self, visitor_id: str, visitor: UserRecord, user_id: str, ts: float,
+                cause: str) -> list[SegmentChange]:
+        """The visitor became the customer ``user_id``: they leave every segment and stop
+        counting anywhere (their history goes to the customer's record)."""
         self.population.update(visitor_id, visitor.customer, None)
         changes = [SegmentChange(visitor_id, name, segment, None, ts, cause, merged_into=user_id)
                    for name, segment in visitor.segments.items()]
@@ -263,6 +278,15 @@ class SegmentEngine:
         visitor.entered.clear()
         visitor.customer = visitor.review_at = None
         return changes
+
+    def absorb(self, user_id: str, record: UserRecord, visitor_id: str,
+               history: UserFeatures, now: float, cause: str) -> list[SegmentChange]:
+        """Fold in a visitor's history released on another worker, then re-evaluate."""
+        if visitor_id in record.absorbed:  # a redelivered handoff: already counted
+            return []
+        record.features.merge(history)
+        record.absorbed.append(visitor_id)
+        return self._evaluate(user_id, record, max(now, record.features.last_seen), now, cause)
 
     def adopt(self, user_id: str, record: UserRecord) -> None:
         """Count a stored user in the population (after a restart or a rebalance)."""

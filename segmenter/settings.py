@@ -67,6 +67,8 @@ class Topics(_Strict):
     #: the trainer (one partition: whoever owns it trains).
     behavior_model: str = Field(min_length=1)
     behavior_stats: str = Field(min_length=1)
+    #: Identity handoffs between workers (partitioned like the inputs).
+    identity: str = Field(min_length=1)
 
     @property
     def inputs(self) -> dict[str, str]:

@@ -16,8 +16,10 @@ from segmenter.engine import SegmentChange, SegmentEngine, UserRecord
 from segmenter.schedule import ReviewSchedule
 from segmenter.settings import Topics
 from streams.codec import InvalidEvent, decode_event
+from streams.identity import claim, handoff_in
 
 LoadRecord = Callable[[str], UserRecord | None]
+Owns = Callable[[str], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,8 @@ class BatchOutcome:
     misrouted: int = 0
     #: Visitors merged into customers: their records are to be deleted, not stored.
     merged: set[str] = field(default_factory=set)
+    #: Identity handoffs for other workers: (key, value) for the identity topic.
+    handoffs: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 class BatchProcessor:
@@ -59,16 +63,24 @@ class BatchProcessor:
     def __init__(self, engine: SegmentEngine, topics: Topics, max_clock_skew_s: float) -> None:
         self.engine = engine
         self.kinds = topics.inputs
+        self.identity = topics.identity
         self.max_clock_skew_s = max_clock_skew_s
         #: The event time the stream has reached (max event time seen).
         self.watermark = 0.0
         self.schedule = ReviewSchedule()
 
-    def process(self, messages: Iterable[Message], load: LoadRecord) -> BatchOutcome:
+    def process(self, messages: Iterable[Message], load: LoadRecord,
+                owns: Owns = lambda user_id: True) -> BatchOutcome:
+        """``owns``: whether a user's partition is this worker's (else a login's visitor is
+        claimed from the worker that owns them, over the identity topic)."""
         outcome = BatchOutcome()
         by_user: dict[str, list[ShopEvent]] = defaultdict(list)
         origin: dict[int, Message] = {}
+        handoffs = []
         for message in messages:
+            if message.topic == self.identity:
+                handoffs.append(message)
+                continue
             event = self._decode(message, outcome)
             if event is None:
                 continue
@@ -80,6 +92,8 @@ class BatchProcessor:
             outcome.events_by_topic[message.topic] += 1
             outcome.produced_at.append(message.timestamp)
             self.watermark = max(self.watermark, event.ts)
+        for message in handoffs:
+            handoff_in(self.engine, message, load, outcome, self.watermark, self._keep)
         too_late: list[ShopEvent] = []
         logins = _logins(by_user)
         # Visitors first, so a visitor's events of this batch are in place before a login
@@ -87,7 +101,13 @@ class BatchProcessor:
         for user_id in sorted(by_user, key=lambda user: user in logins):
             record = outcome.records.get(user_id) or load(user_id) or self.engine.new_record()
             for visitor_id, event in logins.get(user_id, {}).items():
-                self._merge(user_id, record, visitor_id, event, load, outcome)
+                if visitor_id in record.absorbed:
+                    continue
+                if owns(visitor_id):
+                    self._merge(user_id, record, visitor_id, event, load, outcome)
+                elif visitor_id not in record.claimed:
+                    record.claimed.append(visitor_id)
+                    outcome.handoffs.append(claim(visitor_id, user_id, event))
             outcome.changes += self.engine.learn(
                 user_id, record, by_user[user_id], self.watermark, too_late)
             self._keep(user_id, record, outcome)

@@ -93,17 +93,34 @@ class ShopRun:
 
     def _process(self, batch: list[Mapping[str, Any]]) -> None:
         topics = self.settings.kafka.topics.by_kind
-        shares: list[list[Message]] = [[] for _ in self.workers]
-        for event in batch:
-            key = entity_id(event).encode()
-            partition = (murmur2(key) & 0x7FFFFFFF) % self.partitions
-            body = orjson.dumps({k: v for k, v in event.items() if k != "kind"})
-            message = Message(topics[event["kind"]], partition, 0, key, body, 0.0)
-            shares[partition % len(self.workers)].append(message)
-        for worker, messages in zip(self.workers, shares, strict=True):
-            self._commit(worker, worker.processor.process(messages, worker.store.get))
+        routed = [(topics[event["kind"]], entity_id(event),
+                   orjson.dumps({k: v for k, v in event.items() if k != "kind"}))
+                  for event in batch]
+        while routed:  # identity handoffs go round until every login is settled
+            routed = self._deliver(routed)
         self.clock += SECONDS_PER_BATCH
         self._train()
+
+    def _deliver(self, routed: list[tuple[str, str, bytes]]) -> list[tuple[str, str, bytes]]:
+        """Messages to the workers owning their keys' partitions; the handoffs they send."""
+        shares: list[list[Message]] = [[] for _ in self.workers]
+        for topic, key, body in routed:
+            partition = self.partition(key)
+            shares[partition % len(self.workers)].append(
+                Message(topic, partition, 0, key.encode(), body, 0.0))
+        handoffs = []
+        identity = self.settings.kafka.topics.identity
+        for n, (worker, messages) in enumerate(zip(self.workers, shares, strict=True)):
+            if messages:
+                def owns(user_id: str, n: int = n) -> bool:
+                    return self.partition(user_id) % len(self.workers) == n
+                outcome = worker.processor.process(messages, worker.store.get, owns)
+                handoffs += [(identity, key, value) for key, value in outcome.handoffs]
+                self._commit(worker, outcome)
+        return handoffs
+
+    def partition(self, key: str) -> int:
+        return (murmur2(key.encode()) & 0x7FFFFFFF) % self.partitions
 
     def _commit(self, worker: _Worker, outcome: Any) -> None:
         for user_id, record in outcome.records.items():

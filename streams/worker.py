@@ -71,7 +71,9 @@ class SegmentWorker:
         )
         self.app = app = create_app(settings)
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-        self.source = app.topic(*topics.inputs, **raw)
+        # The identity topic is partitioned like the inputs, so Faust assigns its partitions
+        # with theirs: a handoff keyed by a user reaches the worker that owns the user.
+        self.source = app.topic(*topics.inputs, topics.identity, **raw)
         self.changes = app.topic(topics.changes, **raw)
         self.deadletter = app.topic(topics.deadletter, **raw)
         self.users = app.Table(
@@ -101,7 +103,7 @@ class SegmentWorker:
             messages = [_message(event.message) for event in events]
             metrics.BATCH_SIZE.observe(len(messages))
             async with self.lock:
-                outcome = self.processor.process(messages, self.load)
+                outcome = self.processor.process(messages, self.load, self.owns)
                 await self.commit(outcome)
 
     async def review(self) -> None:
@@ -201,6 +203,9 @@ class SegmentWorker:
     async def commit(self, outcome: BatchOutcome) -> None:
         """Publish a batch's results; returns once everything is written."""
         pending = [await self._send_dead_letter(dead) for dead in outcome.dead_letters]
+        for key, value in outcome.handoffs:
+            pending.append(await self.app.producer.send(
+                self.settings.kafka.topics.identity, key.encode(), value, None, None, None))
         if self.engine.behavior is not None and self.engine.behavior.pending:
             # With the batch, before its offsets are acknowledged: the trainer's sums stay whole.
             stats = self.engine.behavior.take_pending()

@@ -75,3 +75,51 @@ def test_a_login_moves_the_visitor_into_the_customer() -> None:
     # Browsing anonymously again later starts a fresh visitor until the next login.
     run([visit(5, T0 + 300, anonymous_id="a1")], 4)
     assert engine.load_record(store["a1"]).features.snapshot(T0 + 400)["page_views"] == 1
+
+
+class Worker:
+    """A processor and its store; it owns the users ``owned`` names."""
+
+    def __init__(self, owned: set[str]) -> None:
+        self.engine = SegmentEngine(SETTINGS)
+        self.processor = BatchProcessor(self.engine, SETTINGS.kafka.topics, 3600)
+        self.store: dict[str, UserRecord] = {}
+        self.owned = owned
+
+    def run(self, messages: list[Message]) -> list[Message]:
+        """Process; return the identity handoffs it sends, as messages."""
+        outcome = self.processor.process(messages, self.store.get, self.owned.__contains__)
+        for user_id, record in outcome.records.items():
+            if user_id in outcome.merged:
+                self.store.pop(user_id, None)
+            else:
+                self.store[user_id] = record
+        self.changes = outcome.changes
+        return [Message(SETTINGS.kafka.topics.identity, 0, 0, key.encode(), value, T0)
+                for key, value in outcome.handoffs]
+
+
+def test_a_visitor_on_another_worker_is_handed_over_once() -> None:
+    visits = [visit(1, T0, anonymous_id="a1"), visit(2, T0 + 60, anonymous_id="a1")]
+    login = visit(3, T0 + 120, user_id="u1", anonymous_id="a1")
+    alone = Worker({"a1", "u1"})
+    alone.run([message(n, dict(e)) for n, e in enumerate([*visits, login])])
+
+    customers, visitors = Worker({"u1"}), Worker({"a1"})
+    assert visitors.run([message(n, dict(e)) for n, e in enumerate(visits)]) == []
+    claims = customers.run([message(2, dict(login))])
+    assert [orjson.loads(c.value)["type"] for c in claims] == ["claim"] and claims[0].key == b"a1"
+    transfers = visitors.run(claims)
+    assert "a1" not in visitors.store
+    assert [(c.user_id, c.current, c.merged_into) for c in visitors.changes] == [
+        ("a1", None, "u1")]
+    assert customers.run(transfers) == []
+    now = T0 + 200
+    assert (customers.store["u1"].features.snapshot(now)
+            == alone.store["u1"].features.snapshot(now))
+    # Redelivered after a crash: the claim finds no visitor, the transfer is not counted twice.
+    assert visitors.run(claims) == []
+    customers.run(transfers)
+    assert customers.store["u1"].features.snapshot(now)["page_views"] == 3
+    # Later logins of the same pair send no new claim.
+    assert customers.run([message(9, visit(9, T0 + 300, user_id="u1", anonymous_id="a1"))]) == []
