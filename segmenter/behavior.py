@@ -179,8 +179,8 @@ class StatsDelta:
     """A worker's contribution since it last sent: per segment [count, sum, sum of squares]."""
 
     deltas: dict[str, list[Any]] = field(default_factory=dict)
-    #: User id -> latest vector, a sample for the trainer's reservoir.
-    sample: dict[str, list[float]] = field(default_factory=dict)
+    #: User id -> latest vector (None: the user is gone), for the trainer's reservoir.
+    sample: dict[str, list[float] | None] = field(default_factory=dict)
 
     def add(self, segment: str, vector: list[float], sign: int) -> None:
         entry = self.deltas.get(segment)
@@ -239,6 +239,10 @@ class BehaviorSegmentation:
             if sample_hash(user_id) < below:  # in the trainer's reservoir: keep it current
                 self.pending.sample[user_id] = vector
         return segment, [segment, vector]
+
+    def forget(self, user_id: str) -> None:
+        """The user is gone (merged into a customer): out of the trainer's reservoir too."""
+        self.pending.sample[user_id] = None
 
     def withdraw(self, contributed: list[Any] | None) -> None:
         """Take a user's earlier contribution out (they moved, changed, or were merged)."""

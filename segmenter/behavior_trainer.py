@@ -87,7 +87,10 @@ class BehaviorTrainer:
             entry[1] = entry[1] + total
             entry[2] = entry[2] + squares
         for user_id, vector in delta.sample.items():
-            self._keep(user_id, vector)
+            if vector is None:  # the user is gone (a visitor merged into a customer)
+                self.reservoir.pop(user_id, None)
+            else:
+                self._keep(user_id, vector)
 
     def _keep(self, user_id: str, vector: list[float]) -> None:
         """Bottom-k sampling: the users with the smallest id hashes, always their latest
@@ -190,7 +193,10 @@ class BehaviorTrainer:
         if len(self.reservoir) < self.settings.warmup_users:
             return None
         points = np.asarray(list(self.reservoir.values())) / model.scale
-        current = _inertia(points, model.centres / model.scale)
+        # The current centres at their best on this sample (Lloyd from where they are), so
+        # that a refit is taken for a better optimum, never for a few Lloyd steps.
+        current = KMeans(len(model.ids), init=model.centres / model.scale,
+                         n_init=1).fit(points).inertia_
         _, fresh = self._fit()
         fresh_inertia = _inertia(points, fresh / model.scale)
         if fresh_inertia > (1 - self.settings.refit_gain) * current:

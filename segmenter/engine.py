@@ -248,7 +248,8 @@ class SegmentEngine:
         names = {segmentation.name for segmentation in self.segmentations}
         if self.behavior is not None:
             names.add("behavior")
-        changes = [SegmentChange(user_id, name, segment, None, now, cause)
+        changes = [SegmentChange(user_id, name, segment, None, now, cause,
+                                 model_version=self.model_version(name))
                    for name, segment in record.segments.items() if name not in names]
         for change in changes:
             _set_segment(record, change.segmentation, None, now)
@@ -269,15 +270,23 @@ class SegmentEngine:
         """The visitor became the customer ``user_id``: they leave every segment and stop
         counting anywhere (their history goes to the customer's record)."""
         self.population.update(visitor_id, visitor.customer, None)
-        changes = [SegmentChange(visitor_id, name, segment, None, ts, cause, merged_into=user_id)
+        changes = [SegmentChange(visitor_id, name, segment, None, ts, cause, merged_into=user_id,
+                                 model_version=self.model_version(name))
                    for name, segment in visitor.segments.items()]
         if self.behavior is not None:
             self.behavior.withdraw(visitor.behavior)
+            self.behavior.forget(visitor_id)
             visitor.behavior = None
         visitor.segments.clear()
         visitor.entered.clear()
         visitor.customer = visitor.review_at = None
         return changes
+
+    def model_version(self, segmentation: str) -> int | None:
+        """The behaviour model version, for changes of the behaviour segmentation."""
+        if segmentation != "behavior" or self.behavior is None:
+            return None
+        return self.behavior.model.version if self.behavior.model is not None else 0
 
     def absorb(self, user_id: str, record: UserRecord, visitor_id: str,
                history: UserFeatures, now: float, cause: str) -> list[SegmentChange]:

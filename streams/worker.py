@@ -133,7 +133,7 @@ class SegmentWorker:
         assert self.engine.behavior is not None
         async with self.lock:
             self.engine.behavior.model = model
-            _record_sizes(await self.redis.replace_profiles("behavior", model.profiles))
+            await self._publish_profiles(model)
             self.sweep = [key.decode() for key in self.users if self.owns(key.decode())]
         metrics.MODEL_VERSION.set(model.version)
         log.info("behaviour model version %d: re-placing %d users", model.version,
@@ -169,11 +169,16 @@ class SegmentWorker:
                                             self.settings.kafka.topics.behavior_model)
             if model is not None:
                 behavior.model = self.sync.model = model
-                _record_sizes(await self.redis.replace_profiles("behavior", model.profiles))
+                await self._publish_profiles(model)
                 metrics.MODEL_VERSION.set(model.version)
         if self._following is None:
             self._following = asyncio.ensure_future(self.sync.follow())
         self.sync.lead(0 in self.owned)
+
+    async def _publish_profiles(self, model: BehaviorModel) -> None:
+        profiles = {segment: {**profile, "model_version": model.version}
+                    for segment, profile in model.profiles.items()}
+        _record_sizes(await self.redis.replace_profiles("behavior", profiles))
 
     async def _complete_recovery(self) -> None:
         tail = await read_changelog_tail(

@@ -1,0 +1,137 @@
+"""The behaviour model on a real broker and redis-server: learned by the workers, kept over a
+restart with the same ids, and one model version for two workers."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as redis
+from support import consume_all, event_message, produce, wait_for
+
+from streams.embedded import free_port
+from streams.personas import plan_events
+from streams.services import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+TOPIC = {"click": "shop.clicks", "cart": "shop.carts", "order": "shop.orders"}
+VERSION = "segmenter_behavior_model_version"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "test.yaml"
+    path.write_text(
+        "kafka:\n  session_timeout_s: 6\n"
+        f"worker:\n  data_dir: {tmp_path / 'data'}\n  batch_timeout_s: 0.05\n  log_level: info\n"
+        # a compressed history: three topics consumed side by side drift apart in event time
+        "features:\n  allowed_lateness_minutes: 200000\n"
+        "segmentations:\n  behavior:\n    warmup_users: 60\n    publish_interval_s: 0.5\n"
+        "    refit_interval_s: 5\n"
+    )
+    return path
+
+
+def env(kafka: str, redis_url: str, config: Path) -> dict[str, str]:
+    return {"SEGMENTER_KAFKA_BOOTSTRAP": kafka, "SEGMENTER_REDIS_URL": redis_url,
+            "SEGMENTER_METRICS_PORT": str(free_port()), "SEGMENTER_CONFIG": str(config)}
+
+
+async def shop(kafka: str, users: int) -> list[str]:
+    events, plans = plan_events(users=users, days=60, seed=4, end_ts=time.time() - 60)
+    await produce(kafka, [event_message(TOPIC[e.pop("kind")], e) for e in events])
+    return sorted(plans)
+
+
+async def placed(store: Any, users: list[str]) -> dict[str, str | None]:
+    return {user: await store.hget(f"seg:user:{user}", "behavior") for user in users}
+
+
+async def settled(store: Any, users: list[str], workers: list[WorkerProcess]) -> dict:
+    """Wait until every user has a behaviour segment and the model stopped changing."""
+    async def everyone_placed() -> bool:
+        return None not in (await placed(store, users)).values()
+
+    await wait_for(everyone_placed, timeout=90,
+                   what=lambda: "behaviour segments\n" + workers[0].log()[-3000:])
+    last, since = -1.0, time.monotonic()
+    while time.monotonic() - since < 4:  # no new version for 4 s
+        version = workers[0].metric(VERSION)
+        if version != last:
+            last, since = version, time.monotonic()
+        await wait_for_seconds(0.5)
+    return await placed(store, users)
+
+
+async def wait_for_seconds(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+async def test_a_restart_keeps_the_model_its_ids_and_everyone_s_segment(
+    kafka_bootstrap: str, redis_url: str, config: Path, tmp_path: Path
+) -> None:
+    store = redis.Redis.from_url(redis_url, decode_responses=True)
+    users = await shop(kafka_bootstrap, 240)
+    worker = WorkerProcess(env(kafka_bootstrap, redis_url, config), tmp_path / "w.log").start()
+    try:
+        before = await settled(store, users, [worker])
+        version = worker.metric(VERSION)
+        profiles = await store.hgetall("seg:segments:behavior")
+        assert version >= 1 and len(profiles) == len(set(before.values()))
+        profile = orjson.loads(next(iter(profiles.values())))
+        assert profile["model_version"] == version and profile["name"] and profile["size"] > 0
+        assert worker.stop() == 0, worker.log()
+        stopped_at = time.time()
+
+        worker.start()
+        await wait_for(lambda: _true(worker.metric(VERSION) == version), timeout=60,
+                       what=lambda: "model loaded after the restart\n" + worker.log()[-3000:])
+        await wait_for_seconds(3)
+        assert await placed(store, users) == before
+    finally:
+        worker.stop()
+        await store.aclose()
+    changes = await consume_all(kafka_bootstrap, "segments.changes",
+                                until=lambda got: False, timeout=5, settle_ms=500)
+    behavior = [orjson.loads(m.value) for m in changes]
+    behavior = [c for c in behavior if c["segmentation"] == "behavior"]
+    assert behavior and all(c["model_version"] >= 1 for c in behavior)
+    after_restart = [c for c in behavior if _epoch(c["emitted_at"]) > stopped_at]
+    assert after_restart == []
+
+
+async def test_two_workers_predict_with_the_same_model_version(
+    kafka_bootstrap: str, redis_url: str, config: Path, tmp_path: Path
+) -> None:
+    store = redis.Redis.from_url(redis_url, decode_responses=True)
+    workers = [WorkerProcess(env(kafka_bootstrap, redis_url, config), tmp_path / f"w{n}.log")
+               for n in range(2)]
+    try:
+        for worker in workers:
+            worker.start()
+        users = await shop(kafka_bootstrap, 240)
+        final = await settled(store, users, workers)
+        versions = {worker.metric(VERSION) for worker in workers}
+        assert len(versions) == 1 and versions.pop() >= 1, [w.log()[-2000:] for w in workers]
+        assert all(worker.handled() > 0 for worker in workers)  # both did share the work
+        assert len(set(final.values())) >= 3
+    finally:
+        for worker in workers:
+            worker.stop()
+        await store.aclose()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
