@@ -150,11 +150,18 @@ def describe(centre: Any, mean: Any, scale: Any, size: float, total: float) -> d
     ('high spenders, buy often', 0.25)
     """
     z = (np.asarray(centre) - np.asarray(mean)) / np.maximum(np.asarray(scale), 1e-9)
-    order = np.argsort(-np.abs(z))
+    values = {NAMES[i]: _natural(NAMES[i], float(centre[i])) for i in range(DIMENSIONS)}
+    buyers = values["orders"] >= 0.5
+    # For people who do not buy, what they do matters; their spend follows from not buying.
+    said = set() if buyers else PURCHASE_DIMENSIONS
+    order = [i for i in np.argsort(-np.abs(z)) if NAMES[i] not in said]
     phrases = [VECTOR[NAMES[i]][1] if z[i] > 0 else VECTOR[NAMES[i]][2]
                for i in order[:3] if abs(z[i]) >= 0.5]
+    if not buyers:
+        lead = ["abandon carts", "never buy"] if values["cart_adds"] >= 1 else ["never buy"]
+        phrases = lead + [p for p in phrases if p not in CART_PHRASES or not lead[1:]]
+        phrases = phrases[:3]
     name = ", ".join(phrases) if phrases else "average shoppers"
-    values = {NAMES[i]: _natural(NAMES[i], float(centre[i])) for i in range(DIMENSIONS)}
     key = ", ".join(f"{NAMES[i]} {values[NAMES[i]]:g}" for i in order[:4])
     return {
         "name": name,
@@ -165,6 +172,10 @@ def describe(centre: Any, mean: Any, scale: Any, size: float, total: float) -> d
     }
 
 
+#: What follows from buying or not; not worth saying of people who never buy.
+PURCHASE_DIMENSIONS = frozenset({"orders", "monetary", "avg_order_value",
+                                 "days_since_last_order", "discount_affinity"})
+CART_PHRASES = frozenset({"fill carts", "reach checkout"})
 #: Dimensions taken as they are (shares 0-1); the others went through log1p.
 SHARES = frozenset({"discount_affinity"})
 

@@ -131,23 +131,27 @@ class Demo:
     async def _persona_table(self) -> Table:
         """Planted persona -> the segments its users ended up in (most common first)."""
         table = Table(title="planted personas -> segments (top 2 per segmentation)")
-        for column in ("persona", "users", "lifecycle", "rfm"):
+        for column in ("persona", "users", "lifecycle", "rfm", "behavior"):
             table.add_column(column)
+        names = {segment: f"{segment} ({profile.get('name', '')})" for segment, profile in
+                 (await self.reader.segments()).get("behavior", {}).items()}
         by_persona: dict[str, list[str]] = collections.defaultdict(list)
         for line in self.personas_path.read_bytes().splitlines():
             row = orjson.loads(line)
             by_persona[row["persona"]].append(row["entity_id"])
         for persona, users in sorted(by_persona.items()):
             found = [await self.reader.user(user) for user in users]
-            table.add_row(persona, str(len(users)),
-                          _top(found, "lifecycle"), _top(found, "rfm"))
+            table.add_row(persona, str(len(users)), _top(found, "lifecycle"), _top(found, "rfm"),
+                          _top(found, "behavior", names))
         return table
 
 
-def _top(memberships: list[dict[str, str]], segmentation: str) -> str:
+def _top(memberships: list[dict[str, str]], segmentation: str,
+         names: dict[str, str] | None = None) -> str:
     counts = collections.Counter(m.get(segmentation, "-") for m in memberships)
     total = max(1, len(memberships))
-    return ", ".join(f"{name} {100 * n / total:.0f}%" for name, n in counts.most_common(2))
+    return ", ".join(f"{(names or {}).get(name, name)} {100 * n / total:.0f}%"
+                     for name, n in counts.most_common(2))
 
 
 def _sizes_table(catalogue: dict[str, dict[str, dict[str, Any]]]) -> Table:
@@ -161,7 +165,8 @@ def _sizes_table(catalogue: dict[str, dict[str, dict[str, Any]]]) -> Table:
         for name, profile in sorted(profiles.items(), key=lambda kv: -kv[1].get("size", 0)):
             size = profile.get("size", 0)
             bar = "█" * round(20 * size / total)
-            table.add_row(segmentation, name, f"{size:,}", f"{100 * size / total:4.1f}% {bar}")
+            label = f"{name}: {profile['name']}" if "name" in profile else name
+            table.add_row(segmentation, label, f"{size:,}", f"{100 * size / total:4.1f}% {bar}")
         segmentation = ""
     return table
 

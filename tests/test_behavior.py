@@ -174,8 +174,15 @@ def test_describe_says_what_stands_out() -> None:
     mean, scale = np.zeros(DIMENSIONS), np.ones(DIMENSIONS)
     centre = mean.copy()
     centre[NAMES.index("page_views")], centre[NAMES.index("orders")] = 2.0, -1.5
-    assert describe(centre, mean, scale, 10, 100)["name"] == "browse a lot, never or rarely buy"
-    assert describe(mean, mean, scale, 10, 100)["name"] == "average shoppers"
+    assert describe(centre, mean, scale, 10, 100)["name"] == "never buy, browse a lot"
+    centre[NAMES.index("cart_adds")] = 1.5
+    assert describe(centre, mean, scale, 10, 100)["name"].startswith("abandon carts, never buy")
+    centre[NAMES.index("orders")], centre[NAMES.index("monetary")] = 2.5, 3.0
+    assert describe(centre, mean, scale, 10, 100)["name"] == (
+        "high spenders, buy often, browse a lot")
+    buyers = mean.copy()
+    buyers[NAMES.index("orders")] = 1.0  # about 1.7 orders: like everyone else
+    assert describe(buyers, buyers, scale, 10, 100)["name"] == "average shoppers"
 
 
 def test_settings_reject_bad_behaviour_values() -> None:
