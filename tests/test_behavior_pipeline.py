@@ -3,6 +3,7 @@ restart with the same ids, and one model version for two workers."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,38 @@ async def test_a_restart_keeps_the_model_its_ids_and_everyone_s_segment(
     assert behavior and all(c["model_version"] >= 1 for c in behavior)
     after_restart = [c for c in behavior if _epoch(c["emitted_at"]) > stopped_at]
     assert after_restart == []
+
+
+async def test_a_second_worker_changes_no_one_s_segment(
+    kafka_bootstrap: str, redis_url: str, config: Path, tmp_path: Path
+) -> None:
+    store = redis.Redis.from_url(redis_url, decode_responses=True)
+    users = await shop(kafka_bootstrap, 240)
+    first = WorkerProcess(env(kafka_bootstrap, redis_url, config), tmp_path / "w1.log").start()
+    second = WorkerProcess(env(kafka_bootstrap, redis_url, config), tmp_path / "w2.log")
+    try:
+        before = await settled(store, users, [first])
+        everything = {u: await store.hgetall(f"seg:user:{u}") for u in users}
+        version = first.metric(VERSION)
+        added_at = time.time()
+        second.start()
+        await wait_for(lambda: _true(second.metric(VERSION) == version), timeout=60,
+                       what=lambda: "the second worker's model\n" + second.log()[-3000:])
+        await wait_for_seconds(3)
+        taken = re.findall(r"recovered (\d+) users", second.log())
+        assert taken and int(taken[-1]) > 0  # the second worker took partitions over
+        assert await placed(store, users) == before
+        behaviour = {u: s.get("behavior") for u, s in everything.items()}
+        assert behaviour == before
+    finally:
+        first.stop()
+        second.stop()
+        await store.aclose()
+    changes = await consume_all(kafka_bootstrap, "segments.changes",
+                                until=lambda got: False, timeout=5, settle_ms=500)
+    moved = [c for c in (orjson.loads(m.value) for m in changes)
+             if c["segmentation"] == "behavior" and _epoch(c["emitted_at"]) > added_at]
+    assert moved == []
 
 
 async def test_two_workers_predict_with_the_same_model_version(
