@@ -74,6 +74,22 @@ async def wait_for_seconds(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
+async def loads_version(worker: WorkerProcess, version: float) -> None:
+    """Wait until the worker predicts with ``version``, then a little longer."""
+    await wait_for(lambda: _true(worker.metric(VERSION) == version), timeout=60,
+                   what=lambda: f"model version {version}\n" + worker.log()[-3000:])
+    await wait_for_seconds(3)
+
+
+async def behaviour_changes_since(kafka: str, since: float) -> list[dict[str, Any]]:
+    changes = await consume_all(kafka, "segments.changes", until=lambda got: False,
+                                timeout=5, settle_ms=500)
+    behavior = [orjson.loads(m.value) for m in changes]
+    behavior = [c for c in behavior if c["segmentation"] == "behavior"]
+    assert behavior and all(c["model_version"] >= 1 for c in behavior)
+    return [c for c in behavior if _epoch(c["emitted_at"]) > since]
+
+
 async def test_a_restart_keeps_the_model_its_ids_and_everyone_s_segment(
     kafka_bootstrap: str, redis_url: str, config: Path, tmp_path: Path
 ) -> None:
@@ -91,20 +107,12 @@ async def test_a_restart_keeps_the_model_its_ids_and_everyone_s_segment(
         stopped_at = time.time()
 
         worker.start()
-        await wait_for(lambda: _true(worker.metric(VERSION) == version), timeout=60,
-                       what=lambda: "model loaded after the restart\n" + worker.log()[-3000:])
-        await wait_for_seconds(3)
+        await loads_version(worker, version)
         assert await placed(store, users) == before
     finally:
         worker.stop()
         await store.aclose()
-    changes = await consume_all(kafka_bootstrap, "segments.changes",
-                                until=lambda got: False, timeout=5, settle_ms=500)
-    behavior = [orjson.loads(m.value) for m in changes]
-    behavior = [c for c in behavior if c["segmentation"] == "behavior"]
-    assert behavior and all(c["model_version"] >= 1 for c in behavior)
-    after_restart = [c for c in behavior if _epoch(c["emitted_at"]) > stopped_at]
-    assert after_restart == []
+    assert await behaviour_changes_since(kafka_bootstrap, stopped_at) == []
 
 
 async def test_a_second_worker_changes_no_one_s_segment(
@@ -120,9 +128,7 @@ async def test_a_second_worker_changes_no_one_s_segment(
         version = first.metric(VERSION)
         added_at = time.time()
         second.start()
-        await wait_for(lambda: _true(second.metric(VERSION) == version), timeout=60,
-                       what=lambda: "the second worker's model\n" + second.log()[-3000:])
-        await wait_for_seconds(3)
+        await loads_version(second, version)
         taken = re.findall(r"recovered (\d+) users", second.log())
         assert taken and int(taken[-1]) > 0  # the second worker took partitions over
         assert await placed(store, users) == before
@@ -132,11 +138,7 @@ async def test_a_second_worker_changes_no_one_s_segment(
         first.stop()
         second.stop()
         await store.aclose()
-    changes = await consume_all(kafka_bootstrap, "segments.changes",
-                                until=lambda got: False, timeout=5, settle_ms=500)
-    moved = [c for c in (orjson.loads(m.value) for m in changes)
-             if c["segmentation"] == "behavior" and _epoch(c["emitted_at"]) > added_at]
-    assert moved == []
+    assert await behaviour_changes_since(kafka_bootstrap, added_at) == []
 
 
 async def test_two_workers_predict_with_the_same_model_version(

@@ -96,24 +96,26 @@ def test_windowed_rules_follow_the_window_at_midnight(tmp_path: Path) -> None:
     assert record.review_at is None  # nothing left that time alone could move
 
 
-def test_a_user_on_the_threshold_does_not_flap(tmp_path: Path) -> None:
-    """Add, remove, add, remove within the dwell: one entry, then one exit when it ends."""
-    engine = one_rule(tmp_path, "open_cart_value >= 100", dwell=60)
+def on_the_threshold(engine: SegmentEngine) -> tuple[UserRecord, list[tuple]]:
+    """Add, remove, add, remove a 120 item, five minutes apart."""
     record, changes = start(engine, [cart(1, T0)])
     for n, action in enumerate(["remove", "add", "remove"], start=2):
         ts = T0 + n * 300
         changes += rule_changes(engine.learn("u1", record, [cart(n, ts, action)], ts))
+    return record, changes
+
+
+def test_a_user_on_the_threshold_does_not_flap(tmp_path: Path) -> None:
+    """Within the dwell: one entry, then one exit when it ends."""
+    engine = one_rule(tmp_path, "open_cart_value >= 100", dwell=60)
+    record, changes = on_the_threshold(engine)
     assert changes == [(None, "r", T0)]
     assert record.segments["r"] == "r" and record.review_at == T0 + 3600  # entered + dwell
     assert follow_time(engine, record, T0 + DAY) == [("r", None, T0 + 3600)]
 
 
 def test_without_dwell_the_same_user_moves_on_every_event(tmp_path: Path) -> None:
-    engine = one_rule(tmp_path, "open_cart_value >= 100", dwell=0)
-    record, changes = start(engine, [cart(1, T0)])
-    for n, action in enumerate(["remove", "add", "remove"], start=2):
-        ts = T0 + n * 300
-        changes += rule_changes(engine.learn("u1", record, [cart(n, ts, action)], ts))
+    _, changes = on_the_threshold(one_rule(tmp_path, "open_cart_value >= 100", dwell=0))
     assert [(a, b) for a, b, _ in changes] == [(None, "r"), ("r", None), (None, "r"), ("r", None)]
 
 
