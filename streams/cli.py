@@ -28,6 +28,16 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     return parse
 
 
+def _shift(text: str) -> str:
+    from streams.simulator import parse_shift
+
+    try:
+        parse_shift(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segmenter", description=__doc__)
     parser.add_argument("--config", help="extra YAML merged over config/default.yaml")
@@ -74,6 +84,9 @@ def _simulation_options(
     parser.add_argument("--days", type=_positive(float), default=90.0,
                         help="days of shop history the traffic spans")
     parser.add_argument("--personas-out", type=Path, help="write each user's planted persona")
+    parser.add_argument("--shift", metavar="SOURCE=TARGET@FRACTION", type=_shift,
+                        help="drift: from FRACTION of the window on, users planted as SOURCE "
+                        "behave as TARGET, e.g. window_shopper=bargain_hunter@0.7")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,6 +131,7 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     result = asyncio.run(simulate(
         settings.kafka.bootstrap, settings.kafka.topics, users=args.users, rate=args.rate,
         duration=args.duration, seed=args.seed, days=args.days, personas_out=args.personas_out,
+        shift=args.shift,
     ))
     print(result)
     return 0

@@ -69,7 +69,7 @@ class Demo:
         simulation = asyncio.create_task(simulate(
             self.settings.kafka.bootstrap, self.settings.kafka.topics, users=self.args.users,
             rate=self.args.rate, duration=self.args.duration, seed=self.args.seed,
-            days=self.args.days, personas_out=self.personas_path,
+            days=self.args.days, personas_out=self.personas_path, shift=self.args.shift,
         ))
         try:
             with Live(console=self.console, refresh_per_second=4) as live:

@@ -35,7 +35,7 @@ from segmenter.behavior_trainer import BehaviorTrainer
 from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.settings import Settings
 from streams.batch import BatchProcessor, Message
-from streams.personas import UserPlan, entity_id, plan_events, plan_user
+from streams.personas import UserPlan, entity_id, plan_events
 
 BATCH = 1000
 SECONDS_PER_BATCH = 0.5
@@ -197,18 +197,5 @@ def agreement(first: Mapping[str, str | None], second: Mapping[str, str | None])
     return float(table[rows, cols].sum() / len(users)) if users else 1.0
 
 
-def shifted_events(plans: Mapping[str, UserPlan], source: str, target: str, seed: int,
-                   start: float, end: float) -> list[dict[str, Any]]:
-    """Users planted as ``source`` behave as ``target`` from ``start`` to ``end`` (drift)."""
-    events: list[dict[str, Any]] = []
-    for plan in plans.values():
-        if plan.persona == source:
-            events += plan_user(plan.index, target, seed, start, end)[1]
-    events.sort(key=lambda event: event["ts"])
-    for n, event in enumerate(events):
-        event["event_id"] = f"{seed}-shift-{n}"
-    return events
-
-
 __all__ = ["ShopRun", "agreement", "ari_against_offline_kmeans", "ari_against_personas",
-           "plan_events", "shifted_events"]
+           "plan_events"]

@@ -30,8 +30,8 @@ from streams.quality import (
     agreement,
     ari_against_offline_kmeans,
     ari_against_personas,
-    shifted_events,
 )
+from streams.simulator import shifted_events
 
 END = 1_767_225_600.0  # 2026-01-01
 
@@ -54,8 +54,9 @@ def run_quality(settings: Settings, args: argparse.Namespace) -> int:
     assert one.model is not None, "no model: fewer users than behavior.warmup_users?"
     final = one.assignments()
     clusters = len(one.model.ids)
+    one_seconds = time.perf_counter() - started
     print(f"model        version {one.model.version}, {clusters} segments, "
-          f"{time.perf_counter() - started:.1f} s")
+          f"{one_seconds:.1f} s")
     offline = ari_against_offline_kmeans(final, one.vectors(), clusters)
     print(f"ARI          vs planted personas {ari_against_personas(final, plans):.4f}; "
           f"vs scikit-learn KMeans offline {offline:.4f}")
@@ -70,7 +71,24 @@ def run_quality(settings: Settings, args: argparse.Namespace) -> int:
           f"run vs planted personas {ari_against_personas(two.assignments(), plans):.4f}")
     _drift(one, plans, args.seed)
     _costs(one)
+    _sampled(settings, events, plans, one_seconds)
     return 0
+
+
+def _sampled(settings: Settings, events: list[dict[str, Any]], plans: dict[str, UserPlan],
+             full_seconds: float) -> None:
+    """Learning from a quarter of the users (all are still predicted)."""
+    behavior = settings.segmentations.behavior.model_copy(update={"learn_sample": 0.25})
+    sampled = settings.model_copy(update={"segmentations": settings.segmentations.model_copy(
+        update={"behavior": behavior})})
+    started = time.perf_counter()
+    run = ShopRun(sampled, workers=1)
+    run.feed(events)
+    run.settle()
+    seconds = time.perf_counter() - started
+    print(f"sampled      learning from 25% of the users: ARI vs planted personas "
+          f"{ari_against_personas(run.assignments(), plans):.4f}, {seconds:.1f} s "
+          f"({seconds / full_seconds:.2f} of learning from all)")
 
 
 def _only(assignments: dict[str, str | None], users: set[str]) -> dict[str, str | None]:

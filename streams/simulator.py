@@ -21,7 +21,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from segmenter.settings import Topics
-from streams.personas import UserPlan, entity_id, plan_events
+from streams.personas import DAY, PERSONAS, UserPlan, entity_id, plan_events, plan_user
 
 #: Pacing tick: every tick, the events due by then are sent as one batch.
 TICK_S = 0.01
@@ -63,6 +63,51 @@ def write_personas(path: Path, plans: Iterable[UserPlan]) -> int:
     return len(rows)
 
 
+def shifted_events(plans: Mapping[str, UserPlan], source: str, target: str, seed: int,
+                   start: float, end: float) -> list[dict[str, Any]]:
+    """Users planted as ``source`` behave as ``target`` from ``start`` to ``end`` (drift)."""
+    events: list[dict[str, Any]] = []
+    for plan in plans.values():
+        if plan.persona == source:
+            events += plan_user(plan.index, target, seed, start, end)[1]
+    events.sort(key=lambda event: event["ts"])
+    for n, event in enumerate(events):
+        event["event_id"] = f"{seed}-shift-{n}"
+    return events
+
+
+def parse_shift(shift: str) -> tuple[str, str, float]:
+    """``SOURCE=TARGET@FRACTION`` -> (source, target, fraction); ValueError saying why not.
+
+    >>> parse_shift("window_shopper=bargain_hunter@0.7")
+    ('window_shopper', 'bargain_hunter', 0.7)
+    """
+    try:
+        personas, fraction = shift.split("@")
+        source, target = personas.split("=")
+        at = float(fraction)
+    except ValueError:
+        raise ValueError(f"must be SOURCE=TARGET@FRACTION, got {shift!r}") from None
+    if source not in PERSONAS or target not in PERSONAS or not 0 < at < 1:
+        raise ValueError(f"needs two of {', '.join(PERSONAS)} and 0 < FRACTION < 1, "
+                         f"got {shift!r}")
+    return source, target, at
+
+
+def shift_personas(events: list[dict[str, Any]], plans: Mapping[str, UserPlan], shift: str,
+                   seed: int, end: float, days: float) -> list[dict[str, Any]]:
+    """``shift`` is ``SOURCE=TARGET@FRACTION``: from that point of the window on, the users
+    planted as SOURCE behave as TARGET (their later SOURCE events are dropped)."""
+    source, target, at = parse_shift(shift)
+    start = end - days * DAY * (1 - at)
+    moved = {ident for plan in plans.values() if plan.persona == source
+             for ident in (plan.user_id, plan.anonymous_id) if ident}
+    kept = [e for e in events if e["ts"] < start or (entity_id(e) not in moved
+            and e.get("anonymous_id") not in moved)]
+    return sorted(kept + shifted_events(plans, source, target, seed, start, end),
+                  key=lambda event: event["ts"])
+
+
 async def simulate(
     bootstrap: str,
     topics: Topics,
@@ -74,6 +119,7 @@ async def simulate(
     personas_out: Path | None = None,
     end_ts: float | None = None,
     on_progress: ProgressCallback | None = None,
+    shift: str | None = None,
 ) -> SimulationResult:
     """Plan ``days`` of traffic for ``users`` users up to ``end_ts`` (default now), produce it.
 
@@ -84,6 +130,8 @@ async def simulate(
     started = time.perf_counter()
     end = time.time() if end_ts is None else end_ts
     events, plans = await asyncio.to_thread(plan_events, users, days, seed, end)
+    if shift:
+        events = shift_personas(events, plans, shift, seed, end, days)
     if personas_out is not None:
         await asyncio.to_thread(write_personas, personas_out, plans.values())
     planning_s = time.perf_counter() - started

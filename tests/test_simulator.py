@@ -96,3 +96,28 @@ async def test_cancelling_flushes_what_was_handed_over(kafka_bootstrap: str) -> 
     delivered = progress[-1]
     messages = await consume(kafka_bootstrap, delivered + 1, timeout=3.0)
     assert delivered <= len(messages) < delivered + 20  # at most the batch in flight beyond
+
+
+def test_a_shift_makes_one_persona_behave_as_another_from_then_on() -> None:
+    from streams.personas import plan_events
+    from streams.simulator import shift_personas
+
+    end = 1_767_225_600.0
+    events, plans = plan_events(300, 90, 7, end)
+    shifted = shift_personas(events, plans, "window_shopper=bargain_hunter@0.7", 7, end, 90)
+    at = end - 90 * 86_400 * 0.3
+    # an anonymous shopper who starts buying logs in: as u<index>, like every customer
+    shoppers = {i for p in plans.values() if p.persona == "window_shopper"
+                for i in (f"u{p.index:05d}", p.anonymous_id)}
+
+    def theirs(log: list[dict]) -> list[dict]:
+        return [e for e in log if (e.get("user_id") or e["anonymous_id"]) in shoppers]
+
+    assert not [e for e in theirs(events) if e["kind"] == "order"]
+    assert all(e["ts"] >= at for e in theirs(shifted) if e["kind"] == "order")
+    assert len({e["user_id"] for e in theirs(shifted) if e["kind"] == "order"}) > 0.9 * len(
+        [p for p in plans.values() if p.persona == "window_shopper"])
+    others = [e for e in events if (e.get("user_id") or e["anonymous_id"]) not in shoppers]
+    assert [e for e in shifted if (e.get("user_id") or e["anonymous_id"]) not in shoppers
+            ] == others
+    assert [e["ts"] for e in shifted] == sorted(e["ts"] for e in shifted)
