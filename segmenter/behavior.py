@@ -94,6 +94,9 @@ class BehaviorModel:
     #: The trainer's state as of this version (member sums, last statistics offset), so that
     #: a trainer on another worker or after a restart resumes exactly here.
     training: dict[str, Any] | None = None
+    #: The shop-wide customer population (dimension -> money or order bin -> customers), so
+    #: that every worker scores RFM on the same quintiles.
+    population: dict[str, dict[int, int]] | None = None
     _scaled: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -123,13 +126,22 @@ class BehaviorModel:
             "version": self.version, "ids": self.ids, "centres": self.centres.tolist(),
             "scale": self.scale.tolist(), "mean": self.mean.tolist(),
             "profiles": self.profiles, "training": self.training,
-        })
+            "population": self.population,
+        }, option=orjson.OPT_NON_STR_KEYS)
 
     @classmethod
     def from_json(cls, data: bytes) -> BehaviorModel:
         state = orjson.loads(data)
+        population = {d: {int(i): n for i, n in bins.items()}
+                      for d, bins in (state.get("population") or {}).items()}
         return cls(state["version"], state["ids"], state["centres"], state["scale"],
-                   state["mean"], state["profiles"], state.get("training"))
+                   state["mean"], state["profiles"], state.get("training"), population or None)
+
+    def same_centres(self, other: BehaviorModel | None) -> bool:
+        """Whether ``other`` places users exactly as this version does."""
+        return (other is not None and other.ids == self.ids
+                and np.array_equal(other.centres, self.centres)
+                and np.array_equal(other.scale, self.scale))
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, BehaviorModel) and self.version == other.version
@@ -192,6 +204,8 @@ class StatsDelta:
     deltas: dict[str, list[Any]] = field(default_factory=dict)
     #: User id -> latest vector (None: the user is gone), for the trainer's reservoir.
     sample: dict[str, list[float] | None] = field(default_factory=dict)
+    #: Whole customer bin counts of changed partitions: partition -> dimension -> bin -> n.
+    population: dict[int, dict[str, dict[int, int]]] = field(default_factory=dict)
 
     def add(self, segment: str, vector: list[float], sign: int) -> None:
         entry = self.deltas.get(segment)
@@ -203,19 +217,23 @@ class StatsDelta:
         entry[2] += sign * point * point
 
     def __bool__(self) -> bool:
-        return bool(self.deltas or self.sample)
+        return bool(self.deltas or self.sample or self.population)
 
     def to_json(self) -> bytes:
         return orjson.dumps({
             "deltas": {s: [n, a.tolist(), b.tolist()] for s, (n, a, b) in self.deltas.items()},
             "sample": self.sample,
-        })
+            "population": self.population,
+        }, option=orjson.OPT_NON_STR_KEYS)
 
     @classmethod
     def from_json(cls, data: bytes) -> StatsDelta:
         state = orjson.loads(data)
+        population = {int(p): {d: {int(i): n for i, n in bins.items()}
+                               for d, bins in dims.items()}
+                      for p, dims in state.get("population", {}).items()}
         return cls({s: [n, np.asarray(a), np.asarray(b)] for s, (n, a, b) in
-                    state["deltas"].items()}, state["sample"])
+                    state["deltas"].items()}, state["sample"], population)
 
 
 class BehaviorSegmentation:

@@ -35,6 +35,7 @@ A new version is published only when a centre moved noticeably, so a settled mod
 from __future__ import annotations
 
 import random
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -65,6 +66,9 @@ class BehaviorTrainer:
         self.refitted_at = 0.0
         #: Segment id -> when its centre was placed (a new centre gets time to gather users).
         self.born: dict[str, float] = {}
+        #: The customer population: partition -> dimension -> bin -> customers.
+        self.partitions: dict[int, dict[str, dict[int, int]]] = {}
+        self.population_changed = False
         if model is not None:
             self._resume(model)
 
@@ -75,6 +79,9 @@ class BehaviorTrainer:
         self.offset = state.get("offset", -1)
         self.next_id = state.get("next_id", len(model.ids) + 1)
         self.sample_below = state.get("sample_below", 1.0)
+        self.partitions = {int(p): {d: {int(i): n for i, n in bins.items()}
+                                    for d, bins in dims.items()}
+                           for p, dims in state.get("partitions", {}).items()}
 
     def learn(self, delta: StatsDelta, offset: int) -> None:
         """Add one worker's statistics (``offset``: of its message; older ones are skipped)."""
@@ -86,6 +93,9 @@ class BehaviorTrainer:
             entry[0] += count
             entry[1] = entry[1] + total
             entry[2] = entry[2] + squares
+        if delta.population:
+            self.partitions.update(delta.population)  # whole counts: the latest wins
+            self.population_changed = True
         for user_id, vector in delta.sample.items():
             if vector is None:  # the user is gone (a visitor merged into a customer)
                 self.reservoir.pop(user_id, None)
@@ -120,7 +130,7 @@ class BehaviorTrainer:
                 return refit
         return self._step(now)
 
-    def _population(self) -> tuple[float, Any, Any]:
+    def _spread(self) -> tuple[float, Any, Any]:
         """Number of users, mean and standard deviation per dimension, from all the sums."""
         count = sum(n for n, _, _ in self.stats.values())
         if count <= 0:
@@ -135,7 +145,7 @@ class BehaviorTrainer:
         """One Lloyd step from the members' sums; None when no centre moved noticeably."""
         model = self.model
         assert model is not None
-        users, _, scale = self._population()
+        users, _, scale = self._spread()
         scale = np.maximum(scale, 1e-9)
         centres = model.centres.copy()
         small = []
@@ -147,8 +157,12 @@ class BehaviorTrainer:
                 small.append(row)
         moved = np.abs((centres - model.centres) / scale).max()
         rescaled = np.abs(scale / model.scale - 1).max()
-        if moved < self.settings.min_centre_shift and rescaled < 0.01 and not small:
+        if (moved < self.settings.min_centre_shift and rescaled < 0.01 and not small
+                and not self.population_changed):
             return None
+        if moved < self.settings.min_centre_shift and rescaled < 0.01 and not small:
+            # Only the customer population moved: the same centres, so no one is re-placed.
+            return self._publish(model.ids, model.centres, (model.mean, model.scale))
         # A segment too small is merged away: its users go to their nearest other segment.
         keep = [row for row in range(len(model.ids)) if row not in small[:len(model.ids) - 2]]
         return self._publish([model.ids[row] for row in keep], centres[keep])
@@ -222,8 +236,12 @@ class BehaviorTrainer:
         self.next_id += 1
         return segment
 
-    def _publish(self, ids: list[str], centres: Any) -> BehaviorModel:
-        _, mean, scale = self._population()
+    def _publish(self, ids: list[str], centres: Any,
+                 space: tuple[Any, Any] | None = None) -> BehaviorModel:
+        """The next version; ``space``: keep this (mean, scale) instead of the population's."""
+        _, mean, scale = self._spread()
+        if space is not None:
+            mean, scale = space
         version = 1 if self.model is None else self.model.version + 1
         sizes = {s: max(float(self.stats.get(s, (0,))[0]), 0.0) for s in ids}
         if not any(sizes.values()):  # before any member statistics: the reservoir's split
@@ -233,8 +251,14 @@ class BehaviorTrainer:
                     for s, c in zip(ids, centres, strict=True)}
         stats = {s: [n, a.tolist(), b.tolist()] for s, (n, a, b) in self.stats.items()}
         training = {"stats": stats, "offset": self.offset, "next_id": self.next_id,
-                    "sample_below": self.sample_below}
-        self.model = BehaviorModel(version, ids, centres, scale, mean, profiles, training)
+                    "sample_below": self.sample_below, "partitions": self.partitions}
+        population: dict[str, Counter[int]] = {}
+        for dimensions in self.partitions.values():
+            for dimension, bins in dimensions.items():
+                population.setdefault(dimension, Counter()).update(bins)
+        self.population_changed = False
+        self.model = BehaviorModel(version, ids, centres, scale, mean, profiles, training,
+                                   {d: dict(bins) for d, bins in population.items()} or None)
         return self.model
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 MONEY_BIN_RATIO = 1.01
@@ -79,18 +79,40 @@ def _quintile(below: int, equal: int, size: int) -> int:
 class Population:
     """Histograms of the customers' current values, with the users in each bin."""
 
-    def __init__(self) -> None:
+    def __init__(self, partition_of: Callable[[str], int] = lambda user_id: 0) -> None:
+        self.partition_of = partition_of
         self.counts: dict[str, Counter[int]] = {d: Counter() for d in DIMENSIONS}
         self.members: dict[str, defaultdict[int, set[str]]] = {
             d: defaultdict(set) for d in DIMENSIONS}
         self.size = 0
         self._frozen: dict[str, _Frozen] = {}
+        #: Each counted customer's values (so a second count of the same user replaces).
+        self.values: dict[str, CustomerValues] = {}
+        #: Bin counts per input partition (a partition moves between workers whole), and the
+        #: partitions changed since :meth:`take_pending`.
+        self.by_partition: dict[int, dict[str, Counter[int]]] = {}
+        self.dirty: set[int] = set()
+        #: The shop-wide bin counts (all workers' customers), once a trainer published them;
+        #: scores then come from them instead of this worker's own customers.
+        self.shared: dict[str, Counter[int]] | None = None
 
     def update(self, user_id: str, old: CustomerValues | None,
                new: CustomerValues | None) -> None:
-        """Replace a customer's contribution (None: not a customer)."""
+        """Replace a customer's contribution (None: not a customer).
+
+        ``old`` is what the caller last counted; the population's own record of the user wins,
+        so counting a user twice (a rebalance, a restart) replaces rather than adds.
+        """
+        old = self.values.get(user_id)
         if old == new:
             return
+        if new is None:
+            del self.values[user_id]
+        else:
+            self.values[user_id] = new
+        partition = self.partition_of(user_id)
+        mine = self.by_partition.setdefault(partition, {d: Counter() for d in DIMENSIONS})
+        self.dirty.add(partition)
         for values, step in ((old, -1), (new, 1)):
             if values is None:
                 continue
@@ -98,6 +120,7 @@ class Population:
             for dimension in DIMENSIONS:
                 index = _bin(dimension, getattr(values, dimension))
                 self.counts[dimension][index] += step
+                mine[dimension][index] += step
                 if step > 0:
                     self.members[dimension][index].add(user_id)
                     continue
@@ -120,14 +143,44 @@ class Population:
         return moved
 
     def _freeze(self, dimension: str) -> _Frozen:
-        bins = sorted(self.counts[dimension])
+        counts = self.counts[dimension] if self.shared is None else self.shared[dimension]
+        bins = sorted(index for index, count in counts.items() if count > 0)
+        size = sum(counts[index] for index in bins)
         below, scores, seen = [], {}, 0
         for index in bins:
-            count = self.counts[dimension][index]
+            count = counts[index]
             below.append(seen)
-            scores[index] = _quintile(seen, count, self.size)
+            scores[index] = _quintile(seen, count, size)
             seen += count
-        return _Frozen(bins, below, self.size, scores)
+        return _Frozen(bins, below, size, scores)
+
+    def take_pending(self) -> dict[int, dict[str, dict[int, int]]]:
+        """The whole bin counts of each partition changed since the last call.
+
+        Whole counts, not changes: the trainer keeps the latest per partition, so a restart
+        or a partition moving to another worker replaces what was counted instead of adding.
+        """
+        pending = {p: {d: {i: n for i, n in self.by_partition[p][d].items() if n > 0}
+                       for d in DIMENSIONS} for p in self.dirty}
+        self.dirty.clear()
+        return pending
+
+    def use_shared(self, counts: dict[str, dict[int, int]]) -> dict[str, set[int]]:
+        """Score by the shop-wide counts from now on; return the bins whose score moved."""
+        self.shared = {d: Counter(counts.get(d, {})) for d in DIMENSIONS}
+        return self.refresh()
+
+    def retain(self, keep: Callable[[str], bool]) -> None:
+        """Stop counting the customers ``keep`` rejects (their partition moved elsewhere).
+
+        Their partitions are not reported: their new owner reports them whole.
+        """
+        gone = [u for u in self.values if not keep(u)]
+        for user_id in gone:
+            self.update(user_id, None, None)
+        for partition in {self.partition_of(u) for u in gone}:
+            self.dirty.discard(partition)
+            self.by_partition.pop(partition, None)
 
     def score(self, dimension: str, value: float) -> int:
         """1-5 by the customer's mid-rank at the last refresh (3 before any refresh)."""

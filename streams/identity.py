@@ -9,7 +9,8 @@ sends a **transfer** keyed by the customer id, carrying the visitor's history, w
 customer's worker folds in once (``UserRecord.absorbed``). Both steps are idempotent.
 
 >>> from features.events import ClickEvent
->>> login = ClickEvent(event_id="c9", ts=1.0, user_id="u1", anonymous_id="a1", page="/")
+>>> login = ClickEvent(event_id="c9", ts=1_767_225_600.0, user_id="u1", anonymous_id="a1",
+...                    page="/")
 >>> key, value = claim("a1", "u1", login)
 >>> key, orjson.loads(value)["type"], orjson.loads(value)["cause"]
 ('a1', 'claim', 'merge:c9')

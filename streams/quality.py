@@ -67,7 +67,7 @@ class ShopRun:
         self.swept = 0
 
     def _worker(self) -> _Worker:
-        engine = SegmentEngine(self.settings)
+        engine = SegmentEngine(self.settings, self.partition)
         topics = self.settings.kafka.topics
         return _Worker(engine, BatchProcessor(engine, topics, 10**12), {})
 
@@ -131,10 +131,8 @@ class ShopRun:
         for change in outcome.changes:
             if change.segmentation == "behavior":
                 self.changes["model" if change.cause.startswith("model@") else "event"] += 1
-        behavior = worker.engine.behavior
-        assert behavior is not None
-        pending = behavior.take_pending()
-        if pending:
+        pending = worker.engine.take_statistics()
+        if pending is not None:
             self.trainer.learn(pending, self.offset)
             self.offset += 1
 
@@ -142,24 +140,31 @@ class ShopRun:
         model = self.trainer.next_version(self.clock)
         if model is None:
             return False
+        moved = not model.same_centres(self.model)
         self.model = model
         started = time.perf_counter()
         for worker in self.workers:
-            assert worker.engine.behavior is not None
-            worker.engine.behavior.model = model
+            engine = worker.engine
+            assert engine.behavior is not None
+            engine.behavior.model = model
             outcome = worker.processor.process([], worker.store.get)
+            rescore = engine.use_population(model.population) if model.population else set()
             for user_id, record in worker.store.items():
-                outcome.changes += worker.engine.reclassify(user_id, record,
-                                                            worker.processor.watermark)
+                if moved:
+                    outcome.changes += engine.reclassify(user_id, record,
+                                                         worker.processor.watermark)
+                    self.swept += 1
+                elif user_id in rescore:
+                    outcome.changes += engine.rescore(user_id, record,
+                                                      worker.processor.watermark)
                 outcome.records[user_id] = record
-                self.swept += 1
             self._commit(worker, outcome)
         self.sweep_seconds += time.perf_counter() - started
         return True
 
-    def assignments(self) -> dict[str, str | None]:
-        """User -> behaviour segment, over every worker."""
-        return {user_id: record.segments.get("behavior")
+    def assignments(self, segmentation: str = "behavior") -> dict[str, str | None]:
+        """User -> segment of ``segmentation``, over every worker."""
+        return {user_id: record.segments.get(segmentation)
                 for worker in self.workers for user_id, record in worker.store.items()}
 
     def vectors(self) -> dict[str, list[float]]:

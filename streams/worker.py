@@ -63,7 +63,7 @@ class SegmentWorker:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = SegmentEngine(settings)
+        self.engine = SegmentEngine(settings, self.partition)
         topics = settings.kafka.topics
         self.processor = BatchProcessor(self.engine, topics, settings.worker.max_clock_skew_s)
         self.redis = RedisMembership(
@@ -129,15 +129,32 @@ class SegmentWorker:
                 outcome.records[user_id] = record
 
     async def apply_model(self, model: BehaviorModel) -> None:
-        """A new behaviour model version: predict with it, publish its profiles, re-place users."""
-        assert self.engine.behavior is not None
+        """A new model version: predict with it, publish its profiles, re-place users; score
+        RFM by its shop-wide population."""
+        behavior = self.engine.behavior
+        assert behavior is not None
         async with self.lock:
-            self.engine.behavior.model = model
+            moved = not model.same_centres(behavior.model)
+            behavior.model = model
             await self._publish_profiles(model)
-            self.sweep = [key.decode() for key in self.users if self.owns(key.decode())]
+            if moved:
+                self.sweep = [key.decode() for key in self.users if self.owns(key.decode())]
+            await self.commit(self._rescore(model))
         metrics.MODEL_VERSION.set(model.version)
-        log.info("behaviour model version %d: re-placing %d users", model.version,
-                 len(self.sweep))
+        log.info("model version %d: re-placing %d users", model.version, len(self.sweep))
+
+    def _rescore(self, model: BehaviorModel) -> BatchOutcome:
+        """Re-score the customers here whom the shop-wide population's quintiles moved."""
+        outcome = BatchOutcome()
+        if model.population is None:
+            return outcome
+        for user_id in self.engine.use_population(model.population):
+            record = self.load_owned(user_id)
+            if record is not None:
+                outcome.changes += self.engine.rescore(user_id, record,
+                                                       self.processor.watermark)
+                outcome.records[user_id] = record
+        return outcome
 
     async def on_recovered(self) -> None:
         """After each rebalance: finish the table, then schedule the users this worker owns."""
@@ -147,6 +164,8 @@ class SegmentWorker:
         async with self.lock:
             await self._complete_recovery()
             await self._load_model()
+            # Only the customers of the partitions owned now count here (and shop-wide).
+            self.engine.population.retain(self.owns)
             outcome = self.processor.restore(
                 (key.decode(), self.engine.load_record(value))
                 for key, value in self.users.items() if self.owns(key.decode())
@@ -154,7 +173,7 @@ class SegmentWorker:
             if outcome.records:
                 log.info("re-evaluated %d users under new settings or quantiles",
                          len(outcome.records))
-                await self.commit(outcome)
+            await self.commit(outcome)  # also sends the population's changes to the trainer
             _record_sizes(await self.redis.refresh_all_profiles())
         log.info("recovered %d users", len(self.users))
 
@@ -169,6 +188,8 @@ class SegmentWorker:
                                             self.settings.kafka.topics.behavior_model)
             if model is not None:
                 behavior.model = self.sync.model = model
+                if model.population is not None:
+                    self.engine.population.use_shared(model.population)
                 await self._publish_profiles(model)
                 metrics.MODEL_VERSION.set(model.version)
         if self._following is None:
@@ -192,10 +213,13 @@ class SegmentWorker:
         if tail:
             log.info("read %d changelog records past the broker's reported end", len(tail))
 
+    def partition(self, user_id: str) -> int:
+        """The user's input partition (Kafka's default partitioner, keyed by user id)."""
+        return (murmur2(user_id.encode()) & 0x7FFFFFFF) % self.settings.kafka.partitions
+
     def owns(self, user_id: str) -> bool:
-        """Whether the user's partition is assigned here (Kafka's default partitioner)."""
-        partition = (murmur2(user_id.encode()) & 0x7FFFFFFF) % self.settings.kafka.partitions
-        return partition in self.owned
+        """Whether the user's partition is assigned here."""
+        return self.partition(user_id) in self.owned
 
     def load_owned(self, user_id: str) -> UserRecord | None:
         """A user's record, unless a rebalance gave their partition to another worker."""
@@ -211,9 +235,9 @@ class SegmentWorker:
         for key, value in outcome.handoffs:
             pending.append(await self.app.producer.send(
                 self.settings.kafka.topics.identity, key.encode(), value, None, None, None))
-        if self.engine.behavior is not None and self.engine.behavior.pending:
+        stats = self.engine.take_statistics()
+        if stats is not None:
             # With the batch, before its offsets are acknowledged: the trainer's sums stay whole.
-            stats = self.engine.behavior.take_pending()
             pending.append(await self.app.producer.send(
                 self.settings.kafka.topics.behavior_stats, None, stats.to_json(), 0, None, None))
         memberships = {user_id: record.segments for user_id, record in outcome.records.items()}

@@ -44,8 +44,14 @@ def settled_assignments(settled: tuple[ShopRun, dict]) -> dict[str, str | None]:
     return settled[0].assignments()
 
 
+@pytest.fixture(scope="module")
+def settled_rfm(settled: tuple[ShopRun, dict]) -> dict[str, str | None]:
+    return settled[0].assignments("rfm")
+
+
 def test_behavior_segments_recover_the_planted_personas(
-    settled: tuple[ShopRun, dict], settled_assignments: dict[str, str | None]
+    settled: tuple[ShopRun, dict], settled_assignments: dict[str, str | None],
+    settled_rfm: dict[str, str | None],
 ) -> None:
     run, plans = settled
     assert run.model is not None and len(run.model.ids) == 6
@@ -87,7 +93,8 @@ def test_new_versions_do_not_relabel_users_whose_behaviour_did_not_change(
 
 
 def test_two_workers_share_one_model_and_agree_with_one_worker(
-    settled: tuple[ShopRun, dict], settled_assignments: dict[str, str | None]
+    settled: tuple[ShopRun, dict], settled_assignments: dict[str, str | None],
+    settled_rfm: dict[str, str | None],
 ) -> None:
     _, plans = settled
     events, _ = plan_events(users=1500, days=90, seed=11, end_ts=END)
@@ -97,6 +104,9 @@ def test_two_workers_share_one_model_and_agree_with_one_worker(
     # logins whose visitor lives on the other worker were handed over: the same users
     assert set(two.assignments()) == set(plans)
     assert agreement(settled_assignments, two.assignments()) >= 0.99
+    # RFM quintiles come from the shop-wide population the trainer adds up: the same scores
+    assert len(set(settled_rfm.values()) - {None}) >= 4
+    assert two.assignments("rfm") == settled_rfm
 
 
 def test_the_trainer_resumes_from_a_published_version_and_skips_what_it_holds() -> None:
