@@ -134,6 +134,8 @@ async def test_a_second_worker_changes_no_one_s_segment(
         assert await placed(store, users) == before
         behaviour = {u: s.get("behavior") for u, s in everything.items()}
         assert behaviour == before
+        # RFM too: its quintiles are the shop's, not each worker's share of it
+        assert {u: await store.hgetall(f"seg:user:{u}") for u in users} == everything
     finally:
         first.stop()
         second.stop()
