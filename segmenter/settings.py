@@ -33,7 +33,8 @@ from pydantic import (
 )
 
 from features.profile import FeatureParams, feature_catalogue
-from segmenter.rules import Rule, RuleError, load_rules
+from segmenter.rule_file import load_rules
+from segmenter.rules import Rule, RuleError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.profile import FEATURES
-from segmenter.rules import RuleError, RuleSegments, compile_rule, load_rules, parse_rules
+from segmenter.rule_file import load_rules, parse_rules
+from segmenter.rules import RuleError, RuleSegments, compile_rule
 
 ROOT = Path(__file__).resolve().parent.parent
 KNOWN = ["orders", "monetary", "cart_adds", "open_cart", "days_since_last_order",

@@ -1,0 +1,114 @@
+"""What the engine keeps per user (:class:`UserRecord`) and reports (:class:`SegmentChange`)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from features.profile import FeatureParams, UserFeatures
+from segmenter.population import CustomerValues
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentChange:
+    """A user entered (previous is None), left (current is None) or moved between segments."""
+
+    user_id: str
+    segmentation: str
+    previous: str | None
+    current: str | None
+    ts: float
+    cause: str
+    #: Set when a visitor's history moved into a customer's: the customer's id.
+    merged_into: str | None = None
+    #: For ``behavior`` changes: the model version that placed the user.
+    model_version: int | None = None
+
+    @property
+    def event_id(self) -> str:
+        """Deterministic: reprocessing the same cause yields the same id, so consumers dedupe."""
+        parts = (self.user_id, self.segmentation, self.previous or "", self.current or "",
+                 self.cause)
+        return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:32]
+
+    @property
+    def type(self) -> str:
+        if self.previous is None:
+            return "enter"
+        return "leave" if self.current is None else "move"
+
+    def to_json(self, emitted_at: float) -> bytes:
+        return orjson.dumps({
+            "event_id": self.event_id,
+            "type": self.type,
+            "user_id": self.user_id,
+            "segmentation": self.segmentation,
+            "previous": self.previous,
+            "current": self.current,
+            "ts": _iso(self.ts),
+            "emitted_at": _iso(emitted_at),
+            "cause": self.cause,
+            "merged_into": self.merged_into,
+            "model_version": self.model_version,
+        })
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class UserRecord:
+    """Per-user state: features, current segment per segmentation, next time-driven review."""
+
+    features: UserFeatures
+    segments: dict[str, str] = field(default_factory=dict)
+    review_at: float | None = None
+    #: Event time the user entered their current segment, per segmentation.
+    entered: dict[str, float] = field(default_factory=dict)
+    #: What this user contributes to the customer population (None: not a customer).
+    customer: CustomerValues | None = None
+    #: Fingerprint of the segment settings the user was last evaluated with.
+    evaluated_with: str = ""
+    #: What the user contributes to the behaviour model: [segment or None, vector].
+    behavior: list[Any] | None = None
+    #: The behaviour model version the user was last placed with (0: none yet).
+    behavior_version: int = 0
+    #: Visitor ids whose history was merged in (a login): each is merged once.
+    absorbed: list[str] = field(default_factory=list)
+    #: Visitor ids whose history was asked for from the worker that owns them.
+    claimed: list[str] = field(default_factory=list)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({
+            "features": self.features.to_dict(),
+            "segments": self.segments,
+            "review_at": self.review_at,
+            "entered": self.entered,
+            "customer": self.customer,
+            "evaluated_with": self.evaluated_with,
+            "behavior": self.behavior,
+            "behavior_version": self.behavior_version,
+            "absorbed": self.absorbed,
+            "claimed": self.claimed,
+        })
+
+    @classmethod
+    def from_bytes(cls, data: bytes, params: FeatureParams) -> UserRecord:
+        state: dict[str, Any] = orjson.loads(data)
+        return cls(
+            features=UserFeatures.from_dict(state["features"], params),
+            segments=state["segments"],
+            review_at=state["review_at"],
+            entered=state.get("entered", {}),
+            customer=CustomerValues(**state["customer"]) if state.get("customer") else None,
+            evaluated_with=state.get("evaluated_with", ""),
+            behavior=state.get("behavior"),
+            behavior_version=state.get("behavior_version", 0),
+            absorbed=state.get("absorbed", []),
+            claimed=state.get("claimed", []),
+        )
