@@ -64,6 +64,8 @@ class BehaviorTrainer:
         self.offset = -1
         self.next_id = 1
         self.refitted_at = 0.0
+        #: Users in the reservoir when the centres were last fitted or checked.
+        self.fitted_on = 0
         #: Segment id -> when its centre was placed (a new centre gets time to gather users).
         self.born: dict[str, float] = {}
         #: The customer population: partition -> dimension -> bin -> customers.
@@ -119,12 +121,15 @@ class BehaviorTrainer:
         if self.model is None:
             if len(self.reservoir) < self.settings.warmup_users:
                 return None
-            self.refitted_at = now
+            self.refitted_at, self.fitted_on = now, len(self.reservoir)
             ids, centres = self._fit()
             self.born = dict.fromkeys(ids, now)
             return self._publish(ids, centres)
-        if now - self.refitted_at >= self.settings.refit_interval_s:
-            self.refitted_at = now
+        # Early on the sample grows fast and the first centres were fitted on few users:
+        # look again whenever it has doubled, not only every refit_interval_s.
+        grown = len(self.reservoir) >= 2 * self.fitted_on
+        if grown or now - self.refitted_at >= self.settings.refit_interval_s:
+            self.refitted_at, self.fitted_on = now, len(self.reservoir)
             refit = self._refit(now)
             if refit is not None:
                 return refit
