@@ -34,6 +34,11 @@ USERS_REVIEWED = Counter(
 )
 MODEL_VERSION = Gauge("segmenter_behavior_model_version",
                       "Behaviour model version this worker predicts with")
+STAGE_SECONDS = Counter(
+    "segmenter_stage_seconds",
+    "Time the worker spent in each stage of the hot path (waiting for input included)",
+    ["stage"],
+)
 WATERMARK = Gauge("segmenter_watermark_seconds", "Event time the worker has reached (epoch s)")
 
 

@@ -26,6 +26,7 @@ from streams.batch import BatchOutcome, BatchProcessor, DeadLetter, Message
 from streams.behavior_sync import ModelSync, read_latest_model
 from streams.changelog import read_changelog_tail
 from streams.faust_app import SegmenterApp
+from streams.inbox import BatchInbox
 from streams.redis_sink import RedisMembership
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def faust_broker_url(bootstrap: str) -> str:
     return "kafka://" + ";".join(bootstrap.split(","))
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings) -> SegmenterApp:
     session = settings.kafka.session_timeout_s
     return SegmenterApp(
         settings.app_id,
@@ -88,7 +89,10 @@ class SegmentWorker:
         self.lock = asyncio.Lock()
         #: Input partitions assigned to this worker (set after each rebalance).
         self.owned: set[int] = set()
-        app.agent(self.source, name="segment")(self.consume)
+        self.inbox = BatchInbox(self.source.topics, max_messages=4 * settings.worker.batch_size)
+        app.use_inbox(self.inbox)
+        app.topics.add(self.source)
+        app.task(self.consume)
         app.timer(REVIEW_INTERVAL_S, name="review")(self.review)
         self.users.on_recover(self.on_recovered)
         behavior = settings.segmentations.behavior
@@ -97,14 +101,28 @@ class SegmentWorker:
         #: Users still to re-evaluate under the latest behaviour model version.
         self.sweep: list[str] = []
 
-    async def consume(self, stream: faust.StreamT) -> None:
+    async def consume(self) -> None:
+        """The hot path: take what the consumer fetched, process it as one batch, write it
+        out, then acknowledge it (Faust commits acknowledged offsets)."""
         worker = self.settings.worker
-        async for events in stream.take_events(worker.batch_size, within=worker.batch_timeout_s):
-            messages = [_message(event.message) for event in events]
-            metrics.BATCH_SIZE.observe(len(messages))
+        consumer = self.app.consumer
+        waited_since = time.perf_counter()
+        while not self.app.should_stop:
+            taken = await self.inbox.take(worker.batch_size, timeout=1.0)
+            if not taken:
+                continue
+            started = time.perf_counter()
+            metrics.STAGE_SECONDS.labels("input").inc(started - waited_since)
+            metrics.BATCH_SIZE.observe(len(taken))
             async with self.lock:
-                outcome = self.processor.process(messages, self.load, self.owns)
+                locked = time.perf_counter()
+                metrics.STAGE_SECONDS.labels("lock").inc(locked - started)
+                outcome = self.processor.process(map(_message, taken), self.load, self.owns)
+                metrics.STAGE_SECONDS.labels("process").inc(time.perf_counter() - locked)
                 await self.commit(outcome)
+            for message in taken:
+                consumer.ack(message)
+            waited_since = time.perf_counter()
 
     async def review(self) -> None:
         async with self.lock:
@@ -242,20 +260,43 @@ class SegmentWorker:
                 self.settings.kafka.topics.behavior_stats, None, stats.to_json(), 0, None, None))
         memberships = {user_id: record.segments for user_id, record in outcome.records.items()}
         touched = _touched_segments(outcome.changes)
+        started = time.perf_counter()
         sizes = await self.redis.write(memberships, touched)
         written_at = time.time()
+        metrics.STAGE_SECONDS.labels("redis").inc(time.perf_counter() - started)
         for change in outcome.changes:
             pending.append(await self.app.producer.send(
                 self.changes.get_topic_name(), change.user_id.encode(),
                 change.to_json(written_at), None, None, None,
             ))
+        started = time.perf_counter()
+        pending += await self._store(outcome)
         await asyncio.gather(*pending)
-        for user_id, record in outcome.records.items():
-            if user_id in outcome.merged:
-                self.users.pop(user_id.encode(), None)  # a tombstone in the changelog
-            else:
-                self.users[user_id.encode()] = record.to_bytes()
+        metrics.STAGE_SECONDS.labels("produce").inc(time.perf_counter() - started)
         _record_metrics(outcome, sizes, written_at, self.processor.watermark)
+
+    async def _store(self, outcome: BatchOutcome) -> list[Awaitable[Any]]:
+        """Write the touched records to the table and its changelog.
+
+        Straight into the store and through the producer rather than ``table[key] = value``:
+        Faust queues each table write in a 100-message buffer that it drains one message at a
+        time, and stops delivering input while it is over that size, which made the changelog
+        the worker's bottleneck. The records go to the changelog partition of the user's input
+        partition (as Faust's own partitioner would put them), so recovery reads them back.
+        """
+        topic = self.users.changelog_topic.get_topic_name()
+        store = self.users.data
+        sent = []
+        for user_id, record in outcome.records.items():
+            key = user_id.encode()
+            value = None if user_id in outcome.merged else record.to_bytes()
+            if value is None:
+                store.pop(key, None)  # a tombstone in the changelog
+            else:
+                store[key] = value
+            sent.append(await self.app.producer.send(
+                topic, key, value, self.partition(user_id), None, None))
+        return sent
 
     async def _send_dead_letter(self, dead: DeadLetter) -> Awaitable[Any]:
         message = dead.message
