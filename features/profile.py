@@ -107,6 +107,8 @@ class UserFeatures:
     cart_since_order: list[tuple[float, int, float]] = field(default_factory=list)
     #: event_id -> ts, for events a duplicate could still arrive for.
     recent_ids: dict[str, float] = field(default_factory=dict)
+    #: The oldest horizon an event of the current call was accepted under (not stored).
+    horizon: float | None = None
     days: DailyBuckets = field(init=False)
     session_counter: SessionCounter = field(init=False)
     engagement: DecayedSum = field(init=False)
@@ -117,16 +119,26 @@ class UserFeatures:
         self.session_counter = SessionCounter(p.session_gap_s, p.lateness_s)
         self.engagement = DecayedSum(p.half_life_days * DAY)
 
-    def learn_one(self, event: ShopEvent) -> Outcome:
-        """Fold one event in, unless it is a duplicate or later than the allowed lateness."""
+    def learn_one(self, event: ShopEvent, horizon: float | None = None) -> Outcome:
+        """Fold one event in, unless it is a duplicate or later than the allowed lateness.
+
+        ``horizon``: the oldest event time still accepted, from the stream's event time (the
+        stream worker passes it, so that one topic running ahead of another in a backlog does
+        not make the other's events late); by default the user's latest event less the
+        allowed lateness. State is kept down to the horizon, so within it the result does not
+        depend on arrival order.
+        """
         if event.event_id in self.recent_ids:
             return "duplicate"
-        if event.ts < self.last_seen - self.params.lateness_s:
+        if horizon is None:
+            horizon = self.last_seen - self.params.lateness_s
+        if event.ts < horizon:
             return "too_late"
+        self.horizon = horizon if self.horizon is None else min(self.horizon, horizon)
         self.recent_ids[event.event_id] = event.ts
         self.first_seen = min(self.first_seen, event.ts)
         self.last_seen = max(self.last_seen, event.ts)
-        self.session_counter.learn_one(event.ts)
+        self.session_counter.learn_one(event.ts, self.horizon)
         self.engagement.add(event.ts, ENGAGEMENT_WEIGHTS[event.kind])
         if isinstance(event, ClickEvent):
             self._learn_click(event)
@@ -212,8 +224,18 @@ class UserFeatures:
     def _forget_unreachable(self) -> None:
         """Drop what no accepted event can change any more, keeping the state small."""
         horizon = self.last_seen - self.params.lateness_s
+        if self.horizon is not None:
+            horizon = min(horizon, self.horizon)
+            self.horizon = None
         if len(self.recent_ids) > 16:
             self.recent_ids = {i: ts for i, ts in self.recent_ids.items() if ts >= horizon}
+        old = [change for change in self.cart_since_order if change[0] < horizon]
+        if len(old) > 1:
+            # Any order still to come is later than all of them and clears them together:
+            # one entry with their sums is exact (a cart abandoner's list would grow forever).
+            folded = (max(c[0] for c in old), sum(c[1] for c in old), sum(c[2] for c in old))
+            self.cart_since_order = [folded, *(c for c in self.cart_since_order
+                                               if c[0] >= horizon)]
         self.days.prune(self.last_seen)
 
     def snapshot(self, now: float) -> dict[str, float]:

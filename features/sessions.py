@@ -29,9 +29,12 @@ class SessionCounter:
     #: Sorted timestamps still open to late neighbours.
     open_ts: list[float] = field(default_factory=list)
 
-    def learn_one(self, ts: float) -> None:
+    def learn_one(self, ts: float, horizon: float | None = None) -> None:
+        """``horizon``: no event older than this can arrive any more (default: the latest
+        timestamp less the lateness)."""
         bisect.insort(self.open_ts, ts)
-        cutoff = self.open_ts[-1] - self.lateness_s - self.gap_s
+        latest_reach = self.open_ts[-1] - self.lateness_s
+        cutoff = (latest_reach if horizon is None else min(latest_reach, horizon)) - self.gap_s
         fold = bisect.bisect_left(self.open_ts, cutoff)
         if fold:
             folded, self.open_ts = self.open_ts[:fold], self.open_ts[fold:]

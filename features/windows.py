@@ -13,6 +13,7 @@ A window of W days at time ``now`` covers the days ``day(now) - W + 1 .. day(now
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,13 +44,32 @@ class DailyBuckets:
 
     def prune(self, latest_ts: float) -> None:
         """Drop days no window can reach any more (evaluation is never before ``latest_ts``)."""
+        if not math.isfinite(latest_ts):  # no event yet: nothing to drop
+            return
         oldest = day_of(latest_ts) - self.horizon_days + 1
         for day in [day for day in self.days if day < oldest]:
             del self.days[day]
 
     def to_dict(self) -> dict[str, Any]:
-        return {str(day): bucket for day, bucket in self.days.items()}
+        """Compact: the names once, then a row of amounts per day (a year of daily buckets
+        is most of a long-lived user's stored state).
+
+        >>> buckets = DailyBuckets(30, {20000: {"orders": 1, "monetary": 2500}, 20001: {}})
+        >>> buckets.to_dict()
+        {'names': ['monetary', 'orders'], 'rows': [[20000, 2500, 1], [20001, 0, 0]]}
+        >>> DailyBuckets.from_dict(buckets.to_dict(), 30).days[20000]
+        {'monetary': 2500, 'orders': 1}
+        """
+        names = sorted({name for bucket in self.days.values() for name in bucket})
+        rows = [[day, *(bucket.get(name, 0) for name in names)]
+                for day, bucket in sorted(self.days.items())]
+        return {"names": names, "rows": rows}
 
     @classmethod
     def from_dict(cls, state: dict[str, Any], horizon_days: int) -> DailyBuckets:
-        return cls(horizon_days, {int(day): dict(bucket) for day, bucket in state.items()})
+        if "rows" not in state:  # the earlier form: day -> {name: amount}
+            return cls(horizon_days, {int(day): dict(bucket) for day, bucket in state.items()})
+        names = state["names"]
+        return cls(horizon_days, {row[0]: {name: amount for name, amount
+                                           in zip(names, row[1:], strict=True) if amount}
+                                  for row in state["rows"]})

@@ -120,14 +120,16 @@ class SegmentEngine:
         events: Iterable[ShopEvent],
         now: float,
         too_late: list[ShopEvent] | None = None,
+        horizon: float | None = None,
     ) -> list[SegmentChange]:
         """Fold the user's new events in and re-evaluate at event time ``now``.
 
-        Events later than the allowed lateness are not counted; they go to ``too_late``.
+        Events older than ``horizon`` (by default the user's latest event less the allowed
+        lateness) are not counted; they go to ``too_late``.
         """
         cause = None
         for event in events:
-            outcome = record.features.learn_one(event)
+            outcome = record.features.learn_one(event, horizon)
             if outcome == "too_late" and too_late is not None:
                 too_late.append(event)
             if outcome == "accepted" and (cause is None or event.ts >= cause.ts):

@@ -41,7 +41,9 @@ class SegmentChange:
             return "enter"
         return "leave" if self.current is None else "move"
 
-    def to_json(self, emitted_at: float) -> bytes:
+    def to_json(self, emitted_at: float, backfill_after_s: float = 0.0) -> bytes:
+        """``backfill_after_s`` (> 0): a change whose event time is more than this behind
+        ``emitted_at`` says ``"backfill": true`` (history caught up on, not a live moment)."""
         return orjson.dumps({
             "event_id": self.event_id,
             "type": self.type,
@@ -54,6 +56,7 @@ class SegmentChange:
             "cause": self.cause,
             "merged_into": self.merged_into,
             "model_version": self.model_version,
+            "backfill": 0 < backfill_after_s < emitted_at - self.ts,
         })
 
 

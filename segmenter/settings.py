@@ -103,7 +103,14 @@ class MetricsSettings(_Strict):
 
 class WorkerSettings(_Strict):
     batch_size: int = Field(ge=1, le=100_000)
-    batch_timeout_s: float = Field(gt=0, le=10)
+    # ... and at most about this many bytes of message values (envelopes carry many events).
+    batch_max_bytes: int = Field(ge=1024, le=64 * 2**20)
+    # A worker with input waiting and no batch processed for this long exits (code 3), so that
+    # its orchestrator restarts it (a lost group membership can leave a consumer idle for good).
+    stall_timeout_s: float = Field(ge=5, le=3600)
+    # A change event whose event time is more than this behind the wall clock when it is
+    # published carries "backfill": true (0: never), so automation skips last year's moments.
+    backfill_after_minutes: float = Field(ge=0)
     data_dir: Path
     # Events stamped further than this ahead of the wall clock are dead-lettered: one bad clock
     # must not push event time forward and age every user at once.

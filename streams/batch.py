@@ -6,6 +6,7 @@ writes out what comes back. That keeps the hot path a plain loop over a batch.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -15,8 +16,13 @@ from features.events import ShopEvent
 from segmenter.engine import SegmentChange, SegmentEngine, UserRecord
 from segmenter.schedule import ReviewSchedule
 from segmenter.settings import Topics
-from streams.codec import InvalidEvent, decode_event
+from streams.codec import InvalidEvent, decode_message
 from streams.identity import claim, handoff_in
+
+#: A topic that delivered nothing for this long (wall clock) no longer holds event time back.
+IDLE_TOPIC_S = 2.0
+#: Messages produced within this long count towards the produce -> Redis latency metric.
+LIVE_S = 3600.0
 
 LoadRecord = Callable[[str], UserRecord | None]
 Owns = Callable[[str], bool]
@@ -65,33 +71,49 @@ class BatchProcessor:
         self.kinds = topics.inputs
         self.identity = topics.identity
         self.max_clock_skew_s = max_clock_skew_s
-        #: The event time the stream has reached (max event time seen).
+        #: The event time the stream has reached (see :meth:`_advance`).
         self.watermark = 0.0
         self.schedule = ReviewSchedule()
+        #: Per input partition number (a task, as Kafka Streams calls the partitions of the
+        #: co-partitioned inputs that one user's events go to): its event time.
+        self.task_time: dict[int, float] = {}
+        #: Per (topic, partition): its latest event time, and when (monotonic) it delivered.
+        self.topic_time: dict[tuple[str, int], float] = {}
+        self.topic_seen_at: dict[tuple[str, int], float] = {}
+        #: Users to re-score (F or M may have moved), in the order they were queued.
+        self.rescore_pending: dict[str, None] = {}
 
     def process(self, messages: Iterable[Message], load: LoadRecord,
                 owns: Owns = lambda user_id: True) -> BatchOutcome:
         """``owns``: whether a user's partition is this worker's (else a login's visitor is
         claimed from the worker that owns them, over the identity topic)."""
         outcome = BatchOutcome()
-        by_user: dict[str, list[ShopEvent]] = defaultdict(list)
-        origin: dict[int, Message] = {}
+        decoded: list[tuple[ShopEvent, Message]] = []
         handoffs = []
         for message in messages:
             if message.topic == self.identity:
                 handoffs.append(message)
                 continue
-            event = self._decode(message, outcome)
-            if event is None:
-                continue
+            for event in self._decode(message, outcome):
+                decoded.append((event, message))
+        lateness = self.engine.params.lateness_s
+        horizons = {task: at - lateness for task, at in self.task_time.items()}
+        decoded = self._on_time(decoded, outcome)
+        # Event-time order across the topics, so that each user's events are folded in the
+        # order they happened whichever topic brought them.
+        decoded.sort(key=lambda pair: pair[0].ts)
+        by_user: dict[str, list[ShopEvent]] = defaultdict(list)
+        origin: dict[int, Message] = {}
+        live_after = time.time() - LIVE_S
+        for event, message in decoded:
             origin[id(event)] = message
             user_id = event.entity_id
             if message.key is not None and message.key != user_id.encode():
                 outcome.misrouted += 1
             by_user[user_id].append(event)
             outcome.events_by_topic[message.topic] += 1
-            outcome.produced_at.append(message.timestamp)
-            self.watermark = max(self.watermark, event.ts)
+            if message.timestamp > live_after:  # replayed history has old timestamps
+                outcome.produced_at.append(message.timestamp)
         for message in handoffs:
             handoff_in(self.engine, message, load, outcome, self.watermark, self._keep)
         too_late: list[ShopEvent] = []
@@ -108,15 +130,61 @@ class BatchProcessor:
                 elif visitor_id not in record.claimed:
                     record.claimed.append(visitor_id)
                     outcome.handoffs.append(claim(visitor_id, user_id, event))
+            horizon = horizons.get(origin[id(by_user[user_id][0])].partition, -math.inf)
             outcome.changes += self.engine.learn(
-                user_id, record, by_user[user_id], self.watermark, too_late)
+                user_id, record, by_user[user_id], self.watermark, too_late, horizon)
             self._keep(user_id, record, outcome)
-        lateness = self.engine.params.lateness_s
-        for event in too_late:
+        for event in too_late:  # cannot happen: checked on arrival, against these horizons
             outcome.events_by_topic[origin[id(event)].topic] -= 1
-            detail = f"ts {event.ts:.0f} is over {lateness:.0f}s before the user's latest event"
-            outcome.dead_letters.append(DeadLetter(origin[id(event)], "too_late", detail))
+            outcome.dead_letters.append(DeadLetter(
+                origin[id(event)], "too_late", f"ts {event.ts:.0f} is before the horizon"))
         return outcome
+
+    def _on_time(self, decoded: list[tuple[ShopEvent, Message]],
+                 outcome: BatchOutcome) -> list[tuple[ShopEvent, Message]]:
+        """In arrival order (event-time order across partitions, see :mod:`streams.inbox`):
+        dead-letter each event older than its task's event time at its arrival less the
+        allowed lateness, and move the task's event time on.
+
+        A task is one partition number of the input topics: all of one user's events go to
+        it. Its event time is the earliest of its topics' latest event times, over the topics
+        that delivered within :data:`IDLE_TOPIC_S`, so that a topic running ahead in a backlog
+        does not make the others' events late; once every topic is quiet, the latest event
+        time of any (a quiet topic does not hold time back). The worker's watermark, which
+        drives time-driven reviews, is the latest of its tasks' event times.
+        """
+        lateness = self.engine.params.lateness_s
+        now = time.monotonic()
+        on_time = []
+        for event, message in decoded:
+            task = message.partition
+            reached = self.task_time.get(task, -math.inf)
+            if event.ts < reached - lateness:
+                detail = (f"ts {event.ts:.0f} is over {lateness:.0f}s before the stream's "
+                          f"event time {reached:.0f} (partition {task})")
+                outcome.dead_letters.append(DeadLetter(message, "too_late", detail))
+                continue
+            on_time.append((event, message))
+            key = (message.topic, task)
+            self.topic_seen_at[key] = now
+            if event.ts > self.topic_time.get(key, -math.inf):
+                self.topic_time[key] = event.ts
+                self._advance(task, now)
+        return on_time
+
+    def advance_idle(self) -> None:
+        """Let event time follow the topics that went quiet (called on every review tick)."""
+        now = time.monotonic()
+        for task in list(self.task_time):
+            self._advance(task, now)
+
+    def _advance(self, task: int, now: float) -> None:
+        times = [(at, self.topic_seen_at[key]) for key, at in self.topic_time.items()
+                 if key[1] == task]
+        active = [at for at, seen in times if now - seen <= IDLE_TOPIC_S]
+        reached = min(active) if active else max(at for at, _ in times)
+        self.task_time[task] = max(self.task_time.get(task, -math.inf), reached)
+        self.watermark = max(self.watermark, self.task_time[task])
 
     def _merge(self, user_id: str, record: UserRecord, visitor_id: str, event: ShopEvent,
                load: LoadRecord, outcome: BatchOutcome) -> None:
@@ -128,30 +196,43 @@ class BatchProcessor:
         self._keep(visitor_id, visitor, outcome)
         outcome.merged.add(visitor_id)
 
-    def review(self, load: LoadRecord, limit: int = 10_000) -> BatchOutcome:
-        """Re-evaluate the users time has moved, then those the population's quantiles moved."""
+    def review(self, load: LoadRecord, limit: int) -> BatchOutcome:
+        """Re-evaluate up to ``limit`` users: first those time has moved, then those whom the
+        population's quantiles moved. The rest wait for the next call, so each call is a
+        bounded slice of work however many users are due."""
         outcome = BatchOutcome()
+        self.advance_idle()
         for user_id in self.schedule.pop_due(self.watermark, limit):
             record = load(user_id)
             if record is None:  # the user's partition moved to another worker
                 continue
             outcome.changes += self.engine.review(user_id, record, self.watermark)
             self._keep(user_id, record, outcome)
-        for user_id in self.engine.refresh_population(force=False):
+        self.queue_rescore(self.engine.refresh_population(force=False))
+        while self.rescore_pending and len(outcome.records) < limit:
+            user_id = next(iter(self.rescore_pending))
+            del self.rescore_pending[user_id]
             record = outcome.records.get(user_id) or load(user_id)
             if record is not None:
                 outcome.changes += self.engine.rescore(user_id, record, self.watermark)
                 self._keep(user_id, record, outcome)
         return outcome
 
-    def restore(self, records: Iterable[tuple[str, UserRecord]]) -> BatchOutcome:
-        """Rebuild the population, watermark and review schedule from stored records (after
-        recovery); re-evaluate users whom the settings or the population's quantiles moved."""
-        records = list(records)
+    def queue_rescore(self, users: Iterable[str]) -> None:
+        """Users whose F or M score may have moved: re-scored by the next reviews."""
+        self.rescore_pending.update(dict.fromkeys(users))
+
+    def adopt(self, records: Iterable[tuple[str, UserRecord]]) -> None:
+        """Count stored users in the population and the watermark (after a recovery; all of
+        them before any :meth:`restore`)."""
         for user_id, record in records:
             self.engine.adopt(user_id, record)
             self.watermark = max(self.watermark, record.features.last_seen)
-        rescored = self.engine.refresh_population()
+
+    def restore(self, records: Iterable[tuple[str, UserRecord]],
+                rescored: set[str]) -> BatchOutcome:
+        """Schedule adopted users' reviews; re-evaluate those whom the settings or the
+        population's quantiles (``rescored``) moved."""
         outcome = BatchOutcome()
         for user_id, record in records:
             if record.evaluated_with != self.engine.fingerprint:
@@ -168,21 +249,26 @@ class BatchProcessor:
         outcome.records[user_id] = record
         self.schedule.schedule(user_id, record.review_at)
 
-    def _decode(self, message: Message, outcome: BatchOutcome) -> ShopEvent | None:
+    def _decode(self, message: Message, outcome: BatchOutcome) -> list[ShopEvent]:
         kind = self.kinds.get(message.topic)
-        try:
-            if kind is None:
-                raise InvalidEvent("unknown_topic", f"no event kind for topic {message.topic!r}")
-            event = decode_event(kind, message.value)
-            if event.ts > time.time() + self.max_clock_skew_s:
-                raise InvalidEvent(
-                    "ts_in_future",
-                    f"ts {event.ts:.0f} is more than {self.max_clock_skew_s:.0f}s ahead of now",
-                )
-        except InvalidEvent as exc:
-            outcome.dead_letters.append(DeadLetter(message, exc.reason, exc.detail))
-            return None
-        return event
+        if kind is None:
+            outcome.dead_letters.append(DeadLetter(
+                message, "unknown_topic", f"no event kind for topic {message.topic!r}"))
+            return []
+        events, invalid = [], []
+        skew_limit = time.time() + self.max_clock_skew_s
+        for event in decode_message(kind, message.value):
+            if not isinstance(event, InvalidEvent) and event.ts > skew_limit:
+                event = InvalidEvent("ts_in_future", f"ts {event.ts:.0f} is more than "
+                                     f"{self.max_clock_skew_s:.0f}s ahead of now")
+            if isinstance(event, InvalidEvent):
+                invalid.append(event)
+            else:
+                events.append(event)
+        if invalid:  # one dead letter per message, naming every invalid element
+            outcome.dead_letters.append(DeadLetter(
+                message, invalid[0].reason, "; ".join(e.detail for e in invalid)))
+        return events
 
 
 def _logins(by_user: dict[str, list[ShopEvent]]) -> dict[str, dict[str, ShopEvent]]:

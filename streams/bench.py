@@ -1,71 +1,193 @@
-"""``segmenter bench``: end-to-end throughput and latency of one worker, printed, not asserted.
+"""``segmenter bench``: one run, one table of figures (printed, not asserted).
 
-1. Throughput: the simulator's events are produced up front; a worker then consumes them all.
-   events/s = events handled / time between the first and the last handled event. For scale, a
-   bare aiokafka consumer reads the same topics in the same run (the ratio is what to compare:
-   the machines are shared and noisy).
-2. Latency: while background traffic flows at half the measured throughput, probe clicks from
-   fresh visitors are produced; each probe's latency is the time from its production to Redis
-   announcing (keyspace notification) that the visitor's membership hash was written.
+Each part runs on fresh services (an embedded Tansu broker and a private redis-server unless
+SEGMENTER_KAFKA_BOOTSTRAP / SEGMENTER_REDIS_URL are set) with the worker as a real process:
+
+1. **single**: simulated traffic, one event per Kafka message, produced up front. Over the same
+   messages: a bare aiokafka consumer, a Faust agent that only counts
+   (:mod:`streams.faust_noop`), and the worker (events/s from its first to its last handled
+   event). Then latency: probe clicks at 20/s over background traffic at half the worker's
+   rate, timed from production to Redis announcing the membership (keyspace notification).
+   The worker's largest loop lag, RSS and the Redis bytes per user are read at the end.
+2. **batched**: the same events as batched envelopes (one message carries up to 20 events of
+   one user and kind, as browser trackers send them).
+3. **backfill**: a shop's order history (most customers buy once), produced first with event-
+   time stamps as ``segmenter replay`` does, then one worker catches up: orders/s end to end,
+   and how the change events it published are flagged (``backfill``).
+4. **two workers**: part 1's messages read by two workers in one group.
+5. **state**: worker state per user (stored records) and the cost per event, in process, at
+   growing numbers of users (:mod:`streams.bench_state`).
+
+The machines are shared and noisy: compare the ratios taken within one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
+import json
+import re
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
-import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from segmenter.settings import Settings
+from streams.bench_latency import measure_latency
+from streams.bench_state import state_rows
+from streams.codec import event_time_ms
 from streams.personas import entity_id, plan_events
+from streams.replay import replay_events
 from streams.services import WorkerProcess, local_services
 from streams.topics import ensure_topics
 
+FULL = {"events": 200_000, "users": 10_000, "orders": 70_000, "customers": 23_500,
+        "probes": 300, "state_users": (10_000, 100_000, 1_000_000)}
+QUICK = {"events": 20_000, "users": 1_000, "orders": 5_000, "customers": 2_000,
+         "probes": 40, "state_users": (1_000, 10_000)}
+ENVELOPE_EVENTS = 20
+
 
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
-    with local_services(settings, "segmenter-bench", history_days=90.0) as (settings, env):
-        return asyncio.run(_bench(settings, env, args))
-
-
-async def _bench(settings: Settings, env: dict[str, str], args: argparse.Namespace) -> int:
-    await ensure_topics(settings)
-    events, _ = plan_events(users=args.users, days=90.0, seed=11, end_ts=time.time())
-    events = events[: args.events]
-    print(f"segmenter bench: {len(events)} events from {args.users} simulated users, "
-          f"{settings.kafka.partitions} partitions, batch {settings.worker.batch_size}")
-    await _produce(settings, events)
-    raw_rate = await _raw_consume_rate(settings, len(events))
-    with tempfile.TemporaryDirectory() as tmp, WorkerProcess(env, Path(tmp) / "w.log") as worker:
-        rate, seconds = await asyncio.to_thread(_throughput, worker, len(events))
-        print(f"throughput   {len(events)} events in {seconds:.1f} s -> {rate:,.0f} events/s "
-              f"end to end (bare aiokafka consumer: {raw_rate:,.0f} events/s, "
-              f"ratio {rate / raw_rate:.3f})")
-        latencies = await _latency(settings, args.probes, background_rate=rate / 2)
-    _print_latency(latencies, args.probes, rate / 2)
+    size = dict(QUICK if args.quick else FULL)
+    for name in ("events", "users", "probes"):
+        if getattr(args, name, None):
+            size[name] = getattr(args, name)
+    rows: list[tuple[str, str]] = []
+    print(f"segmenter bench ({'quick' if args.quick else 'full'}): {size['events']:,} events "
+          f"of {size['users']:,} simulated users, {settings.kafka.partitions} partitions",
+          flush=True)
+    events, _ = plan_events(users=size["users"], days=90.0, seed=11, end_ts=time.time() - 60)
+    events = events[: size["events"]]
+    single = _part(settings, "single", lambda s, env: _single(s, env, events, size["probes"]))
+    rows += single
+    rows += _part(settings, "batched", lambda s, env: _batched(s, env, events))
+    rows += _part(settings, "backfill", lambda s, env: _backfill(
+        s, env, size["orders"], size["customers"]), history_days=600.0)
+    rows += _part(settings, "two", lambda s, env: _two_workers(s, env, events))
+    rows += state_rows(settings, size["state_users"])
+    width = max(len(name) for name, _ in rows)
+    print()
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
     return 0
 
 
-async def _produce(settings: Settings, events: list[dict]) -> None:
-    by_kind = settings.kafka.topics.by_kind
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, linger_ms=5)
+def _part(settings: Settings, name: str, run: Any, history_days: float = 90.0,
+          ) -> list[tuple[str, str]]:
+    print(f"... {name}", flush=True)
+    with local_services(settings, f"bench-{name}", history_days=history_days) as (s, env):
+        asyncio.run(ensure_topics(s))
+        return asyncio.run(run(s, env))
+
+
+async def _single(settings: Settings, env: dict[str, str], events: list[dict],
+                  probes: int) -> list[tuple[str, str]]:
+    await _produce(settings, [(_topic(settings, e), _key(e), orjson.dumps(e), e)
+                              for e in events])
+    raw = await _bare_consumer_rate(settings, len(events))
+    noop = await asyncio.to_thread(_faust_noop_rate, env, len(events))
+    with tempfile.TemporaryDirectory() as tmp, WorkerProcess(env, Path(tmp) / "w.log") as w:
+        rate, _ = await asyncio.to_thread(_throughput, [w], len(events))
+        latencies = await measure_latency(settings, probes, background_rate=rate / 2)
+        users = len({entity_id(e) for e in events})
+        redis_bytes = await _redis_bytes(settings)
+        loop_lag, rss = w.metric("segmenter_loop_lag_max_seconds"), w.metric(
+            "process_resident_memory_bytes")
+    return [
+        ("single-event messages", f"{rate:,.0f} events/s per worker; bare aiokafka consumer "
+         f"{raw:,.0f}/s (ratio {rate / raw:.3f}); Faust no-op agent {noop:,.0f}/s "
+         f"(ratio {rate / noop:.2f})"),
+        ("latency", latencies),
+        ("max loop lag", f"{1000 * loop_lag:.0f} ms (worker, whole run incl. latency part)"),
+        ("worker RSS", f"{rss / 1e6:.0f} MB for {users:,} users (process total)"),
+        ("Redis per user", f"{redis_bytes / users:,.0f} B ({redis_bytes / 1e6:.1f} MB used "
+         f"for {users:,} users, their memberships and segment sets)"),
+    ]
+
+
+async def _batched(settings: Settings, env: dict[str, str], events: list[dict],
+                   ) -> list[tuple[str, str]]:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    messages = []
+    for event in events:
+        group = groups.setdefault((entity_id(event), event["kind"]), [])
+        group.append(event)
+        if len(group) == ENVELOPE_EVENTS:
+            messages.append(_envelope(settings, group))
+            group.clear()
+    messages += [_envelope(settings, group) for group in groups.values() if group]
+    await _produce(settings, messages)
+    with tempfile.TemporaryDirectory() as tmp, WorkerProcess(env, Path(tmp) / "w.log") as w:
+        rate, _ = await asyncio.to_thread(_throughput, [w], len(events))
+    return [("batched envelopes", f"{rate:,.0f} events/s per worker ({len(messages):,} "
+             f"messages of up to {ENVELOPE_EVENTS} events)")]
+
+
+async def _backfill(settings: Settings, env: dict[str, str], orders: int, customers: int,
+                    ) -> list[tuple[str, str]]:
+    from streams.bench_state import order_history
+
+    history = order_history(orders, customers, days=540, end_ts=time.time() - 3600)
+    started = time.perf_counter()
+    await replay_events(settings.kafka.bootstrap, settings.kafka.topics.orders, history, 0.0)
+    produced_s = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as tmp, WorkerProcess(env, Path(tmp) / "w.log") as w:
+        rate, seconds = await asyncio.to_thread(_throughput, [w], len(history))
+        dead = w.metric("segmenter_invalid_events_total")
+    flags = await _change_flags(settings)
+    return [("backfill", f"{rate:,.0f} orders/s end to end ({len(history):,} orders of "
+             f"{customers:,} customers over 540 days in {seconds:.1f} s; produced at "
+             f"{len(history) / produced_s:,.0f}/s); {dead:.0f} dead letters; change events "
+             f"{flags.get(True, 0):,} flagged backfill, {flags.get(False, 0):,} not")]
+
+
+async def _two_workers(settings: Settings, env: dict[str, str], events: list[dict],
+                       ) -> list[tuple[str, str]]:
+    await _produce(settings, [(_topic(settings, e), _key(e), orjson.dumps(e), e)
+                              for e in events])
+    with tempfile.TemporaryDirectory() as tmp:
+        workers = [WorkerProcess({**env, "SEGMENTER_METRICS_PORT": str(port)},
+                                 Path(tmp) / f"w{n}.log").start()
+                   for n, port in enumerate(_free_ports(2))]
+        try:
+            two, _ = await asyncio.to_thread(_throughput, workers, len(events))
+        finally:
+            for worker in workers:
+                worker.stop()
+    return [("two workers", f"{two:,.0f} events/s together")]
+
+
+def _envelope(settings: Settings, group: list[dict]) -> tuple[str, bytes, bytes, dict]:
+    return (_topic(settings, group[0]), _key(group[0]), orjson.dumps(group), group[0])
+
+
+def _topic(settings: Settings, event: dict) -> str:
+    return settings.kafka.topics.by_kind[event["kind"]]
+
+
+def _key(event: dict) -> bytes:
+    return entity_id(event).encode()
+
+
+async def _produce(settings: Settings, messages: list[tuple[str, bytes, bytes, dict]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, linger_ms=5,
+                                max_batch_size=512 * 1024, max_request_size=4 * 2**20)
     await producer.start()
     try:
-        futures = []
-        for event in events:
-            futures.append(await producer.send(
-                by_kind[event["kind"]], orjson.dumps(event), key=entity_id(event).encode()))
+        futures = [await producer.send(topic, value, key=key, timestamp_ms=event_time_ms(first))
+                   for topic, key, value, first in messages]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
 
 
-async def _raw_consume_rate(settings: Settings, count: int) -> float:
+async def _bare_consumer_rate(settings: Settings, count: int) -> float:
     consumer = AIOKafkaConsumer(
         *settings.kafka.topics.inputs, bootstrap_servers=settings.kafka.bootstrap,
         auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
@@ -82,81 +204,71 @@ async def _raw_consume_rate(settings: Settings, count: int) -> float:
     return seen / max(time.perf_counter() - (started or 0), 1e-9)
 
 
-def _throughput(worker: WorkerProcess, count: int) -> tuple[float, float]:
-    """Poll the worker's counters: (events/s, seconds) from first to last handled event."""
+def _faust_noop_rate(env: dict[str, str], count: int) -> float:
+    done = subprocess.run([sys.executable, "-m", "streams.faust_noop", str(count)],
+                          env={**_environ(), **env, "SEGMENTER_METRICS_PORT": "0"},
+                          capture_output=True, timeout=600)
+    found = re.search(rb"\{[^{}]*\}", done.stdout)  # Faust writes terminal codes around it
+    if found is None:
+        raise RuntimeError(f"the Faust no-op agent printed no result: {done.stderr[-2000:]!r}")
+    result = json.loads(found.group())
+    return result["events"] / result["seconds"]
+
+
+def _throughput(workers: list[WorkerProcess], count: int) -> tuple[float, float]:
+    """Poll the workers' counters: (events/s, seconds) from first to last handled event."""
     first_count, first_at = 0.0, 0.0
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + 1800
     while time.monotonic() < deadline:
-        handled, now = worker.handled(), time.perf_counter()
+        dead = [w for w in workers if not w.alive]
+        if dead:
+            raise RuntimeError(f"a worker exited:\n{dead[0].log()[-3000:]}")
+        handled, now = sum(w.handled() for w in workers), time.perf_counter()
         if handled and not first_at:
             first_count, first_at = handled, now
         if handled >= count:
             seconds = now - first_at
             return (handled - first_count) / max(seconds, 1e-9), seconds
-        time.sleep(0.05)
-    raise RuntimeError(f"worker handled only {worker.handled():.0f} of {count} events")
+        time.sleep(0.25)
+    raise RuntimeError(f"the workers handled only {handled:.0f} of {count} events")
 
 
-async def _latency(settings: Settings, probes: int, background_rate: float) -> list[float]:
+async def _redis_bytes(settings: Settings) -> int:
+    import redis.asyncio as redis
+
     client = redis.Redis.from_url(settings.redis.url)
-    await client.config_set("notify-keyspace-events", "Kh")
-    pubsub = client.pubsub()
-    prefix = f"{settings.redis.key_prefix}:user:probe-"
-    await pubsub.psubscribe(f"__keyspace@*__:{prefix}*")
-    sent_at: dict[str, float] = {}
-    latencies: dict[str, float] = {}
-
-    async def listen() -> None:
-        async for message in pubsub.listen():
-            if message["type"] != "pmessage":
-                continue
-            probe = message["channel"].decode().rsplit(":", 1)[1]
-            if probe in sent_at and probe not in latencies:
-                latencies[probe] = time.time() - sent_at[probe]
-
-    listener = asyncio.create_task(listen())
     try:
-        await _send_probes(settings, probes, background_rate, sent_at)
-        deadline = time.monotonic() + 30
-        while len(latencies) < probes and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        info = await client.info("memory")
+        empty = 1_000_000  # a fresh redis-server's own use, about
+        return max(0, int(info["used_memory"]) - empty)
     finally:
-        listener.cancel()
-        await pubsub.aclose()
         await client.aclose()
-    return list(latencies.values())
 
 
-async def _send_probes(
-    settings: Settings, probes: int, background_rate: float, sent_at: dict[str, float]
-) -> None:
-    """Probes at 20/s, with simulated traffic at ``background_rate`` around them."""
-    topics = settings.kafka.topics
-    background, _ = plan_events(users=2000, days=30.0, seed=23, end_ts=time.time())
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, linger_ms=1)
-    await producer.start()
-    per_tick = max(1, round(background_rate / 20))
+async def _change_flags(settings: Settings) -> dict[bool, int]:
+    consumer = AIOKafkaConsumer(settings.kafka.topics.changes,
+                                bootstrap_servers=settings.kafka.bootstrap,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    flags: dict[bool, int] = {}
     try:
-        for n in range(probes):
-            for event in background[n * per_tick:(n + 1) * per_tick]:
-                await producer.send(topics.by_kind[event["kind"]], orjson.dumps(event),
-                                    key=entity_id(event).encode())
-            probe = f"probe-{n}"
-            click = {"event_id": probe, "ts": time.time(), "anonymous_id": probe, "page": "/"}
-            sent_at[probe] = time.time()
-            await producer.send(topics.clicks, orjson.dumps(click), key=probe.encode())
-            await asyncio.sleep(0.05)
-        await producer.flush()
+        while batch := await consumer.getmany(timeout_ms=1000, max_records=10_000):
+            for records in batch.values():
+                for record in records:
+                    flag = bool(orjson.loads(record.value).get("backfill"))
+                    flags[flag] = flags.get(flag, 0) + 1
     finally:
-        await producer.stop()
+        await consumer.stop()
+    return flags
 
 
-def _print_latency(latencies: list[float], probes: int, background_rate: float) -> None:
-    if len(latencies) < 2:
-        print(f"latency      only {len(latencies)} of {probes} probes reached Redis")
-        return
-    ms = sorted(1000 * value for value in latencies)
-    cuts = statistics.quantiles(ms, n=100, method="inclusive")
-    print(f"latency      event produced -> membership in Redis: p50 {cuts[49]:.0f} ms, "
-          f"p99 {cuts[98]:.0f} ms, max {ms[-1]:.0f} ms ({len(ms)}/{probes} probes at 20/s, "
-          f"background {background_rate:,.0f} events/s)")
+def _free_ports(count: int) -> list[int]:
+    from streams.embedded import free_port
+
+    return [free_port() for _ in range(count)]
+
+
+def _environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)

@@ -52,9 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     _simulation_options(demo, users=3000, rate=None, duration=120.0)
 
     bench = commands.add_parser("bench", help="throughput and latency, end to end")
-    bench.add_argument("--users", type=_positive(int), default=2000)
-    bench.add_argument("--events", type=_positive(int), default=60_000)
-    bench.add_argument("--probes", type=_positive(int), default=300)
+    bench.add_argument("--quick", action="store_true",
+                       help="a CI-sized run (seconds, not minutes)")
+    bench.add_argument("--users", type=_positive(int), help="simulated users (parts 1, 2, 4)")
+    bench.add_argument("--events", type=_positive(int), help="events (parts 1, 2, 4)")
+    bench.add_argument("--probes", type=_positive(int), help="latency probes")
 
     from streams.quality_bench import add_quality_parser
     from streams.replay import add_replay_parser

@@ -18,6 +18,7 @@ from typing import Any
 import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 from mode import Service
 
 from streams.inbox import BatchInbox
@@ -80,7 +81,22 @@ class SegmenterApp(faust.App):
         """Hand ``inbox.topics`` over in batches; the inbox is cleared on every rebalance."""
         self.inbox = inbox
         inbox.on_drop = lambda message: self.consumer._unacked_messages.discard(message)
+        inbox.partitions.assigned = lambda: [tp for tp in self.consumer.assignment()
+                                             if tp.topic in inbox.topics]
+        inbox.partitions.has_more = self._has_more
+        # Faust's own partition type: its set of active partitions accepts no other.
+        inbox.partitions.pause = lambda tp: self.consumer.on_buffer_full(TP(*tp))
+        inbox.partitions.resume = lambda tp: self.consumer.on_buffer_drop(TP(*tp))
         self.flow_control.manage_queue(inbox)  # type: ignore[arg-type]
+
+    def _has_more(self, tp: Any, last_offset: int | None) -> bool:
+        """Whether the broker holds input past ``last_offset`` (unknown counts as yes)."""
+        highwater = self.consumer.highwater(tp)
+        if highwater is None:
+            return True
+        if last_offset is None:
+            return highwater > (self.consumer._committed_offset.get(tp) or 0)
+        return highwater > last_offset + 1
 
     def _new_transport(self) -> _Transport:
         return _Transport(self.conf.broker_consumer, self)

@@ -1,8 +1,9 @@
-"""Prometheus metrics of a worker; every name starts with ``segmenter_``."""
+"""Prometheus metrics of a worker; every name starts with ``segmenter_`` (served by
+:mod:`streams.health`)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter("segmenter_events", "Valid input events processed", ["topic"])
 INVALID_EVENTS = Counter(
@@ -39,9 +40,9 @@ STAGE_SECONDS = Counter(
     "Time the worker spent in each stage of the hot path (waiting for input included)",
     ["stage"],
 )
+LOOP_LAG = Gauge("segmenter_loop_lag_seconds",
+                 "How late the event loop last woke a sleeping task (what held the loop)")
+LOOP_LAG_MAX = Gauge("segmenter_loop_lag_max_seconds", "Largest loop lag since the start")
+INPUT_LAG = Gauge("segmenter_input_lag_messages",
+                  "Input messages waiting on this worker's partitions (high watermark - read)")
 WATERMARK = Gauge("segmenter_watermark_seconds", "Event time the worker has reached (epoch s)")
-
-
-def serve(host: str, port: int) -> None:
-    """Expose /metrics over HTTP in a background thread."""
-    start_http_server(port, addr=host)

@@ -35,6 +35,8 @@ from rich.progress import (
 )
 
 from segmenter.settings import Settings
+from streams.codec import event_time_ms
+from streams.group_lag import follow_lag
 from streams.mapping import (
     KIND_FIELDS,
     Loaded,
@@ -102,6 +104,8 @@ def add_replay_parser(commands: argparse._SubParsersAction) -> None:
                         help="validate and report, produce nothing")
     replay.add_argument("--limit", type=_positive_int, metavar="N",
                         help="read only the first N rows")
+    replay.add_argument("--no-follow", action="store_true",
+                        help="do not wait for the workers to catch up on what was produced")
 
 
 def run_replay(settings: Settings, args: argparse.Namespace) -> int:
@@ -112,9 +116,10 @@ def run_replay(settings: Settings, args: argparse.Namespace) -> int:
         with _progress_display() as progress:
             loaded = _read(args, progress)
             _report_rejects(loaded)
-            produced = 0
+            produced, caught_up = 0, True
             if not args.dry_run and loaded.events:
                 produced = asyncio.run(_produce(settings, topic, loaded, args.rate, progress))
+                caught_up = args.no_follow or asyncio.run(_follow(settings, topic, progress))
     except (ReplayError, MappingError) as exc:
         print(f"segmenter replay: error: {exc}", file=sys.stderr)
         return 2
@@ -122,6 +127,10 @@ def run_replay(settings: Settings, args: argparse.Namespace) -> int:
         print(f"segmenter replay: {exc}", file=sys.stderr)
         return 1
     print(ReplayResult(topic, loaded, produced, time.perf_counter() - started, args.dry_run))
+    if produced and not caught_up:
+        print(f"segmenter replay: the workers (consumer group {settings.app_id!r}) stopped "
+              f"catching up on {topic}: is a worker running?", file=sys.stderr)
+        return 1
     if loaded.rows and not loaded.events:
         print("segmenter replay: no valid row to replay", file=sys.stderr)
         return 1
@@ -172,7 +181,8 @@ async def _send_batch(
     """Hand a batch to the producer, then wait until the broker has acknowledged all of it."""
     futures = [
         await producer.send(topic, orjson.dumps(event),
-                            key=(event.get("user_id") or event["anonymous_id"]).encode())
+                            key=(event.get("user_id") or event["anonymous_id"]).encode(),
+                            timestamp_ms=event_time_ms(event))
         for event in batch
     ]
     done, _ = await asyncio.wait(futures)
@@ -192,6 +202,22 @@ async def _produce(
         progress.update(task, completed=sent, detail=f"{sent:,}/{total:,} events {speed:,.0f}/s")
 
     return await replay_events(settings.kafka.bootstrap, topic, loaded.events, rate, update)
+
+
+async def _follow(settings: Settings, topic: str, progress: Progress) -> bool:
+    """Show the workers' lag on ``topic`` falling to zero."""
+    task = progress.add_task("workers", total=None, detail="")
+    started, first = time.perf_counter(), None
+
+    def update(lag: int) -> None:
+        nonlocal first
+        first = lag if first is None else first
+        done = first - lag
+        speed = done / max(time.perf_counter() - started, 1e-9)
+        progress.update(task, total=first, completed=done,
+                        detail=f"lag {lag:,} events, {speed:,.0f}/s processed")
+
+    return await follow_lag(settings.kafka.bootstrap, settings.app_id, [topic], update)
 
 
 def _read(args: argparse.Namespace, progress: Progress) -> Loaded:

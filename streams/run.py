@@ -8,7 +8,7 @@ import sys
 import faust
 
 from segmenter.settings import Settings
-from streams import metrics
+from streams import health
 from streams.topics import TopicSetupError, ensure_topics
 from streams.worker import SegmentWorker
 
@@ -19,15 +19,15 @@ def run_worker(settings: Settings) -> int:
     except TopicSetupError as exc:
         print(f"segmenter worker: {exc}", file=sys.stderr)
         return 1
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    worker = SegmentWorker(settings)
     try:
-        metrics.serve(settings.metrics.host, settings.metrics.port)
+        health.serve(settings.metrics.host, settings.metrics.port, worker.health)
     except OSError as exc:
         print(f"segmenter worker: cannot serve metrics on {settings.metrics.host}:"
               f"{settings.metrics.port} (metrics.port): {exc}", file=sys.stderr)
         return 1
     settings.worker.data_dir.mkdir(parents=True, exist_ok=True)
-    asyncio.set_event_loop(asyncio.new_event_loop())
-    worker = SegmentWorker(settings)
     faust.Worker(
         worker.app, loglevel=settings.worker.log_level, quiet=True
     ).execute_from_commandline()

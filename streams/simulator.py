@@ -21,6 +21,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from segmenter.settings import Topics
+from streams.codec import event_time_ms
 from streams.personas import DAY, PERSONAS, UserPlan, entity_id, plan_events, plan_user
 
 #: Pacing tick: every tick, the events due by then are sent as one batch.
@@ -187,7 +188,7 @@ async def _send_batch(
     """
     futures = [
         await producer.send(topic_by_kind[event["kind"]], orjson.dumps(event),
-                            key=entity_id(event).encode())
+                            key=entity_id(event).encode(), timestamp_ms=event_time_ms(event))
         for event in batch
     ]
     done, _ = await asyncio.wait(futures)

@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
-import faust
 from aiokafka.partitioner import murmur2
 
 from segmenter.behavior import BehaviorModel
@@ -26,12 +25,19 @@ from streams.batch import BatchOutcome, BatchProcessor, DeadLetter, Message
 from streams.behavior_sync import ModelSync, read_latest_model
 from streams.changelog import read_changelog_tail
 from streams.faust_app import SegmenterApp
+from streams.health import WorkerHealth
 from streams.inbox import BatchInbox
 from streams.redis_sink import RedisMembership
 
 log = logging.getLogger(__name__)
 
 REVIEW_INTERVAL_S = 1.0
+#: Users re-evaluated per slice of time-driven work (about 50 ms of the loop at most).
+REVIEW_SLICE = 256
+#: Stored records counted per slice of a recovery.
+RECOVERY_SLICE = 2048
+#: Time-driven work per review tick; what is left waits for the next tick.
+REVIEW_BUDGET_S = 0.5
 
 
 def faust_broker_url(bootstrap: str) -> str:
@@ -93,22 +99,29 @@ class SegmentWorker:
         app.use_inbox(self.inbox)
         app.topics.add(self.source)
         app.task(self.consume)
+        self.health = WorkerHealth(settings.worker.stall_timeout_s)
+        app.task(self._watch_loop)
+        app.task(self._watch_progress)
         app.timer(REVIEW_INTERVAL_S, name="review")(self.review)
         self.users.on_recover(self.on_recovered)
         behavior = settings.segmentations.behavior
         self.sync = ModelSync(settings, self.apply_model) if behavior.enabled else None
         self._following: asyncio.Task[None] | None = None
-        #: Users still to re-evaluate under the latest behaviour model version.
-        self.sweep: list[str] = []
+        #: Users (keys) still to re-evaluate under the latest behaviour model version.
+        self.sweep: list[bytes] = []
 
     async def consume(self) -> None:
         """The hot path: take what the consumer fetched, process it as one batch, write it
-        out, then acknowledge it (Faust commits acknowledged offsets)."""
+        out, then acknowledge it (Faust commits acknowledged offsets).
+
+        Two batches overlap: while the broker acknowledges one batch's records, the next is
+        processed. Input is acknowledged only once its own batch is written, in order.
+        """
         worker = self.settings.worker
-        consumer = self.app.consumer
+        writing: asyncio.Future[None] | None = None
         waited_since = time.perf_counter()
         while not self.app.should_stop:
-            taken = await self.inbox.take(worker.batch_size, timeout=1.0)
+            taken = await self.inbox.take(worker.batch_size, 1.0, worker.batch_max_bytes)
             if not taken:
                 continue
             started = time.perf_counter()
@@ -119,63 +132,79 @@ class SegmentWorker:
                 metrics.STAGE_SECONDS.labels("lock").inc(locked - started)
                 outcome = self.processor.process(map(_message, taken), self.load, self.owns)
                 metrics.STAGE_SECONDS.labels("process").inc(time.perf_counter() - locked)
-                await self.commit(outcome)
-            for message in taken:
-                consumer.ack(message)
+                sent = await self.publish(outcome)
+            if writing is not None:
+                await writing
+            writing = asyncio.ensure_future(self._acknowledge(sent, taken))
+            self.health.progressed()
             waited_since = time.perf_counter()
+        if writing is not None:
+            await writing
+
+    async def _acknowledge(self, sent: list[Awaitable[Any]], taken: list[Any]) -> None:
+        started = time.perf_counter()
+        await asyncio.gather(*sent)
+        metrics.STAGE_SECONDS.labels("produce").inc(time.perf_counter() - started)
+        consumer = self.app.consumer
+        for message in taken:
+            consumer.ack(message)
 
     async def review(self) -> None:
-        async with self.lock:
-            outcome = self.processor.review(self.load_owned)
-            metrics.USERS_REVIEWED.inc(len(outcome.records))
-            self._sweep(outcome)
-            if outcome.records or outcome.changes:
-                await self.commit(outcome)
+        """Time-driven work in slices of at most REVIEW_SLICE users, each committed on its own,
+        the loop free between them: due reviews, re-scoring, re-placing under a new model."""
+        budget_ends = time.monotonic() + REVIEW_BUDGET_S
+        sweep = self.settings.segmentations.behavior.sweep_per_second
+        while time.monotonic() < budget_ends:
+            async with self.lock:
+                outcome = self.processor.review(self.load_owned, REVIEW_SLICE)
+                metrics.USERS_REVIEWED.inc(len(outcome.records))
+                done = len(outcome.records) < REVIEW_SLICE
+                if sweep > 0 and len(outcome.records) < REVIEW_SLICE:
+                    swept = self._sweep(outcome, min(sweep, REVIEW_SLICE - len(outcome.records)))
+                    sweep -= swept
+                    done = done and swept == 0
+                if outcome.records or outcome.changes:
+                    await self.commit(outcome)
+            if done:
+                return
+            await asyncio.sleep(0)
 
-    def _sweep(self, outcome: BatchOutcome) -> None:
-        """Re-evaluate the next users placed by an older behaviour model version."""
+    def _sweep(self, outcome: BatchOutcome, limit: int) -> int:
+        """Re-evaluate up to ``limit`` users placed by an older behaviour model version."""
         behavior = self.engine.behavior
         if not self.sweep or behavior is None or behavior.model is None:
-            return
-        rate = self.settings.segmentations.behavior.sweep_per_second
-        batch, self.sweep = self.sweep[:rate], self.sweep[rate:]
-        for user_id in batch:
+            return 0
+        batch, self.sweep = self.sweep[:limit], self.sweep[limit:]
+        for key in batch:
+            user_id = key.decode()
             record = outcome.records.get(user_id) or self.load_owned(user_id)
             if record is not None and record.behavior_version != behavior.model.version:
                 outcome.changes += self.engine.reclassify(user_id, record,
                                                           self.processor.watermark)
                 outcome.records[user_id] = record
+        return len(batch)
 
     async def apply_model(self, model: BehaviorModel) -> None:
-        """A new model version: predict with it, publish its profiles, re-place users; score
-        RFM by its shop-wide population."""
+        """A new model version: predict with it, publish its profiles, queue the users to
+        re-place and the customers to re-score by its shop-wide population (done in slices
+        by :meth:`review`)."""
         behavior = self.engine.behavior
-        assert behavior is not None
+        if behavior is None:
+            raise RuntimeError("a behaviour model arrived with the behaviour segmentation off")
         async with self.lock:
             moved = not model.same_centres(behavior.model)
             behavior.model = model
             await self._publish_profiles(model)
             if moved:
-                self.sweep = [key.decode() for key in self.users if self.owns(key.decode())]
-            await self.commit(self._rescore(model))
+                self.sweep = list(self.users.data.keys())  # owned or not: checked when swept
+            if model.population is not None:
+                self.processor.queue_rescore(self.engine.use_population(model.population))
         metrics.MODEL_VERSION.set(model.version)
         log.info("model version %d: re-placing %d users", model.version, len(self.sweep))
 
-    def _rescore(self, model: BehaviorModel) -> BatchOutcome:
-        """Re-score the customers here whom the shop-wide population's quintiles moved."""
-        outcome = BatchOutcome()
-        if model.population is None:
-            return outcome
-        for user_id in self.engine.use_population(model.population):
-            record = self.load_owned(user_id)
-            if record is not None:
-                outcome.changes += self.engine.rescore(user_id, record,
-                                                       self.processor.watermark)
-                outcome.records[user_id] = record
-        return outcome
-
     async def on_recovered(self) -> None:
-        """After each rebalance: finish the table, then schedule the users this worker owns."""
+        """After each rebalance: finish the table, then schedule the users this worker owns
+        (in slices: a worker with a million users must not hold the loop while it does)."""
         inputs = self.settings.kafka.topics.inputs
         self.owned = {tp.partition for tp in self.app.assignor.assigned_actives()
                       if tp.topic in inputs}
@@ -184,16 +213,28 @@ class SegmentWorker:
             await self._load_model()
             # Only the customers of the partitions owned now count here (and shop-wide).
             self.engine.population.retain(self.owns)
-            outcome = self.processor.restore(
-                (key.decode(), self.engine.load_record(value))
-                for key, value in self.users.items() if self.owns(key.decode())
-            )
-            if outcome.records:
-                log.info("re-evaluated %d users under new settings or quantiles",
-                         len(outcome.records))
-            await self.commit(outcome)  # also sends the population's changes to the trainer
+            store = self.users.data
+            owned = [key for key in list(store.keys()) if self.owns(key.decode())]
+            for chunk in _chunks(owned, RECOVERY_SLICE):
+                self.processor.adopt(self._records(chunk))
+                await asyncio.sleep(0)
+            rescored = self.engine.refresh_population()
+            reevaluated = 0
+            for chunk in _chunks(owned, REVIEW_SLICE):
+                outcome = self.processor.restore(self._records(chunk), rescored)
+                reevaluated += len(outcome.records)
+                await self.commit(outcome)
+            await self.commit(BatchOutcome())  # sends the population's counts to the trainer
+            if reevaluated:
+                log.info("re-evaluated %d users under new settings or quantiles", reevaluated)
             _record_sizes(await self.redis.refresh_all_profiles())
-        log.info("recovered %d users", len(self.users))
+        self.health.recovered()
+        log.info("recovered %d users", len(owned))
+
+    def _records(self, keys: list[bytes]) -> list[tuple[str, UserRecord]]:
+        store = self.users.data
+        return [(key.decode(), self.engine.load_record(store[key])) for key in keys
+                if key in store]
 
     async def _load_model(self) -> None:
         """Predict with the latest behaviour model before any event (a restart changes no one),
@@ -231,6 +272,28 @@ class SegmentWorker:
         if tail:
             log.info("read %d changelog records past the broker's reported end", len(tail))
 
+    async def _watch_loop(self) -> None:
+        await self.health.watch_loop(lambda: self.app.should_stop)
+
+    async def _watch_progress(self) -> None:
+        await self.health.watch_progress(self._backlog, lambda: self.app.should_stop)
+
+    def _backlog(self) -> list[tuple[Any, int | None]]:
+        """Input messages waiting per assigned input partition (None: not known yet)."""
+        consumer = self.app.consumer
+        waiting: list[tuple[Any, int | None]] = []
+        for tp in consumer.assignment():
+            if tp.topic not in self.inbox.topics:
+                continue
+            read = consumer._read_offset.get(tp)
+            if read is None:
+                read = consumer._committed_offset.get(tp)
+                read = None if read is None else read - 1
+            highwater = consumer.highwater(tp)
+            known = read is not None and highwater is not None
+            waiting.append((tp, max(0, highwater - read - 1) if known else None))
+        return waiting
+
     def partition(self, user_id: str) -> int:
         """The user's input partition (Kafka's default partitioner, keyed by user id)."""
         return (murmur2(user_id.encode()) & 0x7FFFFFFF) % self.settings.kafka.partitions
@@ -249,6 +312,11 @@ class SegmentWorker:
 
     async def commit(self, outcome: BatchOutcome) -> None:
         """Publish a batch's results; returns once everything is written."""
+        await asyncio.gather(*await self.publish(outcome))
+
+    async def publish(self, outcome: BatchOutcome) -> list[Awaitable[Any]]:
+        """Write a batch's results: Redis before returning; the Kafka records (dead letters,
+        handoffs, statistics, changes, the table's changelog) as the futures returned."""
         pending = [await self._send_dead_letter(dead) for dead in outcome.dead_letters]
         for key, value in outcome.handoffs:
             pending.append(await self.app.producer.send(
@@ -264,16 +332,15 @@ class SegmentWorker:
         sizes = await self.redis.write(memberships, touched)
         written_at = time.time()
         metrics.STAGE_SECONDS.labels("redis").inc(time.perf_counter() - started)
+        backfill_after_s = 60 * self.settings.worker.backfill_after_minutes
         for change in outcome.changes:
             pending.append(await self.app.producer.send(
                 self.changes.get_topic_name(), change.user_id.encode(),
-                change.to_json(written_at), None, None, None,
+                change.to_json(written_at, backfill_after_s), None, None, None,
             ))
-        started = time.perf_counter()
         pending += await self._store(outcome)
-        await asyncio.gather(*pending)
-        metrics.STAGE_SECONDS.labels("produce").inc(time.perf_counter() - started)
         _record_metrics(outcome, sizes, written_at, self.processor.watermark)
+        return pending
 
     async def _store(self, outcome: BatchOutcome) -> list[Awaitable[Any]]:
         """Write the touched records to the table and its changelog.
@@ -317,6 +384,11 @@ class SegmentWorker:
 def _message(message: Any) -> Message:
     return Message(message.topic, message.partition, message.offset, message.key,
                    message.value, message.timestamp)
+
+
+def _chunks(items: list[bytes], size: int) -> Iterator[list[bytes]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def _touched_segments(changes: list[SegmentChange]) -> set[tuple[str, str]]:

@@ -28,7 +28,7 @@ def config(tmp_path: Path) -> Path:
     path = tmp_path / "test.yaml"
     path.write_text(
         "kafka:\n  session_timeout_s: 6\n"
-        f"worker:\n  data_dir: {tmp_path / 'data'}\n  batch_timeout_s: 0.05\n  log_level: info\n"
+        f"worker:\n  data_dir: {tmp_path / 'data'}\n  log_level: info\n"
         # a compressed history: three topics consumed side by side drift apart in event time
         "features:\n  allowed_lateness_minutes: 200000\n"
         "segmentations:\n  behavior:\n    warmup_users: 60\n    publish_interval_s: 0.5\n"

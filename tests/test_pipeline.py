@@ -32,7 +32,7 @@ def worker_env(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> dict[str
     config = tmp_path / "test.yaml"
     config.write_text(
         "kafka:\n  session_timeout_s: 6\n"
-        f"worker:\n  data_dir: {tmp_path / 'data'}\n  batch_timeout_s: 0.05\n  log_level: info\n"
+        f"worker:\n  data_dir: {tmp_path / 'data'}\n  log_level: info\n"
     )
     return {
         "SEGMENTER_KAFKA_BOOTSTRAP": kafka_bootstrap,

@@ -312,7 +312,7 @@ async def test_replay_produces_the_valid_rows_in_time_order_keyed_by_customer(
     path = tmp_path / "orders.csv"
     expected = write_history(path)
     argv = [str(path), "--map", "order_id=Order No,user_id=Customer,ts=Created At",
-            "--map", "total=Amount", "--map", "currency=Currency"]
+            "--map", "total=Amount", "--map", "currency=Currency", "--no-follow"]
     topic = load_settings(environ={}).kafka.topics.orders
 
     done = await run_cli(argv, kafka_bootstrap)

@@ -3,6 +3,7 @@ gives the RFM and lifecycle segments a marketer works out by hand in a spreadshe
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import math
 import os
@@ -112,7 +113,7 @@ async def test_replayed_orders_give_the_spreadsheet_s_segments(
     config = tmp_path / "test.yaml"
     config.write_text(
         "kafka:\n  session_timeout_s: 6\n"
-        f"worker:\n  data_dir: {tmp_path / 'data'}\n  batch_timeout_s: 0.05\n"
+        f"worker:\n  data_dir: {tmp_path / 'data'}\n"
         "features:\n  allowed_lateness_minutes: 600000\n")
     env = {"SEGMENTER_KAFKA_BOOTSTRAP": kafka_bootstrap, "SEGMENTER_REDIS_URL": redis_url,
            "SEGMENTER_METRICS_PORT": str(free_port()), "SEGMENTER_CONFIG": str(config)}
@@ -126,15 +127,16 @@ async def test_replayed_orders_give_the_spreadsheet_s_segments(
         writer.writerows({"customer": c, **line} for c, line in sorted(sheet.items()))
     assert len({line["rfm"] for line in sheet.values()}) >= 6  # a varied shop
 
-    replay = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "replay", str(orders), "--kind", "order",
-         "--map", "user_id=customer,ts=order_date,order_id=order_no,total=amount"],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
-    assert replay.returncode == 0, replay.stderr
-    assert f"{len(rows)}" in replay.stdout
-
     store = redis.Redis.from_url(redis_url, decode_responses=True)
     with WorkerProcess(env, tmp_path / "worker.log") as worker:
+        # The replay waits for the running worker to catch up (its lag to fall to zero).
+        replay = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "streams.cli", "replay", str(orders), "--kind", "order",
+             "--map", "user_id=customer,ts=order_date,order_id=order_no,total=amount"],
+            env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+        assert replay.returncode == 0, replay.stderr + worker.log()[-2000:]
+        assert f"{len(rows)}" in replay.stdout
         async def online() -> dict[str, tuple[str | None, str | None]]:
             return {c: tuple(await store.hmget(f"seg:user:{c}", "rfm", "lifecycle"))
                     for c in sheet}

@@ -1,0 +1,116 @@
+"""The benchmark's data of real shops, and its in-process part: worker state and cost per event
+as the number of users grows.
+
+``order_history``: a shop's order export, skewed as real shops are (over half of the
+customers buy once, a long tail buys often; log-normal totals).
+
+``state_rows``: the worker's own code path (:class:`~streams.batch.BatchProcessor` and the
+records as the worker stores them) over N users, without Kafka or Redis, so that a million
+users fit in a benchmark: stored bytes per user, the process's memory growth per user, and
+the cost per event at each N.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import random
+import time
+from typing import Any
+
+import orjson
+
+from segmenter.engine import SegmentEngine
+from segmenter.settings import Settings
+from streams.batch import BatchProcessor, Message
+
+DAY = 86_400.0
+
+
+def order_history(orders: int, customers: int, days: float, end_ts: float,
+                  seed: int = 7) -> list[dict[str, Any]]:
+    """``orders`` orders of ``customers`` customers over ``days`` up to ``end_ts``, in order."""
+    rng = random.Random(seed)
+    counts = [1] * customers
+    for _ in range(max(0, orders - customers)):  # the rest by preferential attachment
+        counts[_pick_repeat(rng, customers)] += 1
+    history = []
+    for customer, count in enumerate(counts):
+        first = end_ts - rng.random() * days * DAY
+        for n in range(count):
+            ts = min(end_ts, first + n * rng.expovariate(1 / (30 * DAY)))
+            history.append({"event_id": f"o{customer}-{n}", "ts": round(ts, 3),
+                            "user_id": f"c{customer}", "order_id": f"{customer}-{n}",
+                            "total": round(rng.lognormvariate(4.0, 0.8), 2)})
+    history.sort(key=lambda order: order["ts"])
+    return history
+
+
+def _pick_repeat(rng: random.Random, customers: int) -> int:
+    # A Zipf-like tail: low indexes buy again far more often than the rest.
+    return min(customers - 1, int(customers * rng.random() ** 3))
+
+
+def state_rows(settings: Settings, sizes: tuple[int, ...]) -> list[tuple[str, str]]:
+    figures = [_state_at(settings, users) for users in sizes]
+    base = figures[0][2]
+    parts = [f"{users:,} users: {stored:,.0f} B stored, {rss:,.0f} B RSS per user, "
+             f"{1e6 * cost:.1f} us/event ({cost / base:.2f}x)"
+             for users, (stored, rss, cost) in zip(sizes, figures, strict=True)]
+    return [("worker state", "; ".join(parts) + " (in process, the worker's code path)")]
+
+
+def _state_at(settings: Settings, users: int) -> tuple[float, float, float]:
+    """(stored record bytes per user, RSS growth per user, seconds per event)."""
+    gc.collect()
+    rss_before = _rss()
+    engine = SegmentEngine(settings)
+    processor = BatchProcessor(engine, settings.kafka.topics, 3600.0)
+    store: dict[bytes, bytes] = {}
+
+    def load(user_id: str) -> Any:
+        value = store.get(user_id.encode())
+        return None if value is None else engine.load_record(value)
+
+    events, seconds = 0, 0.0
+    for batch in _batches(settings, users):
+        started = time.perf_counter()
+        outcome = processor.process(batch, load)
+        for user_id, record in outcome.records.items():
+            store[user_id.encode()] = record.to_bytes()
+        seconds += time.perf_counter() - started
+        events += len(batch)
+    gc.collect()
+    stored = sum(len(key) + len(value) for key, value in store.items()) / users
+    rss = (_rss() - rss_before) / users
+    store.clear()
+    return stored, rss, seconds / events
+
+
+def _batches(settings: Settings, users: int, size: int = 1000) -> Any:
+    """Each user: a visit of two clicks; two in five also order (one in four of those twice)."""
+    rng = random.Random(users)
+    topics = settings.kafka.topics
+    end = time.time() - 3600
+    batch: list[Message] = []
+    for n in range(users):
+        user, ts = f"u{n}", end - 30 * DAY + n * 30 * DAY / users
+        events = [(topics.clicks, {"event_id": f"{user}-c{i}", "ts": ts + i, "user_id": user,
+                                   "page": f"/p/{i}", "category": "shoes"}) for i in range(2)]
+        for i in range(int(rng.random() < 0.4) * (1 + int(rng.random() < 0.25))):
+            events.append((topics.orders, {"event_id": f"{user}-o{i}", "ts": ts + 10 + i,
+                                           "user_id": user, "order_id": f"{user}-{i}",
+                                           "total": round(math.exp(rng.gauss(4, 0.8)), 2)}))
+        for topic, event in events:
+            batch.append(Message(topic, 0, len(batch), user.encode(), orjson.dumps(event),
+                                 event["ts"]))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096

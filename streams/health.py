@@ -1,0 +1,122 @@
+"""Is the worker alive, ready and making progress? The loop's lag, a stall watchdog, and the
+HTTP endpoints an orchestrator probes.
+
+- **Loop lag**: a task sleeps :data:`TICK_S` at a time and measures how late it wakes up; the
+  lateness is how long something else held the event loop (``segmenter_loop_lag_seconds``, and
+  the largest seen, ``segmenter_loop_lag_max_seconds``).
+- **Stall**: input waiting on an assigned partition (the consumer's high watermark past what it
+  read) while no batch has been processed for ``worker.stall_timeout_s``. That is how a worker
+  looks after it lost its group membership and never got going again; it exits with
+  :data:`STALLED_EXIT_CODE` so that its orchestrator restarts it (nothing is lost: input is
+  acknowledged only after its batch is written).
+- **Endpoints**, on the metrics port: ``/health/live`` (200 unless the loop has not turned for
+  :data:`LIVE_LOOP_S` or the worker stalled) and ``/health/ready`` (200 once the worker's state
+  is recovered and while it is live); ``/metrics`` as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import make_wsgi_app
+
+from streams import metrics
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.05
+LIVE_LOOP_S = 10.0
+STALLED_EXIT_CODE = 3
+
+#: (topic, partition) -> input messages waiting there (None: not known yet).
+Backlog = Callable[[], Iterable[tuple[Any, int | None]]]
+
+
+class WorkerHealth:
+    """Shared between the event loop (which updates it) and the HTTP thread (which reads it)."""
+
+    def __init__(self, stall_timeout_s: float) -> None:
+        self.stall_timeout_s = stall_timeout_s
+        self.ready = False
+        self.stalled = False
+        self.loop_turned_at = time.monotonic()
+        self.progressed_at = time.monotonic()
+        self.max_loop_lag = 0.0
+
+    def progressed(self) -> None:
+        """A batch was processed."""
+        self.progressed_at = time.monotonic()
+
+    def recovered(self) -> None:
+        self.ready = True
+        self.progressed_at = time.monotonic()
+
+    @property
+    def live(self) -> bool:
+        return not self.stalled and time.monotonic() - self.loop_turned_at < LIVE_LOOP_S
+
+    async def watch_loop(self, stopping: Callable[[], bool]) -> None:
+        """Measure how late the loop wakes a sleeping task: what held it meanwhile."""
+        while not stopping():
+            before = time.monotonic()
+            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            lag = max(0.0, now - before - TICK_S)
+            self.loop_turned_at = now
+            self.max_loop_lag = max(self.max_loop_lag, lag)
+            metrics.LOOP_LAG.set(lag)
+            metrics.LOOP_LAG_MAX.set(self.max_loop_lag)
+
+    async def watch_progress(self, backlog: Backlog, stopping: Callable[[], bool],
+                             exit: Callable[[int], Any] = os._exit) -> None:
+        """Exit when input waits and nothing has been processed for ``stall_timeout_s``."""
+        while not stopping():
+            for _ in range(10):  # a short sleep at a time: stopping is noticed at once
+                await asyncio.sleep(min(5.0, self.stall_timeout_s / 4) / 10)
+                if stopping():
+                    return
+            waiting = sum(count or 0 for _, count in backlog())
+            metrics.INPUT_LAG.set(waiting)
+            if waiting and self.ready and time.monotonic() - self.progressed_at > (
+                    self.stall_timeout_s):
+                self.stalled = True
+                log.error("worker stalled: %d input messages wait and no batch was processed "
+                          "for %.0f s (lost group membership?); exiting with code %d so that "
+                          "it is restarted", waiting, self.stall_timeout_s, STALLED_EXIT_CODE)
+                logging.shutdown()
+                exit(STALLED_EXIT_CODE)
+                return
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve(host: str, port: int, health: WorkerHealth) -> None:
+    """Serve /metrics, /health/live and /health/ready in a background thread."""
+    prometheus = make_wsgi_app()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path in ("/health/live", "/health/ready"):
+            ok = health.live if path.endswith("live") else health.live and health.ready
+            start_response("200 OK" if ok else "503 Service Unavailable",
+                           [("Content-Type", "text/plain")])
+            return [b"ok\n" if ok else b"not ok\n"]
+        return prometheus(environ, start_response)
+
+    server = make_server(host, port, app, _Server, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()

@@ -1,0 +1,126 @@
+"""The worker's input inbox (event-time alignment, flow control, rebalance) and its health
+watchdogs, without I/O."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from streams.health import STALLED_EXIT_CODE, WorkerHealth
+from streams.inbox import BatchInbox
+
+
+def messages(tp: str, *timestamps: float, first_offset: int = 0) -> list[SimpleNamespace]:
+    return [SimpleNamespace(tp=tp, timestamp=ts, offset=first_offset + n, value=b"{}")
+            for n, ts in enumerate(timestamps)]
+
+
+def inbox_with(assigned: list[str], more: set[str], **kwargs: int) -> BatchInbox:
+    inbox = BatchInbox({"clicks", "orders"}, max_messages=kwargs.get("max_messages", 100),
+                       align_wait_s=0.05)
+    inbox.partitions.assigned = lambda: assigned
+    inbox.partitions.has_more = lambda tp, last: tp in more
+    return inbox
+
+
+async def test_messages_leave_in_event_time_order_across_partitions() -> None:
+    inbox = inbox_with(["clicks/0", "orders/0"], more=set())
+    await inbox.put(messages("clicks/0", 10, 20, 30))
+    await inbox.put(messages("orders/0", 5, 25))
+    assert [m.timestamp for m in await inbox.take(100)] == [5, 10, 20, 25, 30]
+
+
+async def test_a_partition_with_input_on_the_broker_holds_later_messages_back() -> None:
+    # orders/0 is empty here but the broker has more after its last message (ts 12): clicks
+    # later than 12 wait for it, for at most align_wait_s.
+    inbox = inbox_with(["clicks/0", "orders/0"], more={"orders/0"})
+    await inbox.put(messages("orders/0", 12))
+    await inbox.put(messages("clicks/0", 10, 20, 30))
+    assert [m.timestamp for m in await inbox.take(100)] == [10, 12]
+
+    async def orders_arrive() -> None:
+        await asyncio.sleep(0.01)
+        await inbox.put(messages("orders/0", 15, 40, first_offset=1))
+
+    arrival = asyncio.create_task(orders_arrive())
+    taken = await inbox.take(100)
+    await arrival
+    assert [m.timestamp for m in taken] == [15, 20, 30, 40]
+
+    # orders/0 is empty again with more on the broker: a later click waits align_wait_s for
+    # it, then leaves anyway.
+    await inbox.put(messages("clicks/0", 50, first_offset=3))
+    assert [m.timestamp for m in await inbox.take(100)] == [50]
+
+
+async def test_a_partition_running_ahead_is_paused_until_it_drains() -> None:
+    paused: list[str] = []
+    inbox = inbox_with(["clicks/0"], more=set(), max_messages=8)
+    inbox.partitions.pause = paused.append
+    inbox.partitions.resume = paused.remove
+    await inbox.put(messages("clicks/0", *range(5)))
+    assert paused == ["clicks/0"]  # half the inbox is one partition's cap
+    await inbox.take(3)
+    assert paused == ["clicks/0"]  # 2 left: not yet under half the cap
+    await inbox.take(1)
+    assert paused == []
+
+
+async def test_a_full_inbox_makes_the_consumer_wait() -> None:
+    inbox = inbox_with(["clicks/0"], more=set(), max_messages=2)
+    await inbox.put(messages("clicks/0", 1, 2))
+    blocked = asyncio.create_task(inbox.put(messages("clicks/0", 3, first_offset=2)))
+    await asyncio.sleep(0.01)
+    assert not blocked.done()
+    await inbox.take(1)
+    await asyncio.wait_for(blocked, 1)
+    assert len(inbox) == 2
+
+
+async def test_a_batch_is_cut_by_bytes_and_clear_hands_back_what_waits() -> None:
+    dropped: list[int] = []
+    inbox = inbox_with(["clicks/0"], more=set())
+    inbox.on_drop = lambda message: dropped.append(message.offset)
+    await inbox.put(messages("clicks/0", 1, 2, 3, 4))
+    assert len(await inbox.take(100, max_bytes=3)) == 2  # b"{}" each: stops past 3 bytes
+    inbox.clear()
+    assert dropped == [2, 3] and len(inbox) == 0
+    assert await inbox.take(100, timeout=0.01) == []
+
+
+async def test_a_stalled_worker_exits_and_a_progressing_one_does_not() -> None:
+    exits: list[int] = []
+    stalled = WorkerHealth(stall_timeout_s=0.2)
+    stalled.recovered()
+    await asyncio.wait_for(stalled.watch_progress(lambda: [("clicks/0", 5)], lambda: False,
+                                                  exits.append), 2)
+    assert exits == [STALLED_EXIT_CODE] and not stalled.live
+
+    busy = WorkerHealth(stall_timeout_s=0.2)
+    busy.recovered()
+    stop = asyncio.Event()
+
+    async def progress() -> None:
+        for _ in range(12):
+            busy.progressed()
+            await asyncio.sleep(0.05)
+        stop.set()
+
+    worker = asyncio.create_task(progress())
+    await busy.watch_progress(lambda: [("clicks/0", 5)], stop.is_set, exits.append)
+    await worker
+    assert exits == [STALLED_EXIT_CODE] and busy.live  # no second exit
+
+
+async def test_the_loop_lag_is_measured() -> None:
+    health = WorkerHealth(stall_timeout_s=60)
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(health.watch_loop(stop.is_set))
+    await asyncio.sleep(0.06)
+    import time
+
+    time.sleep(0.2)  # hold the loop
+    await asyncio.sleep(0.06)
+    stop.set()
+    await watcher
+    assert 0.1 < health.max_loop_lag < 1.0

@@ -1,0 +1,153 @@
+"""A real shop's volume on the real broker and Redis: a backlog of the three input topics,
+the event loop's budget, backfill flags on change events, health probes, and a worker that lost
+its group membership."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as redis
+from support import consume_all, produce, wait_for
+
+from streams.codec import event_time_ms
+from streams.embedded import free_port
+from streams.health import STALLED_EXIT_CODE
+from streams.personas import entity_id, plan_events
+from streams.services import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+TOPIC = {"click": "shop.clicks", "cart": "shop.carts", "order": "shop.orders"}
+#: The loop's budget is 100 ms per step; the test allows for a shared, busy CI machine.
+LOOP_BUDGET_S = 0.25
+
+
+def env(kafka: str, redis_url: str, tmp_path: Path, extra: str = "") -> dict[str, str]:
+    config = tmp_path / "test.yaml"
+    config.write_text("kafka:\n  session_timeout_s: 6\n"
+                      f"worker:\n  data_dir: {tmp_path / 'data'}\n  log_level: info\n{extra}")
+    return {"SEGMENTER_KAFKA_BOOTSTRAP": kafka, "SEGMENTER_REDIS_URL": redis_url,
+            "SEGMENTER_METRICS_PORT": str(free_port()), "SEGMENTER_CONFIG": str(config)}
+
+
+async def produce_stamped(kafka: str, events: list[dict[str, Any]]) -> None:
+    """As ``segmenter replay`` does: keyed by user, stamped with the event's time."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, linger_ms=5)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send(TOPIC[event["kind"]], orjson.dumps(event),
+                                key=entity_id(event).encode(), timestamp_ms=event_time_ms(event))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def health(worker: WorkerProcess, probe: str) -> int:
+    url = worker.metrics_url.replace("/metrics", f"/health/{probe}")
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+async def test_a_backlog_of_three_topics_dead_letters_nothing_and_flags_backfill(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    # 60 days of clicks, carts and orders waiting on the broker, with the default allowed
+    # lateness of 24 h: the topics drift apart by weeks of event time while they are read.
+    now = time.time()
+    events, _ = plan_events(users=400, days=60.0, seed=5, end_ts=now - 7200)
+    await produce_stamped(kafka_bootstrap, events)
+    with WorkerProcess(env(kafka_bootstrap, redis_url, tmp_path), tmp_path / "w.log") as worker:
+        await wait_for(lambda: _true(worker.handled() >= len(events)), timeout=120,
+                       what=lambda: f"{worker.handled()} of {len(events)} events handled")
+        assert worker.metric("segmenter_invalid_events_total") == 0, worker.log()[-3000:]
+        assert worker.metric("segmenter_events_total") == len(events)
+        # The event loop was never held past its budget, recovery and reviews included.
+        assert 0 < worker.metric("segmenter_loop_lag_max_seconds") < LOOP_BUDGET_S
+        assert health(worker, "live") == 200 and health(worker, "ready") == 200
+
+        # A live order now: its changes are not backfill.
+        live = {"event_id": "live-1", "ts": time.time(), "user_id": "live-customer",
+                "order_id": "live-1", "total": 42.0}
+        await produce(kafka_bootstrap, [("shop.orders", b"live-customer", orjson.dumps(live))])
+        changes = await consume_all(
+            kafka_bootstrap, "segments.changes",
+            until=lambda got: any(m.key == b"live-customer" for m in got), timeout=60)
+    letters = await consume_all(kafka_bootstrap, "shop.deadletter", until=bool, timeout=2)
+    assert letters == []
+    decoded = [orjson.loads(m.value) for m in changes]
+    live_changes = [c for c in decoded if c["user_id"] == "live-customer"]
+    history = [c for c in decoded if c["user_id"] != "live-customer"]
+    assert live_changes and not any(c["backfill"] for c in live_changes)
+    assert history and all(c["backfill"] for c in history
+                           if _epoch(c["emitted_at"]) - _epoch(c["ts"]) > 3600)
+    assert any(c["backfill"] for c in history)
+
+
+async def test_a_worker_that_lost_its_group_recovers_or_exits_to_be_restarted(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    settings = env(kafka_bootstrap, redis_url, tmp_path, "  stall_timeout_s: 10\n")
+    store = redis.Redis.from_url(redis_url, decode_responses=True)
+    worker = WorkerProcess(settings, tmp_path / "w.log").start()
+    try:
+        first = click_from("before", time.time())
+        await produce(kafka_bootstrap, [first])
+        await wait_for(lambda: _exists(store, "before"), timeout=60, what="the first click")
+        # Frozen past the session timeout: the group rebalances without it.
+        os.kill(worker.process.pid, signal.SIGSTOP)  # type: ignore[union-attr]
+        await _sleep(12)
+        os.kill(worker.process.pid, signal.SIGCONT)  # type: ignore[union-attr]
+        await produce(kafka_bootstrap, [click_from("after", time.time())])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and worker.alive:
+            if await _exists(store, "after"):
+                break
+            await _sleep(0.5)
+        if not worker.alive:  # it noticed it was stuck: an orchestrator restarts it
+            assert worker.process.returncode == STALLED_EXIT_CODE, worker.log()[-3000:]
+            worker = WorkerProcess(settings, tmp_path / "w2.log").start()
+        await wait_for(lambda: _exists(store, "after"), timeout=60,
+                       what=lambda: "the click after the freeze\n" + worker.log()[-3000:])
+        assert health(worker, "live") == 200
+    finally:
+        worker.stop()
+        await store.aclose()
+
+
+def click_from(visitor: str, ts: float) -> tuple[str, bytes, bytes]:
+    event = {"event_id": visitor, "ts": ts, "anonymous_id": visitor, "page": "/"}
+    return "shop.clicks", visitor.encode(), orjson.dumps(event)
+
+
+async def _exists(store: Any, user_id: str) -> bool:
+    return bool(await store.exists(f"seg:user:{user_id}"))
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
