@@ -140,11 +140,18 @@ async def _backfill(settings: Settings, env: dict[str, str], orders: int, custom
     with tempfile.TemporaryDirectory() as tmp, WorkerProcess(env, Path(tmp) / "w.log") as w:
         rate, seconds = await asyncio.to_thread(_throughput, [w], len(history))
         dead = w.metric("segmenter_invalid_events_total")
+        rss, loop_lag = w.metric("process_resident_memory_bytes"), w.metric(
+            "segmenter_loop_lag_max_seconds")
+    redis_bytes = await _redis_bytes(settings)
     flags = await _change_flags(settings)
     return [("backfill", f"{rate:,.0f} orders/s end to end ({len(history):,} orders of "
              f"{customers:,} customers over 540 days in {seconds:.1f} s; produced at "
              f"{len(history) / produced_s:,.0f}/s); {dead:.0f} dead letters; change events "
-             f"{flags.get(True, 0):,} flagged backfill, {flags.get(False, 0):,} not")]
+             f"{flags.get(True, 0):,} flagged backfill, {flags.get(False, 0):,} not"),
+            ("backfill memory", f"worker RSS {rss / 1e6:.0f} MB for {customers:,} customers "
+             f"({rss / customers / 1e3:.1f} KB each, process total); Redis "
+             f"{redis_bytes / customers:,.0f} B per customer; max loop lag "
+             f"{1000 * loop_lag:.0f} ms")]
 
 
 async def _two_workers(settings: Settings, env: dict[str, str], events: list[dict],
