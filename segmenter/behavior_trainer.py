@@ -34,6 +34,7 @@ A new version is published only when a centre moved noticeably, so a settled mod
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections import Counter
 from typing import Any
@@ -56,6 +57,9 @@ class BehaviorTrainer:
         self.rng = random.Random(settings.seed)
         #: A bottom-k sample of users (smallest id hashes) -> their current vector.
         self.reservoir: dict[str, list[float]] = {}
+        #: (-hash, user) of the users put in the reservoir: a max-heap, to drop the largest
+        #: hash in O(log k) (entries of users gone since are skipped when they surface).
+        self._by_hash: list[tuple[float, str]] = []
         #: Workers send the vectors of users whose id hash is below this (see sample_hash).
         self.sample_below = 1.0
         #: Segment id -> [count, sum, sum of squares] of its current members, all workers.
@@ -107,14 +111,16 @@ class BehaviorTrainer:
     def _keep(self, user_id: str, vector: list[float]) -> None:
         """Bottom-k sampling: the users with the smallest id hashes, always their latest
         vector, so the reservoir is a uniform sample of the *current* population."""
-        if sample_hash(user_id) >= self.sample_below:
+        rank = sample_hash(user_id)
+        if rank >= self.sample_below:
             return
+        if user_id not in self.reservoir:
+            heapq.heappush(self._by_hash, (-rank, user_id))
         self.reservoir[user_id] = vector
-        if len(self.reservoir) > self.settings.reservoir_size:
-            ranked = sorted(self.reservoir, key=sample_hash)
-            for dropped in ranked[self.settings.reservoir_size:]:
-                del self.reservoir[dropped]
-            self.sample_below = sample_hash(ranked[self.settings.reservoir_size])
+        while len(self.reservoir) > self.settings.reservoir_size:
+            negative, dropped = heapq.heappop(self._by_hash)
+            if self.reservoir.pop(dropped, None) is not None:
+                self.sample_below = -negative
 
     def next_version(self, now: float) -> BehaviorModel | None:
         """The next model version if there is one to publish, else None."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,12 +53,18 @@ class SegmentChange:
             "previous": self.previous,
             "current": self.current,
             "ts": _iso(self.ts),
-            "emitted_at": _iso(emitted_at),
+            "emitted_at": _iso_cached(emitted_at),
             "cause": self.cause,
             "merged_into": self.merged_into,
             "model_version": self.model_version,
             "backfill": 0 < backfill_after_s < emitted_at - self.ts,
         })
+
+
+@functools.lru_cache(maxsize=4)
+def _iso_cached(ts: float) -> str:
+    """A batch's changes share their ``emitted_at``: format it once."""
+    return _iso(ts)
 
 
 def _iso(ts: float) -> str:

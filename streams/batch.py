@@ -88,14 +88,7 @@ class BatchProcessor:
         """``owns``: whether a user's partition is this worker's (else a login's visitor is
         claimed from the worker that owns them, over the identity topic)."""
         outcome = BatchOutcome()
-        decoded: list[tuple[ShopEvent, Message]] = []
-        handoffs = []
-        for message in messages:
-            if message.topic == self.identity:
-                handoffs.append(message)
-                continue
-            for event in self._decode(message, outcome):
-                decoded.append((event, message))
+        decoded, handoffs = self._decode_all(messages, outcome)
         lateness = self.engine.params.lateness_s
         horizons = {task: at - lateness for task, at in self.task_time.items()}
         decoded = self._on_time(decoded, outcome)
@@ -139,6 +132,19 @@ class BatchProcessor:
             outcome.dead_letters.append(DeadLetter(
                 origin[id(event)], "too_late", f"ts {event.ts:.0f} is before the horizon"))
         return outcome
+
+    def _decode_all(self, messages: Iterable[Message], outcome: BatchOutcome,
+                    ) -> tuple[list[tuple[ShopEvent, Message]], list[Message]]:
+        """Valid events with their messages (the rest dead-lettered), and identity handoffs."""
+        decoded: list[tuple[ShopEvent, Message]] = []
+        handoffs = []
+        for message in messages:
+            if message.topic == self.identity:
+                handoffs.append(message)
+                continue
+            for event in self._decode(message, outcome):
+                decoded.append((event, message))
+        return decoded, handoffs
 
     def _on_time(self, decoded: list[tuple[ShopEvent, Message]],
                  outcome: BatchOutcome) -> list[tuple[ShopEvent, Message]]:

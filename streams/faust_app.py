@@ -100,3 +100,19 @@ class SegmenterApp(faust.App):
 
     def _new_transport(self) -> _Transport:
         return _Transport(self.conf.broker_consumer, self)
+
+    def input_backlog(self, topics: frozenset[str]) -> list[tuple[Any, int | None]]:
+        """Messages waiting per assigned partition of ``topics`` (None: not known yet)."""
+        consumer = self.consumer
+        waiting: list[tuple[Any, int | None]] = []
+        for tp in consumer.assignment():
+            if tp.topic not in topics:
+                continue
+            read = consumer._read_offset.get(tp)
+            if read is None:
+                read = consumer._committed_offset.get(tp)
+                read = None if read is None else read - 1
+            highwater = consumer.highwater(tp)
+            known = read is not None and highwater is not None
+            waiting.append((tp, max(0, highwater - read - 1) if known else None))
+        return waiting

@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from streams.batch import BatchOutcome
 
 EVENTS = Counter("segmenter_events", "Valid input events processed", ["topic"])
 INVALID_EVENTS = Counter(
@@ -46,3 +51,30 @@ LOOP_LAG_MAX = Gauge("segmenter_loop_lag_max_seconds", "Largest loop lag since t
 INPUT_LAG = Gauge("segmenter_input_lag_messages",
                   "Input messages waiting on this worker's partitions (high watermark - read)")
 WATERMARK = Gauge("segmenter_watermark_seconds", "Event time the worker has reached (epoch s)")
+
+
+def record_sizes(sizes: dict[tuple[str, str], int]) -> None:
+    """Segment sizes as Redis reported them."""
+    for (segmentation, segment), size in sizes.items():
+        SEGMENT_SIZE.labels(segmentation, segment).set(size)
+
+
+def record_batch(
+    outcome: BatchOutcome, sizes: dict[tuple[str, str], int], written_at: float, watermark: float
+) -> None:
+    """Count what one written batch did."""
+    for topic, count in outcome.events_by_topic.items():
+        EVENTS.labels(topic).inc(count)
+    for dead in outcome.dead_letters:
+        INVALID_EVENTS.labels(dead.reason).inc()
+    if outcome.misrouted:
+        MISROUTED_EVENTS.inc(outcome.misrouted)
+    for change in outcome.changes:
+        if change.previous is not None:
+            SEGMENT_CHANGES.labels(change.segmentation, change.previous, "leave").inc()
+        if change.current is not None:
+            SEGMENT_CHANGES.labels(change.segmentation, change.current, "enter").inc()
+    for produced_at in outcome.produced_at:
+        LATENCY.observe(max(0.0, written_at - produced_at))
+    record_sizes(sizes)
+    WATERMARK.set(watermark)

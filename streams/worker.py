@@ -227,7 +227,7 @@ class SegmentWorker:
             await self.commit(BatchOutcome())  # sends the population's counts to the trainer
             if reevaluated:
                 log.info("re-evaluated %d users under new settings or quantiles", reevaluated)
-            _record_sizes(await self.redis.refresh_all_profiles())
+            metrics.record_sizes(await self.redis.refresh_all_profiles())
         self.health.recovered()
         log.info("recovered %d users", len(owned))
 
@@ -258,7 +258,7 @@ class SegmentWorker:
     async def _publish_profiles(self, model: BehaviorModel) -> None:
         profiles = {segment: {**profile, "model_version": model.version}
                     for segment, profile in model.profiles.items()}
-        _record_sizes(await self.redis.replace_profiles("behavior", profiles))
+        metrics.record_sizes(await self.redis.replace_profiles("behavior", profiles))
 
     async def _complete_recovery(self) -> None:
         tail = await read_changelog_tail(
@@ -276,23 +276,8 @@ class SegmentWorker:
         await self.health.watch_loop(lambda: self.app.should_stop)
 
     async def _watch_progress(self) -> None:
-        await self.health.watch_progress(self._backlog, lambda: self.app.should_stop)
-
-    def _backlog(self) -> list[tuple[Any, int | None]]:
-        """Input messages waiting per assigned input partition (None: not known yet)."""
-        consumer = self.app.consumer
-        waiting: list[tuple[Any, int | None]] = []
-        for tp in consumer.assignment():
-            if tp.topic not in self.inbox.topics:
-                continue
-            read = consumer._read_offset.get(tp)
-            if read is None:
-                read = consumer._committed_offset.get(tp)
-                read = None if read is None else read - 1
-            highwater = consumer.highwater(tp)
-            known = read is not None and highwater is not None
-            waiting.append((tp, max(0, highwater - read - 1) if known else None))
-        return waiting
+        await self.health.watch_progress(lambda: self.app.input_backlog(self.inbox.topics),
+                                         lambda: self.app.should_stop)
 
     def partition(self, user_id: str) -> int:
         """The user's input partition (Kafka's default partitioner, keyed by user id)."""
@@ -339,7 +324,7 @@ class SegmentWorker:
                 change.to_json(written_at, backfill_after_s), None, None, None,
             ))
         pending += await self._store(outcome)
-        _record_metrics(outcome, sizes, written_at, self.processor.watermark)
+        metrics.record_batch(outcome, sizes, written_at, self.processor.watermark)
         return pending
 
     async def _store(self, outcome: BatchOutcome) -> list[Awaitable[Any]]:
@@ -398,28 +383,3 @@ def _touched_segments(changes: list[SegmentChange]) -> set[tuple[str, str]]:
             if segment is not None:
                 touched.add((change.segmentation, segment))
     return touched
-
-
-def _record_sizes(sizes: dict[tuple[str, str], int]) -> None:
-    for (segmentation, segment), size in sizes.items():
-        metrics.SEGMENT_SIZE.labels(segmentation, segment).set(size)
-
-
-def _record_metrics(
-    outcome: BatchOutcome, sizes: dict[tuple[str, str], int], written_at: float, watermark: float
-) -> None:
-    for topic, count in outcome.events_by_topic.items():
-        metrics.EVENTS.labels(topic).inc(count)
-    for dead in outcome.dead_letters:
-        metrics.INVALID_EVENTS.labels(dead.reason).inc()
-    if outcome.misrouted:
-        metrics.MISROUTED_EVENTS.inc(outcome.misrouted)
-    for change in outcome.changes:
-        if change.previous is not None:
-            metrics.SEGMENT_CHANGES.labels(change.segmentation, change.previous, "leave").inc()
-        if change.current is not None:
-            metrics.SEGMENT_CHANGES.labels(change.segmentation, change.current, "enter").inc()
-    for produced_at in outcome.produced_at:
-        metrics.LATENCY.observe(max(0.0, written_at - produced_at))
-    _record_sizes(sizes)
-    metrics.WATERMARK.set(watermark)
