@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -94,7 +95,15 @@ class UserRecord:
     claimed: list[str] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({
+        """JSON, deflated: a third of the size, and an exactly sized object (orjson's own
+        result keeps its whole growth buffer, several KB, for as long as the store keeps it).
+
+        >>> from features.profile import FeatureParams, UserFeatures
+        >>> record = UserRecord(UserFeatures(FeatureParams()), segments={"rfm": "lost"})
+        >>> UserRecord.from_bytes(record.to_bytes(), FeatureParams()).segments
+        {'rfm': 'lost'}
+        """
+        return zlib.compress(orjson.dumps({
             "features": self.features.to_dict(),
             "segments": self.segments,
             "review_at": self.review_at,
@@ -105,11 +114,12 @@ class UserRecord:
             "behavior_version": self.behavior_version,
             "absorbed": self.absorbed,
             "claimed": self.claimed,
-        })
+        }), 1)
 
     @classmethod
     def from_bytes(cls, data: bytes, params: FeatureParams) -> UserRecord:
-        state: dict[str, Any] = orjson.loads(data)
+        # Records written before they were deflated are plain JSON objects.
+        state: dict[str, Any] = orjson.loads(data if data[:1] == b"{" else zlib.decompress(data))
         return cls(
             features=UserFeatures.from_dict(state["features"], params),
             segments=state["segments"],

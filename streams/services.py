@@ -39,7 +39,7 @@ def local_services(
         overrides = data_dir / "overrides.yaml"
         overrides.write_text(
             f"app_id: {app_id}\nworker:\n  data_dir: {data_dir / 'data'}\n"
-            "kafka:\n  session_timeout_s: 6\n"
+            "kafka:\n  session_timeout_s: 6\n  fetch_max_wait_ms: 20\n"
             f"features:\n  allowed_lateness_minutes: {history_days * 1440:.0f}\n"
         )
         env = {
