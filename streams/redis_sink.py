@@ -82,8 +82,11 @@ class RedisMembership:
         memberships: Mapping[str, Mapping[str, str]],
         touched_segments: Iterable[tuple[str, str]],
     ) -> dict[tuple[str, str], int]:
-        """Store each user's full membership, refresh touched profiles; return their sizes."""
-        touched = sorted(set(touched_segments))
+        """Store each user's full membership, refresh touched profiles; return their sizes.
+
+        Only segments still in the catalogue get a profile: a user leaving a behaviour segment
+        that a new model version dropped must not bring its profile back."""
+        touched = sorted(t for t in set(touched_segments) if t[1] in self.catalogue.get(t[0], ()))
         attempt = 0
         while True:
             try:
