@@ -8,59 +8,23 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from features.events import ShopEvent
-from segmenter.engine import SegmentChange, SegmentEngine, UserRecord
+from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.schedule import ReviewSchedule
 from segmenter.settings import Topics
 from streams.codec import InvalidEvent, decode_message
 from streams.identity import claim, handoff_in
+from streams.messages import BatchOutcome, DeadLetter, LoadRecord, Message
 
 #: A topic that delivered nothing for this long (wall clock) no longer holds event time back.
 IDLE_TOPIC_S = 2.0
 #: Messages produced within this long count towards the produce -> Redis latency metric.
 LIVE_S = 3600.0
 
-LoadRecord = Callable[[str], UserRecord | None]
 Owns = Callable[[str], bool]
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """An input message as read from Kafka (timestamp: producer time, epoch seconds)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: float
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    message: Message
-    reason: str
-    detail: str
-
-
-@dataclass(slots=True)
-class BatchOutcome:
-    """What a batch produced; ``records`` are the touched users' new states, to be stored."""
-
-    records: dict[str, UserRecord] = field(default_factory=dict)
-    changes: list[SegmentChange] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    events_by_topic: Counter[str] = field(default_factory=Counter)
-    produced_at: list[float] = field(default_factory=list)
-    misrouted: int = 0
-    #: Visitors merged into customers: their records are to be deleted, not stored.
-    merged: set[str] = field(default_factory=set)
-    #: Identity handoffs for other workers: (key, value) for the identity topic.
-    handoffs: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 class BatchProcessor:

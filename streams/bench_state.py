@@ -22,7 +22,8 @@ import orjson
 
 from segmenter.engine import SegmentEngine
 from segmenter.settings import Settings
-from streams.batch import BatchProcessor, Message
+from streams.batch import BatchProcessor
+from streams.messages import Message
 
 DAY = 86_400.0
 

@@ -19,18 +19,16 @@ customer's worker folds in once (``UserRecord.absorbed``). Both steps are idempo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from features.events import ShopEvent
 from features.profile import UserFeatures
 from segmenter.engine import SegmentEngine, UserRecord
+from streams.messages import BatchOutcome, DeadLetter, LoadRecord, Message
 
-if TYPE_CHECKING:
-    from streams.batch import BatchOutcome, LoadRecord, Message
-
-Keep = Callable[[str, UserRecord, "BatchOutcome"], None]
+Keep = Callable[[str, UserRecord, BatchOutcome], None]
 
 
 def claim(visitor_id: str, user_id: str, login: ShopEvent) -> tuple[str, bytes]:
@@ -49,8 +47,6 @@ def handoff_in(engine: SegmentEngine, message: Message, load: LoadRecord,
         kind, visitor_id, user_id = note["type"], note["visitor"], note["customer"]
         ts, cause = float(note["ts"]), str(note["cause"])
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        from streams.batch import DeadLetter
-
         outcome.dead_letters.append(DeadLetter(message, "invalid_handoff", repr(exc)))
         return
     if kind == "claim":

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
-    from streams.batch import BatchOutcome
+    from streams.messages import BatchOutcome
 
 EVENTS = Counter("segmenter_events", "Valid input events processed", ["topic"])
 INVALID_EVENTS = Counter(

@@ -34,7 +34,8 @@ from segmenter.behavior import BehaviorModel, behavior_vector
 from segmenter.behavior_trainer import BehaviorTrainer
 from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.settings import Settings
-from streams.batch import BatchProcessor, Message
+from streams.batch import BatchProcessor
+from streams.messages import Message
 from streams.personas import UserPlan, entity_id, plan_events
 
 BATCH = 1000

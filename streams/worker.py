@@ -21,12 +21,13 @@ from segmenter.behavior import BehaviorModel
 from segmenter.engine import SegmentChange, SegmentEngine, UserRecord
 from segmenter.settings import Settings
 from streams import metrics
-from streams.batch import BatchOutcome, BatchProcessor, DeadLetter, Message
+from streams.batch import BatchProcessor
 from streams.behavior_sync import ModelSync, read_latest_model
 from streams.changelog import read_changelog_tail
 from streams.faust_app import SegmenterApp
 from streams.health import WorkerHealth
 from streams.inbox import BatchInbox
+from streams.messages import BatchOutcome, DeadLetter, Message
 from streams.redis_sink import RedisMembership
 
 log = logging.getLogger(__name__)

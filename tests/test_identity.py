@@ -8,7 +8,8 @@ from features.events import EVENT_TYPES
 from features.profile import FeatureParams, UserFeatures
 from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.settings import load_settings
-from streams.batch import BatchProcessor, Message
+from streams.batch import BatchProcessor
+from streams.messages import Message
 
 T0 = 1_767_225_600.0
 SETTINGS = load_settings(environ={})

@@ -1,0 +1,51 @@
+"""What flows through a batch: input messages, dead letters, and the batch's outcome.
+
+Its own module so that the batch step (:mod:`streams.batch`) and identity stitching
+(:mod:`streams.identity`), which both produce and consume these, import it rather than
+each other.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from segmenter.engine import SegmentChange, UserRecord
+
+LoadRecord = Callable[[str], UserRecord | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """An input message as read from Kafka (timestamp: producer time, epoch seconds)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    message: Message
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What a batch produced; ``records`` are the touched users' new states, to be stored."""
+
+    records: dict[str, UserRecord] = field(default_factory=dict)
+    changes: list[SegmentChange] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    events_by_topic: Counter[str] = field(default_factory=Counter)
+    produced_at: list[float] = field(default_factory=list)
+    misrouted: int = 0
+    #: Visitors merged into customers: their records are to be deleted, not stored.
+    merged: set[str] = field(default_factory=set)
+    #: Identity handoffs for other workers: (key, value) for the identity topic.
+    handoffs: list[tuple[str, bytes]] = field(default_factory=list)
