@@ -107,8 +107,6 @@ class UserFeatures:
     cart_since_order: list[tuple[float, int, float]] = field(default_factory=list)
     #: event_id -> ts, for events a duplicate could still arrive for.
     recent_ids: dict[str, float] = field(default_factory=dict)
-    #: The oldest horizon an event of the current call was accepted under (not stored).
-    horizon: float | None = None
     days: DailyBuckets = field(init=False)
     session_counter: SessionCounter = field(init=False)
     engagement: DecayedSum = field(init=False)
@@ -134,11 +132,10 @@ class UserFeatures:
             horizon = self.last_seen - self.params.lateness_s
         if event.ts < horizon:
             return "too_late"
-        self.horizon = horizon if self.horizon is None else min(self.horizon, horizon)
         self.recent_ids[event.event_id] = event.ts
         self.first_seen = min(self.first_seen, event.ts)
         self.last_seen = max(self.last_seen, event.ts)
-        self.session_counter.learn_one(event.ts, self.horizon)
+        self.session_counter.learn_one(event.ts, horizon)
         self.engagement.add(event.ts, ENGAGEMENT_WEIGHTS[event.kind])
         if isinstance(event, ClickEvent):
             self._learn_click(event)
@@ -146,7 +143,7 @@ class UserFeatures:
             self._learn_cart(event)
         elif isinstance(event, OrderEvent):
             self._learn_order(event)
-        self._forget_unreachable()
+        self._forget_unreachable(horizon)
         return "accepted"
 
     def _count(self, name: str, amount: float = 1) -> None:
@@ -221,12 +218,10 @@ class UserFeatures:
             self.engagement.add(other.engagement.anchor_ts, other.engagement.anchor_value)
         self._forget_unreachable()
 
-    def _forget_unreachable(self) -> None:
-        """Drop what no accepted event can change any more, keeping the state small."""
-        horizon = self.last_seen - self.params.lateness_s
-        if self.horizon is not None:
-            horizon = min(horizon, self.horizon)
-            self.horizon = None
+    def _forget_unreachable(self, horizon: float = math.inf) -> None:
+        """Drop what no accepted event can change any more, keeping the state small: nothing
+        older than ``horizon`` or than the latest event less the allowed lateness can come."""
+        horizon = min(horizon, self.last_seen - self.params.lateness_s)
         if len(self.recent_ids) > 16:
             self.recent_ids = {i: ts for i, ts in self.recent_ids.items() if ts >= horizon}
         old = [change for change in self.cart_since_order if change[0] < horizon]

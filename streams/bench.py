@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -35,12 +36,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from segmenter.settings import Settings
 from streams.bench_latency import measure_latency
-from streams.bench_state import state_rows
+from streams.bench_state import order_history, state_rows
 from streams.codec import event_time_ms
+from streams.embedded import free_port
 from streams.personas import entity_id, plan_events
 from streams.replay import replay_events
 from streams.services import WorkerProcess, local_services
@@ -131,8 +134,6 @@ async def _batched(settings: Settings, env: dict[str, str], events: list[dict],
 
 async def _backfill(settings: Settings, env: dict[str, str], orders: int, customers: int,
                     ) -> list[tuple[str, str]]:
-    from streams.bench_state import order_history
-
     history = order_history(orders, customers, days=540, end_ts=time.time() - 3600)
     started = time.perf_counter()
     await replay_events(settings.kafka.bootstrap, settings.kafka.topics.orders, history, 0.0)
@@ -161,7 +162,7 @@ async def _two_workers(settings: Settings, env: dict[str, str], events: list[dic
     with tempfile.TemporaryDirectory() as tmp:
         workers = [WorkerProcess({**env, "SEGMENTER_METRICS_PORT": str(port)},
                                  Path(tmp) / f"w{n}.log").start()
-                   for n, port in enumerate(_free_ports(2))]
+                   for n, port in enumerate((free_port(), free_port()))]
         try:
             two, _ = await asyncio.to_thread(_throughput, workers, len(events))
         finally:
@@ -213,7 +214,7 @@ async def _bare_consumer_rate(settings: Settings, count: int) -> float:
 
 def _faust_noop_rate(env: dict[str, str], count: int) -> float:
     done = subprocess.run([sys.executable, "-m", "streams.faust_noop", str(count)],
-                          env={**_environ(), **env, "SEGMENTER_METRICS_PORT": "0"},
+                          env={**os.environ, **env, "SEGMENTER_METRICS_PORT": "0"},
                           capture_output=True, timeout=600)
     found = re.search(rb"\{[^{}]*\}", done.stdout)  # Faust writes terminal codes around it
     if found is None:
@@ -241,8 +242,6 @@ def _throughput(workers: list[WorkerProcess], count: int) -> tuple[float, float]
 
 
 async def _redis_bytes(settings: Settings) -> int:
-    import redis.asyncio as redis
-
     client = redis.Redis.from_url(settings.redis.url)
     try:
         info = await client.info("memory")
@@ -269,13 +268,3 @@ async def _change_flags(settings: Settings) -> dict[bool, int]:
     return flags
 
 
-def _free_ports(count: int) -> list[int]:
-    from streams.embedded import free_port
-
-    return [free_port() for _ in range(count)]
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)

@@ -23,12 +23,9 @@ async def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
     await admin.start()
     await consumer.start()
     try:
+        await consumer.topics()  # the topics' partitions, fresh
         partitions = [TopicPartition(topic, p) for topic in topics
                       for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not partitions:
-            await consumer.topics()  # refresh the metadata once
-            partitions = [TopicPartition(topic, p) for topic in topics
-                          for p in sorted(consumer.partitions_for_topic(topic) or ())]
         ends = await consumer.end_offsets(partitions)
         committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
         return sum(max(0, end - max(0, committed[tp].offset if tp in committed else 0))

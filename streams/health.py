@@ -33,6 +33,8 @@ from streams import metrics
 log = logging.getLogger(__name__)
 
 TICK_S = 0.05
+#: How often the stall watchdog looks (short, so that a stopping worker is not held up).
+CHECK_S = 0.5
 LIVE_LOOP_S = 10.0
 STALLED_EXIT_CODE = 3
 
@@ -79,10 +81,9 @@ class WorkerHealth:
                              exit: Callable[[int], Any] = os._exit) -> None:
         """Exit when input waits and nothing has been processed for ``stall_timeout_s``."""
         while not stopping():
-            for _ in range(10):  # a short sleep at a time: stopping is noticed at once
-                await asyncio.sleep(min(5.0, self.stall_timeout_s / 4) / 10)
-                if stopping():
-                    return
+            await asyncio.sleep(min(CHECK_S, self.stall_timeout_s / 4))
+            if stopping():
+                return
             waiting = sum(count or 0 for _, count in backlog())
             metrics.INPUT_LAG.set(waiting)
             if waiting and self.ready and time.monotonic() - self.progressed_at > (

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Iterator
 from typing import Any
 
@@ -109,7 +110,7 @@ class SegmentWorker:
         self.sync = ModelSync(settings, self.apply_model) if behavior.enabled else None
         self._following: asyncio.Task[None] | None = None
         #: Users (keys) still to re-evaluate under the latest behaviour model version.
-        self.sweep: list[bytes] = []
+        self.sweep: deque[bytes] = deque()
 
     async def consume(self) -> None:
         """The hot path: take what the consumer fetched, process it as one batch, write it
@@ -158,15 +159,13 @@ class SegmentWorker:
         while time.monotonic() < budget_ends:
             async with self.lock:
                 outcome = self.processor.review(self.load_owned, REVIEW_SLICE)
-                metrics.USERS_REVIEWED.inc(len(outcome.records))
-                done = len(outcome.records) < REVIEW_SLICE
-                if sweep > 0 and len(outcome.records) < REVIEW_SLICE:
-                    swept = self._sweep(outcome, min(sweep, REVIEW_SLICE - len(outcome.records)))
-                    sweep -= swept
-                    done = done and swept == 0
+                reviewed = len(outcome.records)
+                metrics.USERS_REVIEWED.inc(reviewed)
+                swept = self._sweep(outcome, min(sweep, REVIEW_SLICE - reviewed))
+                sweep -= swept
                 if outcome.records or outcome.changes:
                     await self.commit(outcome)
-            if done:
+            if reviewed + swept < REVIEW_SLICE:  # nothing more is due now
                 return
             await asyncio.sleep(0)
 
@@ -175,15 +174,15 @@ class SegmentWorker:
         behavior = self.engine.behavior
         if not self.sweep or behavior is None or behavior.model is None:
             return 0
-        batch, self.sweep = self.sweep[:limit], self.sweep[limit:]
-        for key in batch:
-            user_id = key.decode()
+        count = min(limit, len(self.sweep))
+        for _ in range(count):
+            user_id = self.sweep.popleft().decode()
             record = outcome.records.get(user_id) or self.load_owned(user_id)
             if record is not None and record.behavior_version != behavior.model.version:
                 outcome.changes += self.engine.reclassify(user_id, record,
                                                           self.processor.watermark)
                 outcome.records[user_id] = record
-        return len(batch)
+        return count
 
     async def apply_model(self, model: BehaviorModel) -> None:
         """A new model version: predict with it, publish its profiles, queue the users to
@@ -197,7 +196,7 @@ class SegmentWorker:
             behavior.model = model
             await self._publish_profiles(model)
             if moved:
-                self.sweep = list(self.users.data.keys())  # owned or not: checked when swept
+                self.sweep = deque(self.users.data.keys())  # owned or not: checked when swept
             if model.population is not None:
                 self.processor.queue_rescore(self.engine.use_population(model.population))
         metrics.MODEL_VERSION.set(model.version)
@@ -216,6 +215,9 @@ class SegmentWorker:
             self.engine.population.retain(self.owns)
             store = self.users.data
             owned = [key for key in list(store.keys()) if self.owns(key.decode())]
+            # Two passes, each decoding the records again: the population must be whole before
+            # anyone is re-scored, and keeping a million decoded records between the passes
+            # would cost far more memory than the second decoding costs time.
             for chunk in _chunks(owned, RECOVERY_SLICE):
                 self.processor.adopt(self._records(chunk))
                 await asyncio.sleep(0)
