@@ -98,6 +98,8 @@ class BehaviorModel:
     #: that every worker scores RFM on the same quintiles.
     population: dict[str, dict[int, int]] | None = None
     _scaled: Any = field(init=False, repr=False)
+    _rows: list[tuple[float, ...]] = field(init=False, repr=False)
+    _inverse_scale: list[float] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.centres = np.asarray(self.centres, dtype=float).reshape(len(self.ids), DIMENSIONS)
@@ -105,11 +107,16 @@ class BehaviorModel:
         self.mean = (np.zeros(DIMENSIONS) if self.mean is None
                      else np.asarray(self.mean, dtype=float))
         self._scaled = self.centres / self.scale
+        # Plain lists for predict_one: numpy's per-call overhead outweighs a few centres' sums.
+        self._rows = [tuple(row) for row in self._scaled.tolist()]
+        self._inverse_scale = (1.0 / self.scale).tolist()
 
     def predict_one(self, vector: Sequence[float]) -> str:
         """The id of the nearest centre."""
-        point = np.asarray(vector, dtype=float) / self.scale
-        return self.ids[int(np.argmin(((self._scaled - point) ** 2).sum(axis=1)))]
+        point = [value * inverse for value, inverse in zip(vector, self._inverse_scale,
+                                                            strict=True)]
+        distances = [math.dist(row, point) for row in self._rows]
+        return self.ids[distances.index(min(distances))]
 
     def predict_many(self, vectors: Any) -> list[str]:
         """Nearest centre ids for a batch of vectors (one row each): one matrix operation."""

@@ -127,6 +127,16 @@ class SegmentEngine:
         Events older than ``horizon`` (by default the user's latest event less the allowed
         lateness) are not counted; they go to ``too_late``.
         """
+        cause = self.fold(record, events, too_late, horizon)
+        if cause is None:  # only duplicates: nothing can have changed
+            return []
+        return self.settle(user_id, record, now, cause)
+
+    def fold(self, record: UserRecord, events: Iterable[ShopEvent],
+             too_late: list[ShopEvent] | None = None, horizon: float | None = None,
+             ) -> ShopEvent | None:
+        """Fold events into the user's features without evaluating; return the latest event
+        that counted (the cause of what may change), None if none did."""
         cause = None
         for event in events:
             outcome = record.features.learn_one(event, horizon)
@@ -134,8 +144,11 @@ class SegmentEngine:
                 too_late.append(event)
             if outcome == "accepted" and (cause is None or event.ts >= cause.ts):
                 cause = event
-        if cause is None:  # only duplicates: nothing can have changed
-            return []
+        return cause
+
+    def settle(self, user_id: str, record: UserRecord, now: float,
+               cause: ShopEvent) -> list[SegmentChange]:
+        """Evaluate a user whose events up to ``cause`` were folded in."""
         return self._evaluate(user_id, record, max(now, cause.ts), cause.ts, cause.event_id)
 
     def review(self, user_id: str, record: UserRecord, now: float) -> list[SegmentChange]:

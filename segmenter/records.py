@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import lz4.block
 import orjson
 
 from features.profile import FeatureParams, UserFeatures
@@ -62,6 +63,18 @@ class SegmentChange:
         })
 
 
+#: First byte of a stored record in an LZ4 block (JSON starts with "{", zlib with 0x78).
+LZ4_MARK = b"\x04"
+
+
+def _json_of(data: bytes) -> bytes:
+    """A stored record's JSON: LZ4, or as written by earlier versions, zlib or plain."""
+    first = data[:1]
+    if first == LZ4_MARK:
+        return lz4.block.decompress(data[1:])
+    return data if first == b"{" else zlib.decompress(data)
+
+
 @functools.lru_cache(maxsize=4)
 def _iso_cached(ts: float) -> str:
     """A batch's changes share their ``emitted_at``: format it once."""
@@ -95,15 +108,16 @@ class UserRecord:
     claimed: list[str] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
-        """JSON, deflated: a third of the size, and an exactly sized object (orjson's own
-        result keeps its whole growth buffer, several KB, for as long as the store keeps it).
+        """JSON in an LZ4 block (marked by a first byte of 4): about 0.7 of the size, about a
+        microsecond each way, and an exactly sized object (orjson's own result keeps its
+        whole growth buffer, several KB, for as long as the store keeps it).
 
         >>> from features.profile import FeatureParams, UserFeatures
         >>> record = UserRecord(UserFeatures(FeatureParams()), segments={"rfm": "lost"})
         >>> UserRecord.from_bytes(record.to_bytes(), FeatureParams()).segments
         {'rfm': 'lost'}
         """
-        return zlib.compress(orjson.dumps({
+        return LZ4_MARK + lz4.block.compress(orjson.dumps({
             "features": self.features.to_dict(),
             "segments": self.segments,
             "review_at": self.review_at,
@@ -114,12 +128,11 @@ class UserRecord:
             "behavior_version": self.behavior_version,
             "absorbed": self.absorbed,
             "claimed": self.claimed,
-        }), 1)
+        }))
 
     @classmethod
     def from_bytes(cls, data: bytes, params: FeatureParams) -> UserRecord:
-        # Records written before they were deflated are plain JSON objects.
-        state: dict[str, Any] = orjson.loads(data if data[:1] == b"{" else zlib.decompress(data))
+        state: dict[str, Any] = orjson.loads(_json_of(data))
         return cls(
             features=UserFeatures.from_dict(state["features"], params),
             segments=state["segments"],

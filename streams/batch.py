@@ -19,8 +19,10 @@ from streams.codec import InvalidEvent, decode_message
 from streams.identity import claim, handoff_in
 from streams.messages import BatchOutcome, DeadLetter, LoadRecord, Message
 
-#: A topic that delivered nothing for this long (wall clock) no longer holds event time back.
-IDLE_TOPIC_S = 2.0
+#: A topic that delivered nothing in this many of the task's batches no longer holds its event
+#: time back. Counted in batches, not seconds: a coalescing flush or a long review pauses every
+#: topic at once, and a wall-clock rule would then let the first topic back set the time.
+IDLE_TOPIC_BATCHES = 20
 #: Messages produced within this long count towards the produce -> Redis latency metric.
 LIVE_S = 3600.0
 
@@ -41,21 +43,33 @@ class BatchProcessor:
         #: Per input partition number (a task, as Kafka Streams calls the partitions of the
         #: co-partitioned inputs that one user's events go to): its event time.
         self.task_time: dict[int, float] = {}
-        #: Per (topic, partition): its latest event time, and when (monotonic) it delivered.
+        #: Per (topic, partition): its latest event time, and the batch it last delivered in.
         self.topic_time: dict[tuple[str, int], float] = {}
-        self.topic_seen_at: dict[tuple[str, int], float] = {}
+        self.topic_seen_at: dict[tuple[str, int], int] = {}
+        self.batches = 0
         #: Users to re-score (F or M may have moved), in the order they were queued.
         self.rescore_pending: dict[str, None] = {}
+        #: While catching up: users whose events are folded in but not yet evaluated, with
+        #: the latest of those events (see :meth:`settle`).
+        self.deferred: dict[str, tuple[UserRecord, ShopEvent]] = {}
 
     def process(self, messages: Iterable[Message], load: LoadRecord,
-                owns: Owns = lambda user_id: True) -> BatchOutcome:
+                owns: Owns = lambda user_id: True,
+                coalesce_after_s: float | None = None) -> BatchOutcome:
         """``owns``: whether a user's partition is this worker's (else a login's visitor is
-        claimed from the worker that owns them, over the identity topic)."""
+        claimed from the worker that owns them, over the identity topic).
+
+        ``coalesce_after_s``: while the stream's event time is more than this behind the wall
+        clock (catching up on a backlog), users' events are only folded in; they are
+        evaluated, once each, by :meth:`settle` (logins are evaluated at once)."""
         outcome = BatchOutcome()
+        load = self.loader(load)
         decoded, handoffs = self._decode_all(messages, outcome)
         lateness = self.engine.params.lateness_s
         horizons = {task: at - lateness for task, at in self.task_time.items()}
         decoded = self._on_time(decoded, outcome)
+        defer = (coalesce_after_s is not None
+                 and self.watermark < time.time() - coalesce_after_s)
         # Event-time order across the topics, so that each user's events are folded in the
         # order they happened whichever topic brought them.
         decoded.sort(key=lambda pair: pair[0].ts)
@@ -88,14 +102,52 @@ class BatchProcessor:
                     record.claimed.append(visitor_id)
                     outcome.handoffs.append(claim(visitor_id, user_id, event))
             horizon = horizons.get(origin[id(by_user[user_id][0])].partition, -math.inf)
+            if defer and user_id not in logins:
+                self._defer(user_id, record, by_user[user_id], too_late, horizon)
+                outcome.deferred = True
+                continue
             outcome.changes += self.engine.learn(
                 user_id, record, by_user[user_id], self.watermark, too_late, horizon)
             self._keep(user_id, record, outcome)
+        if outcome.deferred:  # not in Redis yet: no produce -> Redis latency to count
+            outcome.produced_at.clear()
         for event in too_late:  # cannot happen: checked on arrival, against these horizons
             outcome.events_by_topic[origin[id(event)].topic] -= 1
             outcome.dead_letters.append(DeadLetter(
                 origin[id(event)], "too_late", f"ts {event.ts:.0f} is before the horizon"))
         return outcome
+
+    def _defer(self, user_id: str, record: UserRecord, events: list[ShopEvent],
+               too_late: list[ShopEvent], horizon: float) -> None:
+        cause = self.engine.fold(record, events, too_late, horizon)
+        if cause is None:  # only duplicates
+            return
+        waiting = self.deferred.get(user_id)
+        if waiting is None or cause.ts >= waiting[1].ts:
+            self.deferred[user_id] = (record, cause)
+
+    def settle(self, limit: int) -> BatchOutcome:
+        """Evaluate up to ``limit`` deferred users, each once at the stream's event time: their
+        change events go from what was last published to the state their backlog reached."""
+        outcome = BatchOutcome()
+        for _ in range(min(limit, len(self.deferred))):
+            user_id, (record, cause) = next(iter(self.deferred.items()))
+            outcome.changes += self.engine.settle(user_id, record, self.watermark, cause)
+            self._keep(user_id, record, outcome)
+        return outcome
+
+    def drop_deferred(self) -> None:
+        """Forget what was folded in but not settled (its input is read again: a rebalance)."""
+        self.deferred.clear()
+
+    def loader(self, load: LoadRecord) -> LoadRecord:
+        """``load`` that first looks among the deferred users (their records are newer)."""
+        deferred = self.deferred
+
+        def load_current(user_id: str) -> UserRecord | None:
+            waiting = deferred.get(user_id)
+            return waiting[0] if waiting is not None else load(user_id)
+        return load_current
 
     def _decode_all(self, messages: Iterable[Message], outcome: BatchOutcome,
                     ) -> tuple[list[tuple[ShopEvent, Message]], list[Message]]:
@@ -118,13 +170,14 @@ class BatchProcessor:
 
         A task is one partition number of the input topics: all of one user's events go to
         it. Its event time is the earliest of its topics' latest event times, over the topics
-        that delivered within :data:`IDLE_TOPIC_S`, so that a topic running ahead in a backlog
-        does not make the others' events late; once every topic is quiet, the latest event
-        time of any (a quiet topic does not hold time back). The worker's watermark, which
-        drives time-driven reviews, is the latest of its tasks' event times.
+        that delivered within the last :data:`IDLE_TOPIC_BATCHES` batches, so that a topic
+        running ahead in a backlog does not make the others' events late while a quiet topic
+        does not hold time back. The worker's watermark, which drives time-driven reviews, is
+        the latest of its tasks' event times.
         """
         lateness = self.engine.params.lateness_s
-        now = time.monotonic()
+        self.batches += 1
+        now = self.batches
         on_time = []
         for event, message in decoded:
             task = message.partition
@@ -142,17 +195,21 @@ class BatchProcessor:
                 self._advance(task, now)
         return on_time
 
-    def advance_idle(self) -> None:
-        """Let event time follow the topics that went quiet (called on every review tick)."""
-        now = time.monotonic()
+    def advance_idle(self, caught_up: Callable[[str, int], bool]) -> None:
+        """A task whose every topic is caught up (``caught_up(topic, partition)``: nothing
+        waits for it here or on the broker) moves on to the latest event time of any of them:
+        with the input all read, no earlier event can still come. Called on review ticks."""
         for task in list(self.task_time):
-            self._advance(task, now)
+            keys = [key for key in self.topic_time if key[1] == task]
+            if all(caught_up(*key) for key in keys):
+                reached = max(self.topic_time[key] for key in keys)
+                self.task_time[task] = max(self.task_time[task], reached)
+                self.watermark = max(self.watermark, reached)
 
-    def _advance(self, task: int, now: float) -> None:
+    def _advance(self, task: int, now: int) -> None:
         times = [(at, self.topic_seen_at[key]) for key, at in self.topic_time.items()
                  if key[1] == task]
-        active = [at for at, seen in times if now - seen <= IDLE_TOPIC_S]
-        reached = min(active) if active else max(at for at, _ in times)
+        reached = min(at for at, seen in times if now - seen <= IDLE_TOPIC_BATCHES)
         self.task_time[task] = max(self.task_time.get(task, -math.inf), reached)
         self.watermark = max(self.watermark, self.task_time[task])
 
@@ -166,12 +223,16 @@ class BatchProcessor:
         self._keep(visitor_id, visitor, outcome)
         outcome.merged.add(visitor_id)
 
-    def review(self, load: LoadRecord, limit: int) -> BatchOutcome:
+    def review(self, load: LoadRecord, limit: int,
+               caught_up: Callable[[str, int], bool] = lambda topic, partition: True,
+               ) -> BatchOutcome:
         """Re-evaluate up to ``limit`` users: first those time has moved, then those whom the
         population's quantiles moved. The rest wait for the next call, so each call is a
-        bounded slice of work however many users are due."""
+        bounded slice of work however many users are due. ``caught_up``: see
+        :meth:`advance_idle`."""
         outcome = BatchOutcome()
-        self.advance_idle()
+        load = self.loader(load)
+        self.advance_idle(caught_up)
         for user_id in self.schedule.pop_due(self.watermark, limit):
             record = load(user_id)
             if record is None:  # the user's partition moved to another worker
@@ -216,6 +277,8 @@ class BatchProcessor:
         return outcome
 
     def _keep(self, user_id: str, record: UserRecord, outcome: BatchOutcome) -> None:
+        """The user's evaluated record is to be written (every path here evaluates)."""
+        self.deferred.pop(user_id, None)
         outcome.records[user_id] = record
         self.schedule.schedule(user_id, record.review_at)
 

@@ -224,20 +224,22 @@ def _faust_noop_rate(env: dict[str, str], count: int) -> float:
 
 
 def _throughput(workers: list[WorkerProcess], count: int) -> tuple[float, float]:
-    """Poll the workers' counters: (events/s, seconds) from first to last handled event."""
-    first_count, first_at = 0.0, 0.0
+    """Poll the workers' counters: (events/s, seconds) from the first input taken to the
+    last event handled (written out)."""
+    first_at = 0.0
     deadline = time.monotonic() + 1800
     while time.monotonic() < deadline:
         dead = [w for w in workers if not w.alive]
         if dead:
             raise RuntimeError(f"a worker exited:\n{dead[0].log()[-3000:]}")
-        handled, now = sum(w.handled() for w in workers), time.perf_counter()
-        if handled and not first_at:
-            first_count, first_at = handled, now
-        if handled >= count:
+        now = time.perf_counter()
+        if not first_at and any(w.taken() for w in workers):
+            first_at = now
+        handled = sum(w.handled() for w in workers)
+        if first_at and handled >= count:
             seconds = now - first_at
-            return (handled - first_count) / max(seconds, 1e-9), seconds
-        time.sleep(0.25)
+            return handled / max(seconds, 1e-9), seconds
+        time.sleep(0.1)
     raise RuntimeError(f"the workers handled only {handled:.0f} of {count} events")
 
 

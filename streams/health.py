@@ -9,6 +9,9 @@ HTTP endpoints an orchestrator probes.
   looks after it lost its group membership and never got going again; it exits with
   :data:`STALLED_EXIT_CODE` so that its orchestrator restarts it (nothing is lost: input is
   acknowledged only after its batch is written).
+- **Blocked loop report**: a thread watches the loop's heartbeat; when the loop has not turned
+  for :data:`BLOCKED_REPORT_S`, it logs the stack of what holds it, once per blocking, so the
+  culprit of a lag spike is named in the log rather than guessed.
 - **Endpoints**, on the metrics port: ``/health/live`` (200 unless the loop has not turned for
   :data:`LIVE_LOOP_S` or the worker stalled) and ``/health/ready`` (200 once the worker's state
   is recovered and while it is live); ``/metrics`` as before.
@@ -19,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -36,6 +41,7 @@ TICK_S = 0.05
 #: How often the stall watchdog looks (short, so that a stopping worker is not held up).
 CHECK_S = 0.5
 LIVE_LOOP_S = 10.0
+BLOCKED_REPORT_S = 0.25
 STALLED_EXIT_CODE = 3
 
 #: (topic, partition) -> input messages waiting there (None: not known yet).
@@ -67,6 +73,10 @@ class WorkerHealth:
 
     async def watch_loop(self, stopping: Callable[[], bool]) -> None:
         """Measure how late the loop wakes a sleeping task: what held it meanwhile."""
+        self.loop_turned_at = time.monotonic()
+        reporter = threading.Thread(target=self._report_blocked, args=(
+            threading.get_ident(), stopping), name="blocked-loop-report", daemon=True)
+        reporter.start()
         while not stopping():
             before = time.monotonic()
             await asyncio.sleep(TICK_S)
@@ -76,6 +86,18 @@ class WorkerHealth:
             self.max_loop_lag = max(self.max_loop_lag, lag)
             metrics.LOOP_LAG.set(lag)
             metrics.LOOP_LAG_MAX.set(self.max_loop_lag)
+
+    def _report_blocked(self, loop_thread: int, stopping: Callable[[], bool]) -> None:
+        reported = 0.0
+        while not stopping():
+            time.sleep(BLOCKED_REPORT_S / 5)
+            turned = self.loop_turned_at
+            held = time.monotonic() - turned
+            if held > BLOCKED_REPORT_S + TICK_S and turned != reported:
+                reported = turned
+                frame = sys._current_frames().get(loop_thread)
+                stack = "".join(traceback.format_stack(frame)[-12:]) if frame else "?"
+                log.warning("event loop held for %.2f s so far, by:\n%s", held, stack)
 
     async def watch_progress(self, backlog: Backlog, stopping: Callable[[], bool],
                              exit: Callable[[int], Any] = os._exit) -> None:

@@ -60,11 +60,14 @@ class _Partitions:
 class BatchInbox:
     """Messages of ``topics`` waiting for the worker; ``put`` waits while it is full."""
 
-    def __init__(self, topics: Iterable[str], max_messages: int, align_wait_s: float = 0.2,
+    def __init__(self, topics: Iterable[str], max_messages: int,
+                 partition_cap: int | None = None, align_wait_s: float = 0.2,
                  on_drop: Callable[[Any], None] = lambda message: None) -> None:
         """``on_drop``: called for each message dropped by :meth:`clear` (to untrack it)."""
         self.topics = frozenset(topics)
         self.max_messages = max_messages
+        #: A partition with this many messages waiting here is paused (not fetched).
+        self.partition_cap = partition_cap or max(1, max_messages // 2)
         self.align_wait_s = align_wait_s
         self.on_drop = on_drop
         self.partitions = _Partitions()
@@ -82,13 +85,17 @@ class BatchInbox:
         return self._size
 
     @property
-    def partition_cap(self) -> int:
-        return max(1, self.max_messages // 2)
+    def limit(self) -> int:
+        """Messages held before ``put`` waits: at least a cap's worth for every assigned
+        partition and one more, so that partitions paused at their cap never block the
+        fetch loop's delivery of the others (which alignment is waiting for)."""
+        assigned = sum(1 for _ in self.partitions.assigned())
+        return max(self.max_messages, self.partition_cap * (assigned + 1))
 
     async def put(self, messages: list[Any]) -> None:
         """Add a fetch's messages; waits (flow control) while the worker is behind."""
         try:
-            while self._size >= self.max_messages:
+            while self._size >= self.limit:
                 self._room.clear()
                 await self._room.wait()
         except asyncio.CancelledError:  # a rebalance stopped the flow: they will be read again
@@ -178,9 +185,14 @@ class BatchInbox:
         for tp in [tp for tp in self._paused if len(self._queues[tp]) < self.partition_cap // 2]:
             self._paused.discard(tp)
             self.partitions.resume(tp)
-        if self._size < self.max_messages:
+        if self._size < self.limit:
             self._room.set()
         return taken
+
+    def caught_up(self, topic: str, partition: int) -> bool:
+        """Nothing of this partition waits here, and the broker has nothing more of it."""
+        tp = (topic, partition)  # equal to (and hashed as) the consumer's partition tuples
+        return not self._queues.get(tp) and not self._has_more(tp)
 
     def _has_more(self, tp: Any) -> bool:
         return self.partitions.has_more(tp, self._last_offset.get(tp))

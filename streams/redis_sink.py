@@ -6,10 +6,11 @@ Keys (prefix ``seg`` by default):
 - ``seg:members:{segmentation}:{segment}``: set of user ids
 - ``seg:segments:{segmentation}``: hash, segment -> JSON profile (with ``size``)
 
-Each user's whole membership is written by one Lua script, so a reader never sees a user in
-two segments of one segmentation; a batch's scripts go out in one pipeline. Writing the full
-membership (not a diff) keeps the write idempotent: replaying a batch after a crash repairs
-Redis instead of drifting from it.
+A batch's memberships are written by one Lua script call (the users as one JSON argument:
+packing a command per user cost the worker more than Redis spent running them), so a reader
+never sees a user in two segments of one segmentation; profiles follow in the same pipeline.
+Writing the full membership (not a diff) keeps the write idempotent: replaying a batch after a
+crash repairs Redis instead of drifting from it.
 """
 
 from __future__ import annotations
@@ -26,29 +27,33 @@ from streams import metrics
 
 log = logging.getLogger(__name__)
 
-SET_MEMBERSHIP = """
-local user_key, members, user_id = KEYS[1], ARGV[1], ARGV[2]
-local given = {}
-for i = 3, #ARGV, 2 do
-  local segmentation, segment = ARGV[i], ARGV[i + 1]
-  given[segmentation] = true
-  local old = redis.call('HGET', user_key, segmentation)
-  if old and old ~= segment then
-    redis.call('SREM', members .. segmentation .. ':' .. old, user_id)
+SET_MEMBERSHIPS = """
+local members, user_prefix = ARGV[1], ARGV[2]
+for _, entry in ipairs(cjson.decode(ARGV[3])) do
+  local user_id, pairs = entry[1], entry[2]
+  local user_key = user_prefix .. user_id
+  local given = {}
+  for i = 1, #pairs, 2 do
+    local segmentation, segment = pairs[i], pairs[i + 1]
+    given[segmentation] = true
+    local old = redis.call('HGET', user_key, segmentation)
+    if old and old ~= segment then
+      redis.call('SREM', members .. segmentation .. ':' .. old, user_id)
+    end
+    if segment == '' then
+      redis.call('HDEL', user_key, segmentation)
+    else
+      redis.call('SADD', members .. segmentation .. ':' .. segment, user_id)
+      redis.call('HSET', user_key, segmentation, segment)
+    end
   end
-  if segment == '' then
-    redis.call('HDEL', user_key, segmentation)
-  else
-    redis.call('SADD', members .. segmentation .. ':' .. segment, user_id)
-    redis.call('HSET', user_key, segmentation, segment)
-  end
-end
--- segmentations no longer configured (a rule removed from config/segments.yaml)
-local stored = redis.call('HGETALL', user_key)
-for i = 1, #stored, 2 do
-  if not given[stored[i]] then
-    redis.call('SREM', members .. stored[i] .. ':' .. stored[i + 1], user_id)
-    redis.call('HDEL', user_key, stored[i])
+  -- segmentations no longer configured (a rule removed from config/segments.yaml)
+  local stored = redis.call('HGETALL', user_key)
+  for i = 1, #stored, 2 do
+    if not given[stored[i]] then
+      redis.call('SREM', members .. stored[i] .. ':' .. stored[i + 1], user_id)
+      redis.call('HDEL', user_key, stored[i])
+    end
   end
 end
 return 1
@@ -71,7 +76,7 @@ class RedisMembership:
         self.catalogue = {name: dict(segments) for name, segments in catalogue.items()}
         #: Segmentation -> segment -> more profile fields (the behaviour model's profiles).
         self.details: dict[str, Mapping[str, Mapping[str, object]]] = {}
-        self._set_membership = self.client.register_script(SET_MEMBERSHIP)
+        self._set_memberships = self.client.register_script(SET_MEMBERSHIPS)
         self._write_profile = self.client.register_script(WRITE_PROFILE)
 
     def user_key(self, user_id: str) -> str:
@@ -103,13 +108,12 @@ class RedisMembership:
     ) -> dict[tuple[str, str], int]:
         members = f"{self.prefix}:members:"
         async with self.client.pipeline(transaction=False) as pipe:
-            for user_id, segments in memberships.items():
-                pairs: list[str] = []
-                for segmentation in self.catalogue:
-                    pairs += (segmentation, segments.get(segmentation, ""))
-                await self._set_membership(
-                    keys=[self.user_key(user_id)], args=[members, user_id, *pairs], client=pipe
-                )
+            if memberships:
+                users = [[user_id, [part for segmentation in self.catalogue for part in (
+                    segmentation, segments.get(segmentation, ""))]]
+                    for user_id, segments in memberships.items()]
+                await self._set_memberships(
+                    keys=[], args=[members, self.user_key(""), orjson.dumps(users)], client=pipe)
             for segmentation, segment in touched:
                 await self._write_profile(
                     keys=[f"{members}{segmentation}:{segment}",
@@ -118,7 +122,7 @@ class RedisMembership:
                     client=pipe,
                 )
             results = await pipe.execute()
-        sizes = results[len(memberships):]
+        sizes = results[1:] if memberships else results
         return dict(zip(touched, sizes, strict=True))
 
     def _profile(self, segmentation: str, segment: str) -> bytes:

@@ -109,6 +109,10 @@ class WorkerProcess:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
+    def taken(self) -> float:
+        """Input messages the worker has taken to process (handled: once written)."""
+        return self.metric("segmenter_batch_size_sum")
+
     def handled(self) -> float:
         return self.metric("segmenter_events_total") + self.metric(
             "segmenter_invalid_events_total")

@@ -12,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Iterator
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
 from segmenter.behavior import BehaviorModel
-from segmenter.engine import SegmentChange, SegmentEngine, UserRecord
+from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.settings import Settings
 from streams import metrics
 from streams.batch import BatchProcessor
@@ -27,8 +25,11 @@ from streams.behavior_sync import ModelSync, read_latest_model
 from streams.changelog import read_changelog_tail
 from streams.faust_app import SegmenterApp
 from streams.health import WorkerHealth
+from streams.held_input import HeldInput
 from streams.inbox import BatchInbox
-from streams.messages import BatchOutcome, DeadLetter, Message
+from streams.messages import BatchOutcome, Message
+from streams.publisher import OutcomePublisher, written
+from streams.record_batches import key_hash
 from streams.redis_sink import RedisMembership
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ REVIEW_INTERVAL_S = 1.0
 REVIEW_SLICE = 256
 #: Stored records counted per slice of a recovery.
 RECOVERY_SLICE = 2048
+#: Held input messages acknowledged per step of the loop, after a flush.
+ACK_SLICE = 2000
 #: Time-driven work per review tick; what is left waits for the next tick.
 REVIEW_BUDGET_S = 0.5
 
@@ -93,12 +96,16 @@ class SegmentWorker:
             key_type=bytes,
             value_type=bytes,
         )
+        self.publisher = OutcomePublisher(settings, app, self.engine, self.redis, self.users)
         # The agent's batches and the review timer both touch user records: one at a time.
         self.lock = asyncio.Lock()
         #: Input partitions assigned to this worker (set after each rebalance).
         self.owned: set[int] = set()
-        self.inbox = BatchInbox(self.source.topics, max_messages=4 * settings.worker.batch_size)
+        self.inbox = BatchInbox(self.source.topics, max_messages=4 * settings.worker.batch_size,
+                                partition_cap=settings.worker.batch_size)
         app.use_inbox(self.inbox)
+        self.held = HeldInput(settings.worker, self._untrack, self.processor.drop_deferred)
+        app.flow_control.manage_queue(self.held)  # type: ignore[arg-type]
         app.topics.add(self.source)
         app.task(self.consume)
         self.health = WorkerHealth(settings.worker.stall_timeout_s)
@@ -120,32 +127,71 @@ class SegmentWorker:
         processed. Input is acknowledged only once its own batch is written, in order.
         """
         worker = self.settings.worker
+        coalesce_after_s = (60 * worker.backfill_after_minutes
+                            if worker.backfill_changes == "coalesce" else None)
         writing: asyncio.Future[None] | None = None
         waited_since = time.perf_counter()
         while not self.app.should_stop:
             taken = await self.inbox.take(worker.batch_size, 1.0, worker.batch_max_bytes)
-            if not taken:
-                continue
-            started = time.perf_counter()
-            metrics.STAGE_SECONDS.labels("input").inc(started - waited_since)
-            metrics.BATCH_SIZE.observe(len(taken))
-            async with self.lock:
-                locked = time.perf_counter()
-                metrics.STAGE_SECONDS.labels("lock").inc(locked - started)
-                outcome = self.processor.process(map(_message, taken), self.load, self.owns)
-                metrics.STAGE_SECONDS.labels("process").inc(time.perf_counter() - locked)
-                sent = await self.publish(outcome)
-            if writing is not None:
-                await writing
-            writing = asyncio.ensure_future(self._acknowledge(sent, taken))
-            self.health.progressed()
+            deferred = False
+            if taken:
+                started = time.perf_counter()
+                metrics.STAGE_SECONDS.labels("input").inc(started - waited_since)
+                metrics.BATCH_SIZE.observe(len(taken))
+                async with self.lock:
+                    locked = time.perf_counter()
+                    metrics.STAGE_SECONDS.labels("lock").inc(locked - started)
+                    outcome = self.processor.process(map(_message, taken), self.load, self.owns,
+                                                     coalesce_after_s)
+                    metrics.STAGE_SECONDS.labels("process").inc(time.perf_counter() - locked)
+                    deferred, events = outcome.deferred, outcome.events_by_topic
+                    if deferred:  # counted once written, by the flush
+                        outcome.events_by_topic = Counter()
+                    sent = await self.publish(outcome)
+                if deferred:
+                    self.held.hold(taken, events, sent)
+                else:
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(self._acknowledge(sent, taken))
+                self.health.progressed()
+            if self.held and (not deferred or self.held.due(len(self.processor.deferred))):
+                await self._flush_held()  # caught up, idle, or held long enough
             waited_since = time.perf_counter()
         if writing is not None:
             await writing
 
+    async def _flush_held(self) -> None:
+        """Evaluate the users a coalescing backfill left waiting, in slices, write them out,
+        then acknowledge the input they came from."""
+        messages, events, sent, generation = self.held.take()
+        while self.processor.deferred and self.held.generation == generation:
+            async with self.lock:
+                outcome = self.processor.settle(REVIEW_SLICE)
+                sent += await self.publish(outcome)
+            await asyncio.sleep(0)
+        await written(sent)
+        if self.held.generation != generation:  # revoked meanwhile: read again elsewhere
+            for message in messages:
+                self._untrack(message)
+            return
+        metrics.record_batch(BatchOutcome(events_by_topic=events), {}, time.time(),
+                             self.processor.watermark)
+        await self._ack_in_slices(messages)
+
+    async def _ack_in_slices(self, messages: list[Any]) -> None:
+        consumer = self.app.consumer
+        for start in range(0, len(messages), ACK_SLICE):
+            for message in messages[start:start + ACK_SLICE]:
+                consumer.ack(message)
+            await asyncio.sleep(0)
+
+    def _untrack(self, message: Any) -> None:
+        self.app.consumer._unacked_messages.discard(message)
+
     async def _acknowledge(self, sent: list[Awaitable[Any]], taken: list[Any]) -> None:
         started = time.perf_counter()
-        await asyncio.gather(*sent)
+        await written(sent)
         metrics.STAGE_SECONDS.labels("produce").inc(time.perf_counter() - started)
         consumer = self.app.consumer
         for message in taken:
@@ -158,7 +204,8 @@ class SegmentWorker:
         sweep = self.settings.segmentations.behavior.sweep_per_second
         while time.monotonic() < budget_ends:
             async with self.lock:
-                outcome = self.processor.review(self.load_owned, REVIEW_SLICE)
+                outcome = self.processor.review(self.load_owned, REVIEW_SLICE,
+                                                self.inbox.caught_up)
                 reviewed = len(outcome.records)
                 metrics.USERS_REVIEWED.inc(reviewed)
                 swept = self._sweep(outcome, min(sweep, REVIEW_SLICE - reviewed))
@@ -175,9 +222,10 @@ class SegmentWorker:
         if not self.sweep or behavior is None or behavior.model is None:
             return 0
         count = min(limit, len(self.sweep))
+        load = self.processor.loader(self.load_owned)
         for _ in range(count):
             user_id = self.sweep.popleft().decode()
-            record = outcome.records.get(user_id) or self.load_owned(user_id)
+            record = outcome.records.get(user_id) or load(user_id)
             if record is not None and record.behavior_version != behavior.model.version:
                 outcome.changes += self.engine.reclassify(user_id, record,
                                                           self.processor.watermark)
@@ -284,7 +332,7 @@ class SegmentWorker:
 
     def partition(self, user_id: str) -> int:
         """The user's input partition (Kafka's default partitioner, keyed by user id)."""
-        return (murmur2(user_id.encode()) & 0x7FFFFFFF) % self.settings.kafka.partitions
+        return key_hash(user_id.encode()) % self.settings.kafka.partitions
 
     def owns(self, user_id: str) -> bool:
         """Whether the user's partition is assigned here."""
@@ -300,73 +348,10 @@ class SegmentWorker:
 
     async def commit(self, outcome: BatchOutcome) -> None:
         """Publish a batch's results; returns once everything is written."""
-        await asyncio.gather(*await self.publish(outcome))
+        await written(await self.publish(outcome))
 
     async def publish(self, outcome: BatchOutcome) -> list[Awaitable[Any]]:
-        """Write a batch's results: Redis before returning; the Kafka records (dead letters,
-        handoffs, statistics, changes, the table's changelog) as the futures returned."""
-        pending = [await self._send_dead_letter(dead) for dead in outcome.dead_letters]
-        for key, value in outcome.handoffs:
-            pending.append(await self.app.producer.send(
-                self.settings.kafka.topics.identity, key.encode(), value, None, None, None))
-        stats = self.engine.take_statistics()
-        if stats is not None:
-            # With the batch, before its offsets are acknowledged: the trainer's sums stay whole.
-            pending.append(await self.app.producer.send(
-                self.settings.kafka.topics.behavior_stats, None, stats.to_json(), 0, None, None))
-        memberships = {user_id: record.segments for user_id, record in outcome.records.items()}
-        touched = _touched_segments(outcome.changes)
-        started = time.perf_counter()
-        sizes = await self.redis.write(memberships, touched)
-        written_at = time.time()
-        metrics.STAGE_SECONDS.labels("redis").inc(time.perf_counter() - started)
-        backfill_after_s = 60 * self.settings.worker.backfill_after_minutes
-        for change in outcome.changes:
-            pending.append(await self.app.producer.send(
-                self.changes.get_topic_name(), change.user_id.encode(),
-                change.to_json(written_at, backfill_after_s), None, None, None,
-            ))
-        pending += await self._store(outcome)
-        metrics.record_batch(outcome, sizes, written_at, self.processor.watermark)
-        return pending
-
-    async def _store(self, outcome: BatchOutcome) -> list[Awaitable[Any]]:
-        """Write the touched records to the table and its changelog.
-
-        Straight into the store and through the producer rather than ``table[key] = value``:
-        Faust queues each table write in a 100-message buffer that it drains one message at a
-        time, and stops delivering input while it is over that size, which made the changelog
-        the worker's bottleneck. The records go to the changelog partition of the user's input
-        partition (as Faust's own partitioner would put them), so recovery reads them back.
-        """
-        topic = self.users.changelog_topic.get_topic_name()
-        store = self.users.data
-        sent = []
-        for user_id, record in outcome.records.items():
-            key = user_id.encode()
-            value = None if user_id in outcome.merged else record.to_bytes()
-            if value is None:
-                store.pop(key, None)  # a tombstone in the changelog
-            else:
-                store[key] = value
-            sent.append(await self.app.producer.send(
-                topic, key, value, self.partition(user_id), None, None))
-        return sent
-
-    async def _send_dead_letter(self, dead: DeadLetter) -> Awaitable[Any]:
-        message = dead.message
-        log.warning("dead letter %s/%d@%d: %s", message.topic, message.partition,
-                    message.offset, dead.detail)
-        headers = [
-            ("deadletter.reason", dead.reason.encode()),
-            ("deadletter.detail", dead.detail.encode()),
-            ("deadletter.topic", message.topic.encode()),
-            ("deadletter.partition", str(message.partition).encode()),
-            ("deadletter.offset", str(message.offset).encode()),
-        ]
-        return await self.app.producer.send(
-            self.deadletter.get_topic_name(), message.key, message.value, None, None, headers
-        )
+        return await self.publisher.publish(outcome, self.processor.watermark)
 
 
 def _message(message: Any) -> Message:
@@ -377,12 +362,3 @@ def _message(message: Any) -> Message:
 def _chunks(items: list[bytes], size: int) -> Iterator[list[bytes]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
-
-
-def _touched_segments(changes: list[SegmentChange]) -> set[tuple[str, str]]:
-    touched = set()
-    for change in changes:
-        for segment in (change.previous, change.current):
-            if segment is not None:
-                touched.add((change.segmentation, segment))
-    return touched

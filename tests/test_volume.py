@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as redis
 from support import consume_all, produce, wait_for
 
+from streams.bench_state import order_history
 from streams.codec import event_time_ms
 from streams.embedded import free_port
 from streams.health import STALLED_EXIT_CODE
@@ -95,6 +96,43 @@ async def test_a_backlog_of_three_topics_dead_letters_nothing_and_flags_backfill
     assert history and all(c["backfill"] for c in history
                            if _epoch(c["emitted_at"]) - _epoch(c["ts"]) > 3600)
     assert any(c["backfill"] for c in history)
+
+
+async def test_a_coalescing_backfill_publishes_the_state_reached_and_agrees_with_redis(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    # 18 months of a shop's orders (most customers buy once, a few often), replayed: with the
+    # default "coalesce", each user's backlog is evaluated once per flush (one flush here), so
+    # every segmentation changes at most once per user, flagged backfill, and what the change
+    # topic says each user ended in is what Redis holds.
+    history = order_history(900, 300, days=540, end_ts=time.time() - 7200, seed=3)
+    for order in history:
+        order["kind"] = "order"
+    await produce_stamped(kafka_bootstrap, history)
+    settings = env(kafka_bootstrap, redis_url, tmp_path, "  backfill_flush_s: 120\n")
+    store = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        with WorkerProcess(settings, tmp_path / "w.log") as worker:
+            await wait_for(lambda: _true(worker.handled() >= len(history)), timeout=120,
+                           what=lambda: f"{worker.handled()} of {len(history)} orders")
+            users = sorted({order["user_id"] for order in history})
+            changes = await consume_all(
+                kafka_bootstrap, "segments.changes", timeout=60,
+                until=lambda got: {m.key.decode() for m in got} >= set(users))
+            held = {user: await store.hgetall(f"seg:user:{user}") for user in users}
+    finally:
+        await store.aclose()
+    reached: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for change in map(orjson.loads, (m.value for m in changes)):
+        reached.setdefault((change["user_id"], change["segmentation"]), []).append(change)
+        assert change["backfill"] is True
+    assert all(len(chain) == 1 and chain[0]["previous"] is None for chain in reached.values())
+    for user in users:
+        published = {seg: chain[-1]["current"] for (who, seg), chain in reached.items()
+                     if who == user and chain[-1]["current"] is not None}
+        assert published == held[user], user
+    # Not a trivial agreement: customers who bought often reached other segments.
+    assert len({tuple(sorted(held[user].items())) for user in users}) > 3
 
 
 async def test_a_worker_that_lost_its_group_recovers_or_exits_to_be_restarted(

@@ -1,0 +1,142 @@
+"""Writing a batch's outcome: Redis first, then the Kafka records (dead letters, identity
+handoffs, the trainer's statistics, change events and the state's changelog).
+
+Redis is written before anything is produced, and input is acknowledged only after every
+produced record is delivered (:func:`written`), so after a crash the change topic never runs
+ahead of Redis and the replayed input repairs both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+from segmenter.engine import SegmentChange, SegmentEngine
+from segmenter.settings import Settings
+from streams import metrics
+from streams.faust_app import SegmenterApp
+from streams.messages import BatchOutcome, DeadLetter
+from streams.record_batches import RecordBatches, key_hash
+from streams.redis_sink import RedisMembership
+
+log = logging.getLogger(__name__)
+
+#: Delivered futures read between turns of the event loop.
+YIELD_EVERY = 2000
+
+
+class OutcomePublisher:
+    """Publishes what the batch step produced; ``users`` is the worker's state table."""
+
+    def __init__(self, settings: Settings, app: SegmenterApp, engine: SegmentEngine,
+                 redis: RedisMembership, users: Any) -> None:
+        self.settings = settings
+        self.app = app
+        self.engine = engine
+        self.redis = redis
+        self.users = users
+        self.changes_topic = settings.kafka.topics.changes
+        #: Topic -> partition count, for the records sent in batches.
+        self._partitions: dict[str, int] = {}
+
+    async def publish(self, outcome: BatchOutcome, watermark: float) -> list[Awaitable[Any]]:
+        """Write a batch's results: Redis before returning; the Kafka records (dead letters,
+        handoffs, statistics, changes, the table's changelog) as the futures returned."""
+        pending = [await self._send_dead_letter(dead) for dead in outcome.dead_letters]
+        for key, value in outcome.handoffs:
+            pending.append(await self.app.producer.send(
+                self.settings.kafka.topics.identity, key.encode(), value, None, None, None))
+        stats = self.engine.take_statistics()
+        if stats is not None:
+            # With the batch, before its offsets are acknowledged: the trainer's sums stay whole.
+            pending.append(await self.app.producer.send(
+                self.settings.kafka.topics.behavior_stats, None, stats.to_json(), 0, None, None))
+        memberships = {user_id: record.segments for user_id, record in outcome.records.items()}
+        touched = touched_segments(outcome.changes)
+        started = time.perf_counter()
+        sizes = await self.redis.write(memberships, touched)
+        written_at = time.time()
+        metrics.STAGE_SECONDS.labels("redis").inc(time.perf_counter() - started)
+        backfill_after_s = 60 * self.settings.worker.backfill_after_minutes
+        batches = RecordBatches(self.app.producer._ensure_producer())
+        topic = self.changes_topic
+        partitions = await self._partition_count(topic)
+        for change in outcome.changes:
+            key = change.user_id.encode()
+            batches.add(topic, key_hash(key) % partitions, key,
+                        change.to_json(written_at, backfill_after_s))
+        self._store(outcome, batches)
+        pending += await batches.send()
+        metrics.record_batch(outcome, sizes, written_at, watermark)
+        return pending
+
+    async def _partition_count(self, topic: str) -> int:
+        count = self._partitions.get(topic)
+        if count is None:
+            producer = self.app.producer._ensure_producer()
+            count = self._partitions[topic] = len(await producer.partitions_for(topic))
+        return count
+
+    def _store(self, outcome: BatchOutcome, batches: RecordBatches) -> None:
+        """Write the touched records to the table and its changelog.
+
+        Straight into the store and through the producer rather than ``table[key] = value``:
+        Faust queues each table write in a 100-message buffer that it drains one message at a
+        time, and stops delivering input while it is over that size, which made the changelog
+        the worker's bottleneck. The records go to the changelog partition of the user's input
+        partition (as Faust's own partitioner would put them), so recovery reads them back.
+        """
+        topic = self.users.changelog_topic.get_topic_name()
+        store = self.users.data
+        partitions = self.settings.kafka.partitions
+        for user_id, record in outcome.records.items():
+            key = user_id.encode()
+            value = None if user_id in outcome.merged else record.to_bytes()
+            if value is None:
+                store.pop(key, None)  # a tombstone in the changelog
+            else:
+                store[key] = value
+            batches.add(topic, key_hash(key) % partitions, key, value)
+
+    async def _send_dead_letter(self, dead: DeadLetter) -> Awaitable[Any]:
+        message = dead.message
+        log.warning("dead letter %s/%d@%d: %s", message.topic, message.partition,
+                    message.offset, dead.detail)
+        headers = [
+            ("deadletter.reason", dead.reason.encode()),
+            ("deadletter.detail", dead.detail.encode()),
+            ("deadletter.topic", message.topic.encode()),
+            ("deadletter.partition", str(message.partition).encode()),
+            ("deadletter.offset", str(message.offset).encode()),
+        ]
+        return await self.app.producer.send(
+            self.settings.kafka.topics.deadletter, message.key, message.value, None, None, headers
+        )
+
+
+async def written(sent: list[Awaitable[Any]]) -> None:
+    """Wait for every produced record's delivery (raising the first failure).
+
+    Not ``asyncio.gather``: gathering a flush's tens of thousands of futures, most of them
+    already delivered, schedules a callback for each and holds the loop for a third of a
+    second; a delivered future is just read.
+    """
+    for count, future in enumerate(sent, 1):
+        if isinstance(future, asyncio.Future) and future.done():
+            future.result()
+        else:
+            await future
+        if count % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+
+
+def touched_segments(changes: list[SegmentChange]) -> set[tuple[str, str]]:
+    touched = set()
+    for change in changes:
+        for segment in (change.previous, change.current):
+            if segment is not None:
+                touched.add((change.segmentation, segment))
+    return touched

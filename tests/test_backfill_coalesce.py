@@ -1,0 +1,95 @@
+"""Coalescing while catching up, in the batch step alone (no I/O): a backlog's events are folded
+in and each user is evaluated once, to the same state as evaluating every event; anything that
+touches a waiting user settles them first; a rebalance forgets what was not settled."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import orjson
+
+from segmenter.engine import SegmentEngine, UserRecord
+from segmenter.settings import load_settings
+from streams.batch import BatchProcessor
+from streams.messages import Message
+
+SETTINGS = load_settings()
+DAY = 86_400.0
+
+
+def orders(user: str, count: int, first_ts: float, every_days: float) -> list[Message]:
+    return [Message("shop.orders", 0, n, user.encode(), orjson.dumps({
+        "event_id": f"{user}-{n}", "ts": first_ts + n * every_days * DAY, "user_id": user,
+        "order_id": f"{user}-{n}", "total": 80.0}), first_ts + n * every_days * DAY)
+        for n in range(count)]
+
+
+def run(messages: list[Message], coalesce: bool) -> tuple[dict[str, UserRecord], list, bool]:
+    processor = BatchProcessor(SegmentEngine(SETTINGS), SETTINGS.kafka.topics, 3600)
+    store: dict[str, UserRecord] = {}
+    changes, deferred = [], False
+    for start in range(0, len(messages), 4):
+        outcome = processor.process(messages[start:start + 4], store.get, lambda u: True,
+                                    3600.0 if coalesce else None)
+        deferred |= outcome.deferred
+        store.update(outcome.records)
+        changes += outcome.changes
+    while processor.deferred:
+        outcome = processor.settle(2)
+        store.update(outcome.records)
+        changes += outcome.changes
+    # Then the time-driven reviews, until nothing is due at the stream's event time.
+    while (outcome := processor.review(store.get, 1000)).records:
+        store.update(outcome.records)
+        changes += outcome.changes
+    return store, changes, deferred
+
+
+def test_coalescing_reaches_the_state_that_evaluating_every_event_reaches() -> None:
+    start = time.time() - 400 * DAY
+    backlog = sorted(orders("loyal", 12, start, 20) + orders("once", 1, start + 5 * DAY, 1)
+                     + orders("twice", 2, start + 300 * DAY, 30), key=lambda m: m.timestamp)
+    each, each_changes, each_deferred = run(backlog, coalesce=False)
+    coalesced, changes, deferred = run(backlog, coalesce=True)
+    assert deferred and not each_deferred
+    assert {u: r.segments for u, r in coalesced.items()} == {u: r.segments
+                                                             for u, r in each.items()}
+    # The loyal customer moved through several segments on the way; coalesced, each of their
+    # segmentations changed once, from nothing to where the history left them.
+    loyal = [c for c in each_changes if c.user_id == "loyal"]
+    assert len(loyal) > len({c.segmentation for c in loyal})
+    for user, record in coalesced.items():
+        # Settled once: one change per segmentation, from nothing, caused by the latest
+        # event of the user's backlog; later ones only from time or the population moving.
+        latest = max((m for m in backlog if m.key == user.encode()), key=lambda m: m.timestamp)
+        cause = orjson.loads(latest.value)["event_id"]
+        settled = [c for c in changes if c.user_id == user and c.cause == cause]
+        assert len(settled) == len({c.segmentation for c in settled}) > 0
+        assert all(c.previous is None and c.ts == latest.timestamp for c in settled)
+        later = [c for c in changes if c.user_id == user and c.cause != cause]
+        assert all(c.cause.startswith(("time@", "population@")) for c in later)
+        for segmentation, segment in record.segments.items():
+            chain = [c for c in changes if c.user_id == user and c.segmentation == segmentation]
+            assert all(a.current == b.previous for a, b in itertools.pairwise(chain))
+            assert chain[-1].current == segment
+
+
+def test_live_input_settles_a_waiting_user_and_a_rebalance_forgets_the_rest() -> None:
+    processor = BatchProcessor(SegmentEngine(SETTINGS), SETTINGS.kafka.topics, 3600)
+    old = time.time() - 100 * DAY
+    outcome = processor.process(orders("a", 2, old, 1) + orders("b", 1, old, 1),
+                                lambda u: None, lambda u: True, 3600.0)
+    assert outcome.deferred and not outcome.records and not outcome.changes
+    assert set(processor.deferred) == {"a", "b"}
+    # Live events for "a": the stream has caught up, "a" is evaluated with everything folded.
+    now = time.time()
+    live = Message("shop.orders", 0, 9, b"a", orjson.dumps({
+        "event_id": "a-live", "ts": now, "user_id": "a", "order_id": "a-live", "total": 5.0}),
+        now)
+    outcome = processor.process([live], lambda u: None, lambda u: True, 3600.0)
+    assert not outcome.deferred and set(outcome.records) == {"a"}
+    assert outcome.records["a"].features.counts["orders"] == 3
+    assert set(processor.deferred) == {"b"}
+    processor.drop_deferred()
+    assert not processor.deferred and not processor.settle(10).records
