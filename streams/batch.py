@@ -104,12 +104,12 @@ class BatchProcessor:
             horizon = horizons.get(origin[id(by_user[user_id][0])].partition, -math.inf)
             if defer and user_id not in logins:
                 self._defer(user_id, record, by_user[user_id], too_late, horizon)
-                outcome.deferred = True
                 continue
             outcome.changes += self.engine.learn(
                 user_id, record, by_user[user_id], self.watermark, too_late, horizon)
             self._keep(user_id, record, outcome)
-        if outcome.deferred:  # not in Redis yet: no produce -> Redis latency to count
+        if defer:  # not in Redis yet: no produce -> Redis latency to count
+            outcome.deferred = True
             outcome.produced_at.clear()
         for event in too_late:  # cannot happen: checked on arrival, against these horizons
             outcome.events_by_topic[origin[id(event)].topic] -= 1

@@ -25,7 +25,7 @@ from mode import Service
 from streams.inbox import BatchInbox
 
 #: Records of one partition handed over per turn of the consumer's fetch loop.
-PARTITION_RECORDS = 250
+PARTITION_RECORDS = 2000
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

@@ -49,6 +49,7 @@ class BatchOutcome:
     merged: set[str] = field(default_factory=set)
     #: Identity handoffs for other workers: (key, value) for the identity topic.
     handoffs: list[tuple[str, bytes]] = field(default_factory=list)
-    #: Some users' events were folded in but not yet evaluated (a coalescing backfill, see
-    #: :meth:`streams.batch.BatchProcessor.settle`): the batch's input is done only then.
+    #: The batch was read while catching up: its users' events were folded in but not yet
+    #: evaluated (see :meth:`streams.batch.BatchProcessor.settle`), logins apart; its input
+    #: is done only once they are.
     deferred: bool = False

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Coroutine, Iterator
 from typing import Any
 
 from segmenter.behavior import BehaviorModel
@@ -39,6 +39,8 @@ REVIEW_INTERVAL_S = 1.0
 REVIEW_SLICE = 256
 #: Stored records counted per slice of a recovery.
 RECOVERY_SLICE = 2048
+#: How long a worker holding a backlog's input waits for more before it flushes.
+HELD_WAIT_S = 0.2
 #: Held input messages acknowledged per step of the loop, after a flush.
 ACK_SLICE = 2000
 #: Time-driven work per review tick; what is left waits for the next tick.
@@ -132,7 +134,9 @@ class SegmentWorker:
         writing: asyncio.Future[None] | None = None
         waited_since = time.perf_counter()
         while not self.app.should_stop:
-            taken = await self.inbox.take(worker.batch_size, 1.0, worker.batch_max_bytes)
+            # Holding a backlog's input, a short wait: input going quiet means it was all read.
+            taken = await self.inbox.take(worker.batch_size, HELD_WAIT_S if self.held else 1.0,
+                                          worker.batch_max_bytes)
             deferred = False
             if taken:
                 started = time.perf_counter()
@@ -155,21 +159,36 @@ class SegmentWorker:
                         await writing
                     writing = asyncio.ensure_future(self._acknowledge(sent, taken))
                 self.health.progressed()
-            if self.held and (not deferred or self.held.due(len(self.processor.deferred))):
-                await self._flush_held()  # caught up, idle, or held long enough
+            if self.held and (not deferred or self._input_read()
+                              or self.held.due(len(self.processor.deferred))):
+                # Caught up, read to the end, or held long enough. Its delivery and
+                # acknowledgement overlap the next batch, as a batch's own do.
+                finishing = await self._flush_held()
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(finishing)
             waited_since = time.perf_counter()
         if writing is not None:
             await writing
 
-    async def _flush_held(self) -> None:
-        """Evaluate the users a coalescing backfill left waiting, in slices, write them out,
-        then acknowledge the input they came from."""
+    def _input_read(self) -> bool:
+        """Nothing waits in the inbox or on the broker for this worker's input partitions."""
+        return not len(self.inbox) and not any(
+            waiting for _, waiting in self.app.input_backlog(self.inbox.topics))
+
+    async def _flush_held(self) -> Coroutine[Any, Any, None]:
+        """Evaluate the users a coalescing backfill left waiting, in slices, and write them
+        out; return what then waits for their delivery and acknowledges the held input."""
         messages, events, sent, generation = self.held.take()
         while self.processor.deferred and self.held.generation == generation:
             async with self.lock:
                 outcome = self.processor.settle(REVIEW_SLICE)
                 sent += await self.publish(outcome)
             await asyncio.sleep(0)
+        return self._finish_flush(messages, events, sent, generation)
+
+    async def _finish_flush(self, messages: list[Any], events: Counter[str],
+                            sent: list[Awaitable[Any]], generation: int) -> None:
         await written(sent)
         if self.held.generation != generation:  # revoked meanwhile: read again elsewhere
             for message in messages:
