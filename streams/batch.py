@@ -47,7 +47,7 @@ class BatchProcessor:
         self.topic_time: dict[tuple[str, int], float] = {}
         self.topic_seen_at: dict[tuple[str, int], int] = {}
         self.batches = 0
-        #: Users to re-score (F or M may have moved), in the order they were queued.
+        #: Users to re-score (F or M may have moved), as an ordered set.
         self.rescore_pending: dict[str, None] = {}
         #: While catching up: users whose events are folded in but not yet evaluated, with
         #: the latest of those events (see :meth:`settle`).
@@ -131,7 +131,9 @@ class BatchProcessor:
         change events go from what was last published to the state their backlog reached."""
         outcome = BatchOutcome()
         for _ in range(min(limit, len(self.deferred))):
-            user_id, (record, cause) = next(iter(self.deferred.items()))
+            # popitem, not the first item: a dict's head is found by scanning past the slots
+            # of the items already taken, which made settling a backlog quadratic.
+            user_id, (record, cause) = self.deferred.popitem()
             outcome.changes += self.engine.settle(user_id, record, self.watermark, cause)
             self._keep(user_id, record, outcome)
         return outcome
@@ -241,8 +243,7 @@ class BatchProcessor:
             self._keep(user_id, record, outcome)
         self.queue_rescore(self.engine.refresh_population(force=False))
         while self.rescore_pending and len(outcome.records) < limit:
-            user_id = next(iter(self.rescore_pending))
-            del self.rescore_pending[user_id]
+            user_id, _ = self.rescore_pending.popitem()  # see settle: never the head
             record = outcome.records.get(user_id) or load(user_id)
             if record is not None:
                 outcome.changes += self.engine.rescore(user_id, record, self.watermark)

@@ -233,13 +233,14 @@ def _throughput(workers: list[WorkerProcess], count: int) -> tuple[float, float]
         if dead:
             raise RuntimeError(f"a worker exited:\n{dead[0].log()[-3000:]}")
         now = time.perf_counter()
-        if not first_at and any(w.taken() for w in workers):
+        progress = [w.progress() for w in workers]
+        if not first_at and any(taken for taken, _ in progress):
             first_at = now
-        handled = sum(w.handled() for w in workers)
+        handled = sum(handled for _, handled in progress)
         if first_at and handled >= count:
             seconds = now - first_at
             return handled / max(seconds, 1e-9), seconds
-        time.sleep(0.1)
+        time.sleep(0.2)  # each scrape costs the worker a few ms of its own CPU
     raise RuntimeError(f"the workers handled only {handled:.0f} of {count} events")
 
 

@@ -98,21 +98,28 @@ class WorkerProcess:
 
     def metric(self, name: str) -> float:
         """Sum of a metric's samples (0 while the endpoint is not up yet)."""
+        return self.metrics(name)[name]
+
+    def metrics(self, *names: str) -> dict[str, float]:
+        """Several metrics' sums from one scrape (a scrape costs the worker a few ms)."""
+        totals = dict.fromkeys(names, 0.0)
         try:
             with urllib.request.urlopen(self.metrics_url, timeout=2) as response:
                 text = response.read().decode()
         except OSError:
-            return 0.0
-        total = 0.0
+            return totals
         for line in text.splitlines():
-            if line.startswith(name) and line[len(name)] in " {":
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            if name in totals:
+                totals[name] += float(line.rsplit(" ", 1)[1])
+        return totals
 
-    def taken(self) -> float:
-        """Input messages the worker has taken to process (handled: once written)."""
-        return self.metric("segmenter_batch_size_sum")
+    def progress(self) -> tuple[float, float]:
+        """(input messages taken to process, events handled: written out), one scrape."""
+        got = self.metrics("segmenter_batch_size_sum", "segmenter_events_total",
+                           "segmenter_invalid_events_total")
+        return (got["segmenter_batch_size_sum"],
+                got["segmenter_events_total"] + got["segmenter_invalid_events_total"])
 
     def handled(self) -> float:
-        return self.metric("segmenter_events_total") + self.metric(
-            "segmenter_invalid_events_total")
+        return self.progress()[1]
