@@ -231,7 +231,10 @@ def _throughput(workers: list[WorkerProcess], count: int) -> tuple[float, float]
     while time.monotonic() < deadline:
         dead = [w for w in workers if not w.alive]
         if dead:
-            raise RuntimeError(f"a worker exited:\n{dead[0].log()[-3000:]}")
+            log = dead[0].log()
+            first = log.find("Traceback")  # the cause, not the shutdown that followed it
+            cause = log[first:first + 4000] if first >= 0 else log[-3000:]
+            raise RuntimeError(f"a worker exited:\n{cause}")
         now = time.perf_counter()
         progress = [w.progress() for w in workers]
         if not first_at and any(taken for taken, _ in progress):

@@ -54,10 +54,12 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         fetcher = consumer._fetcher
         if consumer._closed or fetcher._closed:
             raise ConsumerStoppedError()
+        # A copy: the worker's thread pauses and resumes partitions while this one awaits.
+        partitions = set(active_partitions)
         with fetcher._subscriptions.fetch_context():
             records = await fetcher.fetched_records(
-                active_partitions, timeout=timeout, max_records=PARTITION_RECORDS)
-            for tp in active_partitions:
+                partitions, timeout=timeout, max_records=PARTITION_RECORDS)
+            for tp in partitions:
                 if tp not in records:
                     records.update(await fetcher.fetched_records(
                         {tp}, timeout=0, max_records=PARTITION_RECORDS))
@@ -124,7 +126,10 @@ class SegmenterApp(faust.App):
         self.flow_control.manage_queue(inbox)  # type: ignore[arg-type]
 
     def _has_more(self, tp: Any, last_offset: int | None) -> bool:
-        """Whether the broker holds input past ``last_offset`` (unknown counts as yes)."""
+        """Whether the broker holds input past ``last_offset`` (unknown counts as yes; a
+        partition no longer assigned here, no: aiokafka refuses to look at one)."""
+        if tp not in self.consumer.assignment():
+            return False
         highwater = self.consumer.highwater(tp)
         if highwater is None:
             return True
