@@ -124,3 +124,47 @@ async def test_the_loop_lag_is_measured() -> None:
     stop.set()
     await watcher
     assert 0.1 < health.max_loop_lag < 1.0
+
+
+def test_no_highwater_is_asked_of_a_partition_no_longer_assigned() -> None:
+    # aiokafka asserts that a partition is assigned before it reports its highwater; a review
+    # tick during a rebalance asked about a revoked one and crashed the worker.
+    from streams.faust_app import SegmenterApp
+
+    def highwater(tp: tuple[str, int]) -> int:
+        assert tp in assigned, "Partition is not assigned"
+        return 10
+
+    assigned = {("shop.orders", 0)}
+    app = SimpleNamespace(consumer=SimpleNamespace(
+        assignment=lambda: assigned, highwater=highwater, _committed_offset={}))
+    assert SegmenterApp._has_more(app, ("shop.orders", 0), 3) is True  # type: ignore[arg-type]
+    assert SegmenterApp._has_more(app, ("shop.orders", 1), 3) is False  # type: ignore[arg-type]
+
+
+async def test_a_fetch_turn_survives_partitions_resumed_while_it_waits() -> None:
+    # The worker's thread pauses and resumes partitions (Faust's active set) while the
+    # consumer thread is between two per-partition reads of one fetch turn.
+    import contextlib
+
+    from streams.faust_app import PARTITION_RECORDS, _ConsumerThread
+
+    active = {("t", 0), ("t", 1), ("t", 2)}
+    asked: list[int] = []
+
+    async def fetched_records(partitions: set, timeout: float = 0, max_records: int = 0,
+                              ) -> dict:
+        assert max_records == PARTITION_RECORDS
+        asked.append(len(partitions))
+        active.add(("t", 3 + len(asked)))  # another partition resumed meanwhile
+        await asyncio.sleep(0)
+        return {}
+
+    fetcher = SimpleNamespace(_closed=False, fetched_records=fetched_records,
+                              _subscriptions=SimpleNamespace(
+                                  fetch_context=contextlib.nullcontext))
+    thread = SimpleNamespace(consumer=SimpleNamespace(flow_active=True))
+    consumer = SimpleNamespace(_closed=False, _fetcher=fetcher)
+    records = await _ConsumerThread._fetch_records(  # type: ignore[arg-type]
+        thread, consumer, active, timeout=0.1)
+    assert records == {} and asked == [3, 1, 1, 1]
