@@ -264,9 +264,10 @@ class UserFeatures:
         }
         for name in ("page_views", "product_views", "cart_adds", "cart_removes", "checkouts"):
             features[name] = c(name, 0)
+        totals = self.days.totals(WINDOWED, self.params.windows_days, now)
         for days in self.params.windows_days:
             for name in WINDOWED:
-                total = self.days.total(name, days, now)
+                total = totals[name, days]
                 features[f"{name}_{days}d"] = total / 100 if name == "monetary" else total
         return features
 

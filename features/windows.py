@@ -42,6 +42,29 @@ class DailyBuckets:
         return sum(bucket.get(name, 0) for day, bucket in self.days.items()
                    if first <= day <= last)
 
+    def totals(self, names: tuple[str, ...], windows: tuple[int, ...],
+               now: float) -> dict[tuple[str, int], float]:
+        """``total`` of every name over every window, in one pass over the days (a snapshot
+        asks for 20 of them, and one pass each was a quarter of evaluating a user).
+
+        >>> DailyBuckets(30, {10: {"orders": 1}, 3: {"orders": 2}}).totals(
+        ...     ("orders",), (7, 30), now=12 * DAY)
+        {('orders', 7): 1, ('orders', 30): 3}
+        """
+        last = day_of(now)
+        sums = dict.fromkeys(((name, days) for name in names for days in windows), 0)
+        for day, bucket in self.days.items():
+            age = last - day
+            if age < 0:
+                continue
+            for days in windows:
+                if age < days:
+                    for name in names:
+                        amount = bucket.get(name)
+                        if amount:
+                            sums[name, days] += amount
+        return sums
+
     def prune(self, latest_ts: float) -> None:
         """Drop days no window can reach any more (evaluation is never before ``latest_ts``)."""
         if not math.isfinite(latest_ts):  # no event yet: nothing to drop
