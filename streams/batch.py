@@ -19,9 +19,10 @@ from streams.codec import InvalidEvent, decode_message
 from streams.identity import claim, handoff_in
 from streams.messages import BatchOutcome, DeadLetter, LoadRecord, Message
 
-#: A topic that delivered nothing in this many of the task's batches no longer holds its event
-#: time back. Counted in batches, not seconds: a coalescing flush or a long review pauses every
-#: topic at once, and a wall-clock rule would then let the first topic back set the time.
+#: A topic that delivered nothing in this many of the worker's batches no longer holds its
+#: task's event time back. Counted in batches, not seconds: a coalescing flush or a long
+#: review pauses every topic at once, and a wall-clock rule would then let the first topic
+#: back set the time.
 IDLE_TOPIC_BATCHES = 20
 #: Messages produced within this long count towards the produce -> Redis latency metric.
 LIVE_S = 3600.0
@@ -46,6 +47,7 @@ class BatchProcessor:
         #: Per (topic, partition): its latest event time, and the batch it last delivered in.
         self.topic_time: dict[tuple[str, int], float] = {}
         self.topic_seen_at: dict[tuple[str, int], int] = {}
+        #: Batches processed so far: the clock that topic idleness is counted on.
         self.batches = 0
         #: Users to re-score (F or M may have moved), as an ordered set.
         self.rescore_pending: dict[str, None] = {}
@@ -179,7 +181,7 @@ class BatchProcessor:
         """
         lateness = self.engine.params.lateness_s
         self.batches += 1
-        now = self.batches
+        batch = self.batches
         on_time = []
         for event, message in decoded:
             task = message.partition
@@ -191,10 +193,10 @@ class BatchProcessor:
                 continue
             on_time.append((event, message))
             key = (message.topic, task)
-            self.topic_seen_at[key] = now
+            self.topic_seen_at[key] = batch
             if event.ts > self.topic_time.get(key, -math.inf):
                 self.topic_time[key] = event.ts
-                self._advance(task, now)
+                self._advance(task, batch)
         return on_time
 
     def advance_idle(self, caught_up: Callable[[str, int], bool]) -> None:
@@ -208,10 +210,10 @@ class BatchProcessor:
                 self.task_time[task] = max(self.task_time[task], reached)
                 self.watermark = max(self.watermark, reached)
 
-    def _advance(self, task: int, now: int) -> None:
+    def _advance(self, task: int, batch: int) -> None:
         times = [(at, self.topic_seen_at[key]) for key, at in self.topic_time.items()
                  if key[1] == task]
-        reached = min(at for at, seen in times if now - seen <= IDLE_TOPIC_BATCHES)
+        reached = min(at for at, seen in times if batch - seen <= IDLE_TOPIC_BATCHES)
         self.task_time[task] = max(self.task_time.get(task, -math.inf), reached)
         self.watermark = max(self.watermark, self.task_time[task])
 

@@ -81,8 +81,10 @@ class _Consumer(faust_aiokafka.Consumer):
         while not (stopped() or fetcher_stopped()):
             batch = []
             await asyncio.sleep(0)
+            seen = 0
             async for tp, message in self.getmany(timeout=1.0):
-                if len(batch) % YIELD_EVERY == YIELD_EVERY - 1:
+                seen += 1
+                if seen % YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # a turn of the loop per YIELD_EVERY records
                 previous = read_offset[tp]
                 if previous is not None and message.offset < previous:

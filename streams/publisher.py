@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from segmenter.engine import SegmentChange, SegmentEngine
@@ -32,8 +32,10 @@ class OutcomePublisher:
     """Publishes what the batch step produced; ``users`` is the worker's state table."""
 
     def __init__(self, settings: Settings, app: SegmenterApp, engine: SegmentEngine,
-                 redis: RedisMembership, users: Any) -> None:
+                 redis: RedisMembership, users: Any, partition_of: Callable[[str], int]) -> None:
+        """``partition_of``: a user's input partition, which is also their changelog's."""
         self.settings = settings
+        self.partition_of = partition_of
         self.app = app
         self.engine = engine
         self.redis = redis
@@ -91,7 +93,6 @@ class OutcomePublisher:
         """
         topic = self.users.changelog_topic.get_topic_name()
         store = self.users.data
-        partitions = self.settings.kafka.partitions
         for user_id, record in outcome.records.items():
             key = user_id.encode()
             value = None if user_id in outcome.merged else record.to_bytes()
@@ -99,7 +100,7 @@ class OutcomePublisher:
                 store.pop(key, None)  # a tombstone in the changelog
             else:
                 store[key] = value
-            batches.add(topic, key_hash(key) % partitions, key, value)
+            batches.add(topic, self.partition_of(user_id), key, value)
 
     async def _send_dead_letter(self, dead: DeadLetter) -> Awaitable[Any]:
         message = dead.message

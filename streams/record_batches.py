@@ -11,7 +11,6 @@ key), so a user's change events land where keyed sends would put them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import Any
 
 from aiokafka.errors import MessageSizeTooLargeError
@@ -32,20 +31,14 @@ class RecordBatches:
         self._open: dict[tuple[str, int], Any] = {}
         self._full: list[tuple[str, int, Any]] = []
 
-    def __len__(self) -> int:
-        return len(self._open) + len(self._full)
-
-    def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None,
-            headers: Sequence[tuple[str, bytes]] = ()) -> None:
+    def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
         where = (topic, partition)
         batch = self._open.get(where)
-        if batch is None:
+        if batch is None or batch.append(timestamp=None, key=key, value=value) is None:
+            if batch is not None:  # full: it goes out as it is, a new one follows
+                self._full.append((topic, partition, batch))
             batch = self._open[where] = self.producer.create_batch()
-        if batch.append(timestamp=None, key=key, value=value, headers=list(headers)) is None:
-            self._full.append((topic, partition, batch))
-            batch = self._open[where] = self.producer.create_batch()
-            if batch.append(timestamp=None, key=key, value=value,
-                            headers=list(headers)) is None:
+            if batch.append(timestamp=None, key=key, value=value) is None:
                 raise MessageSizeTooLargeError(
                     f"a record for {topic} of {len(value or b'')} bytes exceeds a batch")
 

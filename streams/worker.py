@@ -98,7 +98,8 @@ class SegmentWorker:
             key_type=bytes,
             value_type=bytes,
         )
-        self.publisher = OutcomePublisher(settings, app, self.engine, self.redis, self.users)
+        self.publisher = OutcomePublisher(settings, app, self.engine, self.redis, self.users,
+                                          self.partition)
         # The agent's batches and the review timer both touch user records: one at a time.
         self.lock = asyncio.Lock()
         #: Input partitions assigned to this worker (set after each rebalance).
