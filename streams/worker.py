@@ -171,6 +171,10 @@ class SegmentWorker:
                 if writing is not None:
                     await writing
                 writing = asyncio.ensure_future(finishing)
+            # Input waiting in the inbox, an uncontended lock and a held (deferred) batch do
+            # not suspend: without this, a backlog's batches ran back to back, holding the
+            # loop for a third of a second.
+            await asyncio.sleep(0)
             waited_since = time.perf_counter()
         if writing is not None:
             await writing
