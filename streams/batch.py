@@ -70,8 +70,7 @@ class BatchProcessor:
         lateness = self.engine.params.lateness_s
         horizons = {task: at - lateness for task, at in self.task_time.items()}
         decoded = self._on_time(decoded, outcome)
-        defer = (coalesce_after_s is not None
-                 and self.watermark < time.time() - coalesce_after_s)
+        defer = self.catching_up(coalesce_after_s)
         # Event-time order across the topics, so that each user's events are folded in the
         # order they happened whichever topic brought them.
         decoded.sort(key=lambda pair: pair[0].ts)
@@ -118,6 +117,11 @@ class BatchProcessor:
             outcome.dead_letters.append(DeadLetter(
                 origin[id(event)], "too_late", f"ts {event.ts:.0f} is before the horizon"))
         return outcome
+
+    def catching_up(self, coalesce_after_s: float | None) -> bool:
+        """Coalescing, and the stream's event time more than that behind the wall clock."""
+        return (coalesce_after_s is not None
+                and self.watermark < time.time() - coalesce_after_s)
 
     def _defer(self, user_id: str, record: UserRecord, events: list[ShopEvent],
                too_late: list[ShopEvent], horizon: float) -> None:
@@ -229,14 +233,20 @@ class BatchProcessor:
 
     def review(self, load: LoadRecord, limit: int,
                caught_up: Callable[[str, int], bool] = lambda topic, partition: True,
-               ) -> BatchOutcome:
+               coalesce_after_s: float | None = None) -> BatchOutcome:
         """Re-evaluate up to ``limit`` users: first those time has moved, then those whom the
         population's quantiles moved. The rest wait for the next call, so each call is a
         bounded slice of work however many users are due. ``caught_up``: see
-        :meth:`advance_idle`."""
+        :meth:`advance_idle`.
+
+        Not while a coalescing backfill catches up: the population and the event time move
+        on every batch then, so these changes would be superseded within the backlog (the
+        very transitions coalescing exists not to emit); the users stay due and queued."""
         outcome = BatchOutcome()
         load = self.loader(load)
         self.advance_idle(caught_up)
+        if self.catching_up(coalesce_after_s):
+            return outcome
         for user_id in self.schedule.pop_due(self.watermark, limit):
             record = load(user_id)
             if record is None:  # the user's partition moved to another worker

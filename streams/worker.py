@@ -133,8 +133,7 @@ class SegmentWorker:
         processed. Input is acknowledged only once its own batch is written, in order.
         """
         worker = self.settings.worker
-        coalesce_after_s = (60 * worker.backfill_after_minutes
-                            if worker.backfill_changes == "coalesce" else None)
+        coalesce_after_s = self.coalesce_after_s
         writing: asyncio.Future[None] | None = None
         waited_since = time.perf_counter()
         while not self.app.should_stop:
@@ -178,6 +177,13 @@ class SegmentWorker:
             waited_since = time.perf_counter()
         if writing is not None:
             await writing
+
+    @property
+    def coalesce_after_s(self) -> float | None:
+        """See :meth:`BatchProcessor.process` (None: every event's changes are emitted)."""
+        worker = self.settings.worker
+        return (60 * worker.backfill_after_minutes
+                if worker.backfill_changes == "coalesce" else None)
 
     def _input_read(self) -> bool:
         """Nothing waits in the inbox or on the broker for this worker's input partitions."""
@@ -232,7 +238,7 @@ class SegmentWorker:
         while time.monotonic() < budget_ends:
             async with self.lock:
                 outcome = self.processor.review(self.load_owned, REVIEW_SLICE,
-                                                self.inbox.caught_up)
+                                                self.inbox.caught_up, self.coalesce_after_s)
                 reviewed = len(outcome.records)
                 metrics.USERS_REVIEWED.inc(reviewed)
                 swept = self._sweep(outcome, min(sweep, REVIEW_SLICE - reviewed))

@@ -93,3 +93,19 @@ def test_live_input_settles_a_waiting_user_and_a_rebalance_forgets_the_rest() ->
     assert set(processor.deferred) == {"b"}
     processor.drop_deferred()
     assert not processor.deferred and not processor.settle(10).records
+
+
+def test_no_reviews_or_rescoring_while_catching_up_and_all_of_them_after() -> None:
+    # "early" bought 300 days ago, "late" 100 days ago: by late's order, time has moved early
+    # on (a time-driven review is due) and the population has changed (a re-score is due).
+    early, late = time.time() - 300 * DAY, time.time() - 100 * DAY
+    processor = BatchProcessor(SegmentEngine(SETTINGS), SETTINGS.kafka.topics, 3600)
+    store: dict[str, UserRecord] = {}
+    for backlog in (orders("early", 1, early, 1), orders("late", 3, late, 1)):
+        outcome = processor.process(backlog, store.get, lambda u: True, None)
+        store.update(outcome.records)
+    waiting = processor.review(store.get, 1000, coalesce_after_s=3600.0)
+    assert not waiting.records and not waiting.changes
+    reviewed = processor.review(store.get, 1000, coalesce_after_s=None)
+    assert "early" in reviewed.records
+    assert any(c.user_id == "early" and c.cause.startswith("time@") for c in reviewed.changes)
