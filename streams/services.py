@@ -23,12 +23,15 @@ from streams.embedded import EmbeddedKafka, EmbeddedRedis, free_port, kill_with_
 
 @contextlib.contextmanager
 def local_services(
-    settings: Settings, app_id: str, history_days: float
+    settings: Settings, app_id: str, history_days: float | None,
+    backfill_changes: str | None = None,
 ) -> Iterator[tuple[Settings, dict[str, str]]]:
     """Yield settings pointing at running Kafka and Redis, and the env a worker needs.
 
     Simulated traffic plays ``history_days`` of event time in seconds, so the three input
-    topics drift apart by days of event time; the allowed lateness covers the whole history.
+    topics drift apart by days of event time; the allowed lateness covers the whole history
+    (None: the configured lateness). ``backfill_changes``: the worker's setting of that name
+    (None: the configured one).
     """
     with contextlib.ExitStack() as stack:
         bootstrap = os.environ.get("SEGMENTER_KAFKA_BOOTSTRAP") or stack.enter_context(
@@ -39,8 +42,10 @@ def local_services(
         overrides = data_dir / "overrides.yaml"
         overrides.write_text(
             f"app_id: {app_id}\nworker:\n  data_dir: {data_dir / 'data'}\n"
-            "kafka:\n  session_timeout_s: 6\n  fetch_max_wait_ms: 20\n"
-            f"features:\n  allowed_lateness_minutes: {history_days * 1440:.0f}\n"
+            + (f"  backfill_changes: {backfill_changes}\n" if backfill_changes else "")
+            + "kafka:\n  session_timeout_s: 6\n  fetch_max_wait_ms: 20\n"
+            + (f"features:\n  allowed_lateness_minutes: {history_days * 1440:.0f}\n"
+               if history_days is not None else "")
         )
         env = {
             "SEGMENTER_KAFKA_BOOTSTRAP": bootstrap,
