@@ -46,9 +46,18 @@ def _epoch_seconds(value: object) -> float:
     return seconds
 
 
+#: Bounds that the features' integer arithmetic (money in cents, counts) and storage (64-bit
+#: integers in the stored JSON) hold with room to spare: ten billion of any currency per
+#: amount (a weak currency's large order fits), ten thousand of one item, a thousand lines.
+MAX_MONEY = 1e10
+MAX_QUANTITY = 10_000
+MAX_ITEMS = 1_000
+MAX_PAGE_CHARS = 2_048
+
 EpochSeconds = Annotated[float, BeforeValidator(_epoch_seconds)]
 Identifier = Annotated[str, Field(min_length=1, max_length=256)]
-Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Money = Annotated[float, Field(ge=0, le=MAX_MONEY, allow_inf_nan=False)]
+Quantity = Annotated[int, Field(ge=0, le=MAX_QUANTITY)]
 
 
 class BaseEvent(BaseModel):
@@ -77,7 +86,7 @@ class ClickEvent(BaseEvent):
     """A page or product view."""
 
     kind: Literal["click"] = "click"
-    page: Annotated[str, Field(min_length=1)]
+    page: Annotated[str, Field(min_length=1, max_length=MAX_PAGE_CHARS)]
     product_id: Identifier | None = None
     category: Identifier | None = None
     session_id: Identifier | None = None
@@ -91,7 +100,7 @@ class CartEvent(BaseEvent):
     product_id: Identifier | None = None
     category: Identifier | None = None
     price: Money = 0.0
-    quantity: Annotated[int, Field(ge=0)] = 1
+    quantity: Quantity = 1
 
     @model_validator(mode="after")
     def _item_actions_name_a_product(self) -> CartEvent:
@@ -106,7 +115,7 @@ class OrderItem(BaseModel):
     product_id: Identifier
     category: Identifier | None = None
     price: Money
-    quantity: Annotated[int, Field(ge=1)] = 1
+    quantity: Annotated[Quantity, Field(ge=1)] = 1
 
 
 class OrderEvent(BaseEvent):
@@ -116,7 +125,7 @@ class OrderEvent(BaseEvent):
     order_id: Identifier
     total: Money
     currency: Annotated[str, Field(min_length=3, max_length=3)] | None = None
-    items: list[OrderItem] = Field(default_factory=list)
+    items: list[OrderItem] = Field(default_factory=list, max_length=MAX_ITEMS)
 
 
 ShopEvent = ClickEvent | CartEvent | OrderEvent

@@ -278,11 +278,15 @@ class SegmentEngine:
         dwell = self.dwell if dwell is None else dwell
         self._contribute(user_id, record)
         snapshot = record.features.snapshot(now)
+        # Every segmentation placed before the record changes: one that raises leaves the
+        # user's segments as they were, not half moved.
+        placed = [(segmentation, segmentation.predict_one(snapshot),
+                   segmentation.review_after_days(snapshot, now))
+                  for segmentation in self.segmentations]
         changes = []
         review_at = math.inf
-        for segmentation in self.segmentations:
+        for segmentation, current, after in placed:
             name = segmentation.name
-            current = segmentation.predict_one(snapshot)
             previous = record.segments.get(name)
             dwell_until = record.entered.get(name, -math.inf) + dwell.get(name, 0.0)
             if current != previous and previous is not None and now < dwell_until:
@@ -290,7 +294,6 @@ class SegmentEngine:
             elif current != previous:
                 changes.append(SegmentChange(user_id, name, previous, current, ts, cause))
                 _set_segment(record, name, current, now)
-            after = segmentation.review_after_days(snapshot, now)
             if after is not None:
                 # A second past the edge, so the review lands strictly beyond the threshold.
                 review_at = min(review_at, now + after * DAY + 1.0)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 import time
+import traceback
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from features.events import ShopEvent
-from segmenter.engine import SegmentEngine, UserRecord
+from segmenter.engine import SegmentChange, SegmentEngine, UserRecord
 from segmenter.schedule import ReviewSchedule
 from segmenter.settings import Topics
 from streams.codec import InvalidEvent, decode_message
@@ -93,22 +94,16 @@ class BatchProcessor:
         # Visitors first, so a visitor's events of this batch are in place before a login
         # merges them into the customer.
         for user_id in sorted(by_user, key=lambda user: user in logins):
-            record = outcome.records.get(user_id) or load(user_id) or self.engine.new_record()
-            for visitor_id, event in logins.get(user_id, {}).items():
-                if visitor_id in record.absorbed:
-                    continue
-                if owns(visitor_id):
-                    self._merge(user_id, record, visitor_id, event, load, outcome)
-                elif visitor_id not in record.claimed:
-                    record.claimed.append(visitor_id)
-                    outcome.handoffs.append(claim(visitor_id, user_id, event))
-            horizon = horizons.get(origin[id(by_user[user_id][0])].partition, -math.inf)
-            if defer and user_id not in logins:
-                self._defer(user_id, record, by_user[user_id], too_late, horizon)
-                continue
-            outcome.changes += self.engine.learn(
-                user_id, record, by_user[user_id], self.watermark, too_late, horizon)
-            self._keep(user_id, record, outcome)
+            events = by_user[user_id]
+            horizon = horizons.get(origin[id(events[0])].partition, -math.inf)
+            kept = self._held(user_id, outcome)
+            changes_before = len(outcome.changes)
+            try:
+                self._apply(user_id, events, logins.get(user_id, {}), load, owns, outcome,
+                            too_late, horizon, defer and user_id not in logins)
+            except Exception as exc:  # one user's failure is theirs alone
+                del outcome.changes[changes_before:]
+                self._isolate(user_id, events, origin, kept, exc, outcome)
         if defer:  # not in Redis yet: no produce -> Redis latency to count
             outcome.deferred = True
             outcome.produced_at.clear()
@@ -122,6 +117,58 @@ class BatchProcessor:
         """Coalescing, and the stream's event time more than that behind the wall clock."""
         return (coalesce_after_s is not None
                 and self.watermark < time.time() - coalesce_after_s)
+
+    def _apply(self, user_id: str, events: list[ShopEvent], logins: dict[str, ShopEvent],
+               load: LoadRecord, owns: Owns, outcome: BatchOutcome, too_late: list[ShopEvent],
+               horizon: float, defer: bool) -> None:
+        """One user's events of the batch: merge visitors they logged in as, then fold the
+        events in (``defer``) or evaluate them."""
+        record = outcome.records.get(user_id) or load(user_id) or self.engine.new_record()
+        for visitor_id, event in logins.items():
+            if visitor_id in record.absorbed:
+                continue
+            if owns(visitor_id):
+                self._merge(user_id, record, visitor_id, event, load, outcome)
+            elif visitor_id not in record.claimed:
+                record.claimed.append(visitor_id)
+                outcome.handoffs.append(claim(visitor_id, user_id, event))
+        if defer:
+            self._defer(user_id, record, events, too_late, horizon)
+            return
+        outcome.changes += self.engine.learn(
+            user_id, record, events, self.watermark, too_late, horizon)
+        self._keep(user_id, record, outcome)
+
+    def _held(self, user_id: str, outcome: BatchOutcome) -> tuple[bytes, ShopEvent | None] | None:
+        """A copy of the user's record if it is held in memory (changed but not yet written),
+        to put back should applying their events fail; a stored one is simply not replaced."""
+        if user_id in outcome.records:
+            return outcome.records[user_id].to_bytes(), None
+        waiting = self.deferred.get(user_id)
+        return None if waiting is None else (waiting[0].to_bytes(), waiting[1])
+
+    def _isolate(self, user_id: str, events: list[ShopEvent], origin: dict[int, Message],
+                 kept: tuple[bytes, ShopEvent | None] | None, exc: Exception,
+                 outcome: BatchOutcome) -> None:
+        """Applying a user's events raised: their record stays as it was, their messages go
+        to the dead-letter topic with the reason, and the rest of the batch proceeds."""
+        self.deferred.pop(user_id, None)
+        outcome.records.pop(user_id, None)
+        if kept is not None:
+            record = self.engine.load_record(kept[0])
+            if kept[1] is None:
+                outcome.records[user_id] = record
+            else:
+                self.deferred[user_id] = (record, kept[1])
+        detail = _failure(f"applying user {user_id}'s events", exc,
+                          "their record is left as it was")
+        outcome.failures.append(detail)
+        messages: dict[int, Message] = {}
+        for event in events:
+            message = origin[id(event)]
+            messages[id(message)] = message
+            outcome.events_by_topic[message.topic] -= 1
+        outcome.dead_letters += [DeadLetter(m, "apply_failed", detail) for m in messages.values()]
 
     def _defer(self, user_id: str, record: UserRecord, events: list[ShopEvent],
                too_late: list[ShopEvent], horizon: float) -> None:
@@ -140,7 +187,11 @@ class BatchProcessor:
             # popitem, not the first item: a dict's head is found by scanning past the slots
             # of the items already taken, which made settling a backlog quadratic.
             user_id, (record, cause) = self.deferred.popitem()
-            outcome.changes += self.engine.settle(user_id, record, self.watermark, cause)
+            try:
+                outcome.changes += self.engine.settle(user_id, record, self.watermark, cause)
+            except Exception as exc:  # their events stay folded in; segments as they were
+                outcome.failures.append(_failure(f"evaluating user {user_id}", exc,
+                                                 "their events are kept, not evaluated"))
             self._keep(user_id, record, outcome)
         return outcome
 
@@ -249,18 +300,26 @@ class BatchProcessor:
             return outcome
         for user_id in self.schedule.pop_due(self.watermark, limit):
             record = load(user_id)
-            if record is None:  # the user's partition moved to another worker
-                continue
-            outcome.changes += self.engine.review(user_id, record, self.watermark)
-            self._keep(user_id, record, outcome)
+            if record is not None:  # else the user's partition moved to another worker
+                self._reevaluate(user_id, record, self.engine.review, outcome)
         self.queue_rescore(self.engine.refresh_population(force=False))
         while self.rescore_pending and len(outcome.records) < limit:
             user_id, _ = self.rescore_pending.popitem()  # see settle: never the head
             record = outcome.records.get(user_id) or load(user_id)
             if record is not None:
-                outcome.changes += self.engine.rescore(user_id, record, self.watermark)
-                self._keep(user_id, record, outcome)
+                self._reevaluate(user_id, record, self.engine.rescore, outcome)
         return outcome
+
+    def _reevaluate(self, user_id: str, record: UserRecord,
+                    evaluate: Callable[[str, UserRecord, float], list[SegmentChange]],
+                    outcome: BatchOutcome) -> None:
+        try:
+            outcome.changes += evaluate(user_id, record, self.watermark)
+        except Exception as exc:  # the stored record stays as it was
+            outcome.failures.append(_failure(f"re-evaluating user {user_id}", exc,
+                                             "their record is left as it was"))
+            return
+        self._keep(user_id, record, outcome)
 
     def queue_rescore(self, users: Iterable[str]) -> None:
         """Users whose F or M score may have moved: re-scored by the next reviews."""
@@ -315,6 +374,14 @@ class BatchProcessor:
             outcome.dead_letters.append(DeadLetter(
                 message, invalid[0].reason, "; ".join(e.detail for e in invalid)))
         return events
+
+
+def _failure(what: str, exc: Exception, consequence: str) -> str:
+    """What raised, where, and what became of the user (for the log and a dead letter)."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1]
+    return (f"{what} raised {type(exc).__name__}: {exc} (at "
+            f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} in {frame.name}); "
+            f"{consequence}")
 
 
 def _logins(by_user: dict[str, list[ShopEvent]]) -> dict[str, dict[str, ShopEvent]]:

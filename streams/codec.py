@@ -47,6 +47,8 @@ def _describe(error: ValidationError) -> tuple[str, str]:
 
 #: Most events one batched envelope may carry.
 MAX_ENVELOPE_EVENTS = 1000
+#: Largest message value decoded (a full envelope of ordinary events is a few hundred KB).
+MAX_MESSAGE_BYTES = 1 << 20
 
 
 def decode_message(kind: str, raw: bytes | None) -> list[ShopEvent | InvalidEvent]:
@@ -58,6 +60,9 @@ def decode_message(kind: str, raw: bytes | None) -> list[ShopEvent | InvalidEven
     ...     b'"ts":1767225600,"anonymous_id":"a1","page":"/"}, {"event_id":"e2"}]')]
     ['ClickEvent', 'InvalidEvent']
     """
+    if raw and len(raw) > MAX_MESSAGE_BYTES:
+        return [InvalidEvent("too_large", f"the message has {len(raw):,} bytes, more than "
+                                          f"{MAX_MESSAGE_BYTES:,}")]
     if not raw or raw.lstrip()[:1] != b"[":
         try:
             return [decode_event(kind, raw)]

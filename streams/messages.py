@@ -53,3 +53,6 @@ class BatchOutcome:
     #: evaluated (see :meth:`streams.batch.BatchProcessor.settle`), logins apart; its input
     #: is done only once they are.
     deferred: bool = False
+    #: Users whose events or evaluation raised, each with what happened (logged and counted;
+    #: their events are dead-lettered, or their record kept as it was).
+    failures: list[str] = field(default_factory=list)

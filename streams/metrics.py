@@ -35,6 +35,10 @@ BATCH_SIZE = Histogram(
     buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
 )
 REDIS_ERRORS = Counter("segmenter_redis_errors", "Failed Redis writes (retried)")
+USER_FAILURES = Counter(
+    "segmenter_user_failures",
+    "Users whose events or evaluation raised (isolated: logged, the rest of the batch went on)",
+)
 USERS_REVIEWED = Counter(
     "segmenter_users_reviewed", "Users re-evaluated because event time moved on"
 )
@@ -69,6 +73,8 @@ def record_batch(
         INVALID_EVENTS.labels(dead.reason).inc()
     if outcome.misrouted:
         MISROUTED_EVENTS.inc(outcome.misrouted)
+    if outcome.failures:
+        USER_FAILURES.inc(len(outcome.failures))
     for change in outcome.changes:
         if change.previous is not None:
             SEGMENT_CHANGES.labels(change.segmentation, change.previous, "leave").inc()

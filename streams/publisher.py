@@ -9,6 +9,7 @@ ahead of Redis and the replayed input repairs both.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,10 @@ log = logging.getLogger(__name__)
 
 #: Delivered futures read between turns of the event loop.
 YIELD_EVERY = 2000
+#: A dead letter's key and value above this are cut (a broker takes 1 MB by default); the
+#: record then says the original's size and SHA-256.
+DEAD_LETTER_MAX_BYTES = 512 * 1024
+DEAD_LETTER_DETAIL_CHARS = 2000
 
 
 class OutcomePublisher:
@@ -47,6 +52,8 @@ class OutcomePublisher:
     async def publish(self, outcome: BatchOutcome, watermark: float) -> list[Awaitable[Any]]:
         """Write a batch's results: Redis before returning; the Kafka records (dead letters,
         handoffs, statistics, changes, the table's changelog) as the futures returned."""
+        for failure in outcome.failures:
+            log.error("%s", failure)
         pending = [await self._send_dead_letter(dead) for dead in outcome.dead_letters]
         for key, value in outcome.handoffs:
             pending.append(await self.app.producer.send(
@@ -104,18 +111,24 @@ class OutcomePublisher:
 
     async def _send_dead_letter(self, dead: DeadLetter) -> Awaitable[Any]:
         message = dead.message
+        detail = dead.detail[:DEAD_LETTER_DETAIL_CHARS]
         log.warning("dead letter %s/%d@%d: %s", message.topic, message.partition,
-                    message.offset, dead.detail)
+                    message.offset, detail)
         headers = [
             ("deadletter.reason", dead.reason.encode()),
-            ("deadletter.detail", dead.detail.encode()),
+            ("deadletter.detail", detail.encode()),
             ("deadletter.topic", message.topic.encode()),
             ("deadletter.partition", str(message.partition).encode()),
             ("deadletter.offset", str(message.offset).encode()),
         ]
+        value, key = message.value, message.key
+        if len(value or b"") + len(key or b"") > DEAD_LETTER_MAX_BYTES:
+            # Larger than the broker takes: its head, and what identifies the original.
+            headers += [("deadletter.original_size", str(len(value or b"")).encode()),
+                        ("deadletter.sha256", hashlib.sha256(value or b"").hexdigest().encode())]
+            value, key = (value or b"")[:DEAD_LETTER_MAX_BYTES // 2], (key or b"")[:1024]
         return await self.app.producer.send(
-            self.settings.kafka.topics.deadletter, message.key, message.value, None, None, headers
-        )
+            self.settings.kafka.topics.deadletter, key, value, None, None, headers)
 
 
 async def written(sent: list[Awaitable[Any]]) -> None:
