@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 import operator
 import re
 import warnings
@@ -46,6 +47,9 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 _NAME_HINT = "use lower case letters, digits and _, starting with a letter"
 MAX_RULE_LENGTH = 2000
 MAX_DEPTH = 64
+#: Largest number a rule may hold: beyond any feature's reach (money is bounded at 1e10 an
+#: event), and exact as a float.
+MAX_LITERAL = 1e15
 
 _COMPARISONS: dict[type[ast.cmpop], Callable[[float, float], bool]] = {
     ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
@@ -237,7 +241,7 @@ class _Compiler:
         if isinstance(node, ast.Name) and node.id not in _BOOLEANS:
             return self.feature(node)
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            number = node.value
+            number = _literal(node.value, self.column(node))
             self.constants.update((number, -number))  # cheaper than tracking the sign
             return lambda features: number
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
@@ -284,6 +288,19 @@ def _boolean_constant(node: ast.expr) -> bool | None:
     if isinstance(node, ast.Name):
         return _BOOLEANS.get(node.id)
     return node.value if isinstance(node, ast.Constant) and type(node.value) is bool else None
+
+
+def _literal(value: float, column: int) -> float:
+    """A rule's number as the float it is compared as; one beyond :data:`MAX_LITERAL` (or a
+    400-digit integer, which no float holds) would only raise or mislead at run time."""
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not abs(number) <= MAX_LITERAL:
+        raise _Problem(f"the number at column {column} is out of range: rules compare "
+                       f"features with numbers from -{MAX_LITERAL:g} to {MAX_LITERAL:g}")
+    return number
 
 
 def _is_boolean(node: ast.expr) -> bool:
