@@ -68,7 +68,7 @@ def reason(text: str, known: list[str] = KNOWN) -> str:
     ("(orders > 0) != (cart_adds > 1)", False, False),
     ("(orders > 0) == false", False, True),
     ("days_since_last_order > 30", False, True),
-    ("days_since_last_order < 1e308", True, False),
+    ("days_since_last_order < 1e15", True, False),
     ("days_since_last_order == days_since_first_order", False, True),
     ("-days_since_last_order < -1000", False, True),
     ("  orders > 0\n  and cart_adds > 0\n", True, False),
@@ -110,6 +110,10 @@ def test_rule_records_its_text_and_features() -> None:
     ("f'{orders}' == 1", "an f-string is not allowed at column 1"),
     ("orders == None", "'None' is not allowed at column 11"),
     ("orders == 1j", "the number 1j is not allowed at column 11"),
+    ("days_since_last_order < 1e308", "the number at column 25 is out of range: rules compare "
+                                      "features with numbers from -1e+15 to 1e+15"),
+    ("orders > " + "9" * 400, "the number at column 10 is out of range: rules compare "
+                              "features with numbers from -1e+15 to 1e+15"),
     ("orders > 1 # comment", "'#' is not allowed at column 12"),
 ])
 def test_disallowed_constructs(text: str, message: str) -> None:
