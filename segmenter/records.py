@@ -106,6 +106,10 @@ class UserRecord:
     absorbed: list[str] = field(default_factory=list)
     #: Visitor ids whose history was asked for from the worker that owns them.
     claimed: list[str] = field(default_factory=list)
+    #: Change events (JSON) written with this state and not known delivered, and the number
+    #: of the write that left them (see :mod:`streams.change_outbox`).
+    outbox: list[str] = field(default_factory=list)
+    outbox_seq: int = 0
 
     def to_bytes(self) -> bytes:
         """JSON in an LZ4 block (marked by a first byte of 4): about 0.7 of the size, about a
@@ -128,6 +132,8 @@ class UserRecord:
             "behavior_version": self.behavior_version,
             "absorbed": self.absorbed,
             "claimed": self.claimed,
+            "outbox": self.outbox,
+            "outbox_seq": self.outbox_seq,
         }))
 
     @classmethod
@@ -144,4 +150,6 @@ class UserRecord:
             behavior_version=state.get("behavior_version", 0),
             absorbed=state.get("absorbed", []),
             claimed=state.get("claimed", []),
+            outbox=state.get("outbox", []),
+            outbox_seq=state.get("outbox_seq", 0),
         )

@@ -8,7 +8,6 @@ ahead of Redis and the replayed input repairs both.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
@@ -18,15 +17,14 @@ from typing import Any
 from segmenter.engine import SegmentChange, SegmentEngine
 from segmenter.settings import Settings
 from streams import metrics
+from streams.change_outbox import ChangeOutbox
 from streams.faust_app import SegmenterApp
 from streams.messages import BatchOutcome, DeadLetter
-from streams.record_batches import RecordBatches, key_hash
+from streams.record_batches import RecordBatches
 from streams.redis_sink import RedisMembership
 
 log = logging.getLogger(__name__)
 
-#: Delivered futures read between turns of the event loop.
-YIELD_EVERY = 2000
 #: A dead letter's key and value above this are cut (a broker takes 1 MB by default); the
 #: record then says the original's size and SHA-256.
 DEAD_LETTER_MAX_BYTES = 512 * 1024
@@ -46,8 +44,8 @@ class OutcomePublisher:
         self.redis = redis
         self.users = users
         self.changes_topic = settings.kafka.topics.changes
-        #: Topic -> partition count, for the records sent in batches.
-        self._partitions: dict[str, int] = {}
+        self.outbox = ChangeOutbox(app.producer._ensure_producer, self.changes_topic,
+                                   users.changelog_topic.get_topic_name, lambda: users.data)
 
     async def publish(self, outcome: BatchOutcome, watermark: float) -> list[Awaitable[Any]]:
         """Write a batch's results: Redis before returning; the Kafka records (dead letters,
@@ -70,27 +68,27 @@ class OutcomePublisher:
         written_at = time.time()
         metrics.STAGE_SECONDS.labels("redis").inc(time.perf_counter() - started)
         backfill_after_s = 60 * self.settings.worker.backfill_after_minutes
-        batches = RecordBatches(self.app.producer._ensure_producer())
-        topic = self.changes_topic
-        partitions = await self._partition_count(topic)
+        changes: list[tuple[bytes, bytes]] = []
+        by_user: dict[str, list[bytes]] = {}
         for change in outcome.changes:
-            key = change.user_id.encode()
-            batches.add(topic, key_hash(key) % partitions, key,
-                        change.to_json(written_at, backfill_after_s))
-        self._store(outcome, batches)
-        pending += await batches.send()
+            value = change.to_json(written_at, backfill_after_s)
+            changes.append((change.user_id.encode(), value))
+            by_user.setdefault(change.user_id, []).append(value)
+        # The records (with their outboxes) first; the change events once they are stored.
+        seq = self.outbox.next_seq()
+        batches = RecordBatches(self.app.producer._ensure_producer())
+        self._store(outcome, batches, by_user, seq)
+        stored = await batches.send()
+        pending += stored
+        if changes:
+            pending.append(self.outbox.send_after(
+                stored, changes, seq, {self.partition_of(user) for user in by_user}))
         metrics.record_batch(outcome, sizes, written_at, watermark)
         return pending
 
-    async def _partition_count(self, topic: str) -> int:
-        count = self._partitions.get(topic)
-        if count is None:
-            producer = self.app.producer._ensure_producer()
-            count = self._partitions[topic] = len(await producer.partitions_for(topic))
-        return count
-
-    def _store(self, outcome: BatchOutcome, batches: RecordBatches) -> None:
-        """Write the touched records to the table and its changelog.
+    def _store(self, outcome: BatchOutcome, batches: RecordBatches,
+               changes: dict[str, list[bytes]], seq: int) -> None:
+        """Write the touched records, each with its outbox, to the table and its changelog.
 
         Straight into the store and through the producer rather than ``table[key] = value``:
         Faust queues each table write in a 100-message buffer that it drains one message at a
@@ -100,14 +98,18 @@ class OutcomePublisher:
         """
         topic = self.users.changelog_topic.get_topic_name()
         store = self.users.data
+        fill = self.outbox.fill
         for user_id, record in outcome.records.items():
             key = user_id.encode()
-            value = None if user_id in outcome.merged else record.to_bytes()
-            if value is None:
+            partition = self.partition_of(user_id)
+            if user_id in outcome.merged:
+                value = None
                 store.pop(key, None)  # a tombstone in the changelog
             else:
-                store[key] = value
-            batches.add(topic, self.partition_of(user_id), key, value)
+                if record.outbox or user_id in changes:
+                    fill(record, partition, changes.get(user_id, []), seq)
+                value = store[key] = record.to_bytes()
+            batches.add(topic, partition, key, value)
 
     async def _send_dead_letter(self, dead: DeadLetter) -> Awaitable[Any]:
         message = dead.message
@@ -129,22 +131,6 @@ class OutcomePublisher:
             value, key = (value or b"")[:DEAD_LETTER_MAX_BYTES // 2], (key or b"")[:1024]
         return await self.app.producer.send(
             self.settings.kafka.topics.deadletter, key, value, None, None, headers)
-
-
-async def written(sent: list[Awaitable[Any]]) -> None:
-    """Wait for every produced record's delivery (raising the first failure).
-
-    Not ``asyncio.gather``: gathering a flush's tens of thousands of futures, most of them
-    already delivered, schedules a callback for each and holds the loop for a third of a
-    second; a delivered future is just read.
-    """
-    for count, future in enumerate(sent, 1):
-        if isinstance(future, asyncio.Future) and future.done():
-            future.result()
-        else:
-            await future
-        if count % YIELD_EVERY == 0:
-            await asyncio.sleep(0)
 
 
 def touched_segments(changes: list[SegmentChange]) -> set[tuple[str, str]]:

@@ -22,14 +22,15 @@ from segmenter.settings import Settings
 from streams import metrics
 from streams.batch import BatchProcessor
 from streams.behavior_sync import ModelSync, read_latest_model
+from streams.change_outbox import is_user_key
 from streams.changelog import read_changelog_tail
 from streams.faust_app import SegmenterApp
 from streams.health import WorkerHealth
 from streams.held_input import HeldInput
 from streams.inbox import BatchInbox
 from streams.messages import BatchOutcome, Message
-from streams.publisher import OutcomePublisher, written
-from streams.record_batches import key_hash
+from streams.publisher import OutcomePublisher
+from streams.record_batches import key_hash, written
 from streams.redis_sink import RedisMembership
 
 log = logging.getLogger(__name__)
@@ -277,7 +278,8 @@ class SegmentWorker:
             behavior.model = model
             await self._publish_profiles(model)
             if moved:
-                self.sweep = deque(self.users.data.keys())  # owned or not: checked when swept
+                # Owned or not: checked when swept.
+                self.sweep = deque(filter(is_user_key, self.users.data.keys()))
             if model.population is not None:
                 self.processor.queue_rescore(self.engine.use_population(model.population))
         metrics.MODEL_VERSION.set(model.version)
@@ -295,13 +297,21 @@ class SegmentWorker:
             # Only the customers of the partitions owned now count here (and shop-wide).
             self.engine.population.retain(self.owns)
             store = self.users.data
-            owned = [key for key in list(store.keys()) if self.owns(key.decode())]
+            owned = [key for key in list(store.keys())
+                     if is_user_key(key) and self.owns(key.decode())]
+            outbox = self.publisher.outbox
+            outbox.recovered(self.owned)
             # Two passes, each decoding the records again: the population must be whole before
             # anyone is re-scored, and keeping a million decoded records between the passes
             # would cost far more memory than the second decoding costs time.
+            again: list[tuple[bytes, bytes]] = []
             for chunk in _chunks(owned, RECOVERY_SLICE):
-                self.processor.adopt(self._records(chunk))
+                records = self._records(chunk)
+                again += outbox.undelivered(records, self.partition)
+                self.processor.adopt(records)
                 await asyncio.sleep(0)
+            # Before anything new: what the last life may not have delivered, as it was.
+            await outbox.republish(again, self.owned)
             rescored = self.engine.refresh_population()
             reevaluated = 0
             for chunk in _chunks(owned, REVIEW_SLICE):

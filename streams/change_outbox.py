@@ -1,0 +1,135 @@
+"""The change topic as an exact history: each user's change events are stored with their state
+and produced only once that state is stored, so no crash leaves the topic and the state apart.
+
+Without transactions (Tansu has none), a batch's change events and its user records are
+separate writes, and a crash between them left subscribers with transitions that the next life
+of the worker never knew of (it replayed from the older state with other batch boundaries and
+published another sequence). Here, per write (a batch, a flush, a review slice), numbered by a
+per-worker sequence ``seq``:
+
+1. each touched user's record carries, as its **outbox**, the JSON of its change events not
+   yet known delivered (this write's, after any of an earlier write still in flight) and the
+   write's ``seq``; the records go to the table's changelog;
+2. once they are delivered, the change events are produced, writes in order (a write's changes
+   after the previous write's are delivered, so each user's chain reaches the topic in order);
+3. once those are delivered, a **marker** per changelog partition says "outboxes up to ``seq``
+   are delivered" (a record of the changelog under a key no user id has).
+
+After a crash, recovery re-publishes every outbox newer than its partition's marker, byte for
+byte, so subscribers get each transition with the same ``event_id`` (at least once, never
+under another id) and the topic's last change per user and segmentation is the stored state's,
+which Redis holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from segmenter.records import UserRecord
+from streams.record_batches import RecordBatches, key_hash, written
+
+log = logging.getLogger(__name__)
+
+#: Table keys that are not user ids start with this byte (no user id does: ids are text).
+RESERVED_PREFIX = b"\x00"
+
+
+def marker_key(partition: int) -> bytes:
+    return RESERVED_PREFIX + b"outbox-delivered:%d" % partition
+
+
+def is_user_key(key: bytes) -> bool:
+    return not key.startswith(RESERVED_PREFIX)
+
+
+class ChangeOutbox:
+    """Orders the change events of every write after its records, and tracks delivery."""
+
+    def __init__(self, producer: Callable[[], Any], changes_topic: str,
+                 changelog_topic: Callable[[], str], store: Callable[[], Any]) -> None:
+        """``producer``: the started aiokafka producer; ``changelog_topic`` and ``store``:
+        the user table's changelog topic name and its key -> bytes store."""
+        self.producer = producer
+        self.changes_topic = changes_topic
+        self.changelog_topic = changelog_topic
+        self.store = store
+        self.seq = 0
+        #: Changelog partition -> the highest seq whose outboxes are known delivered.
+        self.delivered: dict[int, int] = {}
+        self._previous: asyncio.Future[None] | None = None
+        self._partitions = 0
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def fill(self, record: UserRecord, partition: int, changes: list[bytes], seq: int) -> None:
+        """Set the record's outbox for this write: what an earlier write left undelivered,
+        then this write's changes."""
+        undelivered = record.outbox if record.outbox_seq > self.delivered.get(partition, 0) else []
+        record.outbox = [*undelivered, *(change.decode() for change in changes)]
+        record.outbox_seq = seq if record.outbox else 0
+
+    def send_after(self, stored: list[Awaitable[Any]], changes: list[tuple[bytes, bytes]],
+                   seq: int, partitions: Iterable[int]) -> asyncio.Future[None]:
+        """Produce ``changes`` (key, JSON) once ``stored`` (the records) and the previous
+        write's changes are delivered; then mark ``partitions`` delivered up to ``seq``."""
+        previous = self._previous
+        sending = asyncio.ensure_future(self._send(previous, stored, changes, seq,
+                                                   set(partitions)))
+        self._previous = sending
+        return sending
+
+    async def _send(self, previous: asyncio.Future[None] | None,
+                    stored: list[Awaitable[Any]], changes: list[tuple[bytes, bytes]], seq: int,
+                    partitions: set[int]) -> None:
+        if previous is not None:
+            await previous
+        await written(stored)
+        producer = self.producer()
+        if not self._partitions:
+            self._partitions = len(await producer.partitions_for(self.changes_topic))
+        batches = RecordBatches(producer)
+        for key, value in changes:
+            batches.add(self.changes_topic, key_hash(key) % self._partitions, key, value)
+        await written(await batches.send())
+        markers = RecordBatches(producer)
+        topic, store = self.changelog_topic(), self.store()
+        for partition in partitions:
+            self.delivered[partition] = seq
+            key, value = marker_key(partition), b"%d" % seq
+            store[key] = value
+            markers.add(topic, partition, key, value)
+        await markers.send()  # delivery not awaited: a lost marker only re-sends outboxes
+
+    def recovered(self, partitions: Iterable[int]) -> None:
+        """Read the markers of newly assigned partitions; never number a write below them."""
+        store = self.store()
+        for partition in partitions:
+            raw = store.get(marker_key(partition))
+            self.delivered[partition] = max(self.delivered.get(partition, 0),
+                                            int(raw) if raw else 0)
+            self.seq = max(self.seq, self.delivered[partition])
+
+    def undelivered(self, records: Iterable[tuple[str, UserRecord]],
+                    partition_of: Callable[[str], int]) -> list[tuple[bytes, bytes]]:
+        """The outbox changes of recovered records newer than their partition's marker (the
+        worker stopped before knowing them delivered), to publish again as they were."""
+        again = []
+        for user_id, record in records:
+            self.seq = max(self.seq, record.outbox_seq)
+            if record.outbox and record.outbox_seq > self.delivered.get(
+                    partition_of(user_id), 0):
+                key = user_id.encode()
+                again += [(key, change.encode()) for change in record.outbox]
+        return again
+
+    async def republish(self, changes: list[tuple[bytes, bytes]],
+                        partitions: Iterable[int]) -> None:
+        """Send recovered outboxes again (in order with what follows) and mark them sent."""
+        if changes:
+            log.info("re-publishing %d change events not known delivered", len(changes))
+        await self.send_after([], changes, self.next_seq(), partitions)
