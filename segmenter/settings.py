@@ -88,6 +88,8 @@ class KafkaSettings(_Strict):
     replication_factor: int = Field(ge=1)
     session_timeout_s: float = Field(ge=1, le=300)
     fetch_max_wait_ms: int = Field(ge=1, le=60_000)
+    # At start, how long to wait for the broker to be reachable before giving up.
+    startup_wait_s: float = Field(ge=0, le=3600)
     topics: Topics
 
 
@@ -108,6 +110,9 @@ class WorkerSettings(_Strict):
     # A worker with input waiting and no batch processed for this long exits (code 3), so that
     # its orchestrator restarts it (a lost group membership can leave a consumer idle for good).
     stall_timeout_s: float = Field(ge=5, le=3600)
+    # After SIGTERM, a worker whose orderly stop has not finished by then (the broker or Redis
+    # unreachable) exits anyway; unacknowledged input is read again by its successor.
+    shutdown_timeout_s: float = Field(gt=0, le=600)
     # A change event whose event time is more than this behind the wall clock when it is
     # published carries "backfill": true (0: never), so automation skips last year's moments.
     backfill_after_minutes: float = Field(ge=0)

@@ -4,24 +4,49 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import signal
 import sys
+import threading
+import time
 
 import faust
 
 from segmenter.settings import Settings
 from streams import health
-from streams.topics import TopicSetupError, ensure_topics
+from streams.topics import TopicSetupError, TopicUnreachableError, ensure_topics
 from streams.worker import SegmentWorker
 
 #: Allocations before a young collection, and collections before the older generations'.
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
+#: While the broker cannot be reached at start: seconds between attempts.
+RETRY_S = 2.0
+
+
+class _Worker(faust.Worker):
+    """Faust's worker, with a deadline on the orderly stop that SIGTERM starts."""
+
+    shutdown_timeout_s = 8.0
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+        if not self._signal_stop_time:
+            timer = threading.Timer(self.shutdown_timeout_s, _exit_unstopped,
+                                    args=(self.shutdown_timeout_s,))
+            timer.daemon = True
+            timer.start()
+        super()._schedule_shutdown(signal)
+
+
+def _exit_unstopped(timeout_s: float) -> None:
+    print(f"segmenter worker: not stopped {timeout_s:.0f} s after SIGTERM (broker or Redis "
+          "unreachable?); exiting (worker.shutdown_timeout_s)", file=sys.stderr, flush=True)
+    os._exit(1)
+
+
 def run_worker(settings: Settings) -> int:
-    try:
-        asyncio.run(ensure_topics(settings))
-    except TopicSetupError as exc:
-        print(f"segmenter worker: {exc}", file=sys.stderr)
+    if not _topics_ready(settings):
         return 1
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker = SegmentWorker(settings)
@@ -38,10 +63,31 @@ def run_worker(settings: Settings) -> int:
     # they grow. What is loaded by now is never garbage; collect less often.
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-    runner = faust.Worker(worker.app, loglevel=settings.worker.log_level, quiet=True)
+    runner = _Worker(worker.app, loglevel=settings.worker.log_level, quiet=True)
+    runner.shutdown_timeout_s = settings.worker.shutdown_timeout_s
     # Faust's start-up spinner sets the root logger to DEBUG (so that it turns on every log
     # record) and leaves it there: every debug call of aiokafka, Faust and mode then built a
     # log record only for the handler to drop it, a fifth of the worker's time per message.
     runner.spinner = None
     runner.execute_from_commandline()
     return 0
+
+
+def _topics_ready(settings: Settings) -> bool:
+    """Create the topics, waiting up to ``kafka.startup_wait_s`` for the broker to be up."""
+    deadline = time.monotonic() + settings.kafka.startup_wait_s
+    while True:
+        try:
+            asyncio.run(ensure_topics(settings))
+            return True
+        except TopicUnreachableError as exc:
+            if time.monotonic() >= deadline:
+                print(f"segmenter worker: {exc}; gave up after kafka.startup_wait_s = "
+                      f"{settings.kafka.startup_wait_s:.0f} s", file=sys.stderr)
+                return False
+            print(f"segmenter worker: {exc}; retrying every {RETRY_S:.0f} s",
+                  file=sys.stderr, flush=True)
+            time.sleep(RETRY_S)
+        except TopicSetupError as exc:
+            print(f"segmenter worker: {exc}", file=sys.stderr)
+            return False

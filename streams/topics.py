@@ -14,6 +14,10 @@ class TopicSetupError(RuntimeError):
     """The broker is unreachable or a topic cannot be used as configured."""
 
 
+class TopicUnreachableError(TopicSetupError):
+    """The broker cannot be reached (yet)."""
+
+
 async def ensure_topics(settings: Settings) -> None:
     kafka = settings.kafka
     topics = kafka.topics
@@ -23,7 +27,7 @@ async def ensure_topics(settings: Settings) -> None:
     try:
         await admin.start()
     except KafkaError as exc:
-        raise TopicSetupError(f"cannot reach Kafka at {kafka.bootstrap}: {exc}") from None
+        raise TopicUnreachableError(f"cannot reach Kafka at {kafka.bootstrap}: {exc}") from None
     try:
         # The model's versions: one partition, compacted (the latest version per key stays).
         # The workers' statistics: one partition, so that one worker at a time trains.

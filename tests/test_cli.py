@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import orjson
 import pytest
@@ -68,13 +69,17 @@ async def _main(argv: list[str]) -> int:
     return await asyncio.to_thread(main, argv)
 
 
-def test_unreachable_services_give_one_line_errors() -> None:
+def test_unreachable_services_give_one_line_errors(tmp_path: Path) -> None:
     dead = f"127.0.0.1:{free_port()}"
+    config = tmp_path / "wait.yaml"
+    config.write_text("kafka:\n  startup_wait_s: 3\n")
     env = {"SEGMENTER_REDIS_URL": f"redis://{dead}/0", "SEGMENTER_KAFKA_BOOTSTRAP": dead,
-           "PATH": "/usr/bin:/bin"}
-    for argv, expected in ((["user", "u1"], "cannot use Redis at redis://"),
-                           (["worker"], "cannot reach Kafka at")):
+           "SEGMENTER_CONFIG": str(config), "PATH": "/usr/bin:/bin"}
+    for argv, expected in ((["user", "u1"], ["cannot use Redis at redis://"]),
+                           (["worker"], ["cannot reach Kafka at", "retrying every",
+                                         "gave up after kafka.startup_wait_s = 3 s"])):
         done = subprocess.run([sys.executable, "-m", "streams.cli", *argv], env=env,
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 1, done.stderr
-        assert expected in done.stderr and "Traceback" not in done.stderr
+        assert all(text in done.stderr for text in expected), done.stderr
+        assert "Traceback" not in done.stderr

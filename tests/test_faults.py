@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as redis
 from support import consume_all, produce, wait_for
 
-from streams.embedded import free_port
+from streams.embedded import EmbeddedKafka, free_port
 from streams.services import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -161,3 +161,51 @@ async def test_kill_9_three_times_mid_stream_leaves_one_exact_change_history(
         entered = [c["current"] for c in by_key[(f"u{user}", "four")]]
         assert entered == (["four", None] if orders_of(user) > 4 else
                            ["four"] if orders_of(user) == 4 else [])
+
+
+async def test_a_broker_absent_at_start_is_waited_for_then_the_worker_works(
+    redis_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = worker_env(f"127.0.0.1:{port}", redis_url, tmp_path)
+    worker = WorkerProcess(env, tmp_path / "w.log").start()
+    try:
+        await wait_for(lambda: _true("retrying every" in worker.log()), timeout=30,
+                       what=lambda: f"a message that it waits: {worker.log()[-1000:]}")
+        assert worker.alive
+        with EmbeddedKafka(port=port, log_path=tmp_path / "tansu.log") as kafka:
+            await ready(worker)
+            order = {"event_id": "o1", "ts": time.time(), "user_id": "late-broker",
+                     "order_id": "o1", "total": 20.0}
+            await produce(kafka.bootstrap, [("shop.orders", b"late-broker", orjson.dumps(order))])
+            store = redis.Redis.from_url(redis_url, decode_responses=True)
+            try:
+                await wait_for(lambda: _has_segments(store, "late-broker"), timeout=60,
+                               what="the order's user in Redis")
+            finally:
+                await store.aclose()
+            assert worker.stop() == 0
+    finally:
+        worker.stop()
+
+
+async def test_sigterm_with_the_broker_gone_exits_within_10_s(
+    redis_url: str, tmp_path: Path
+) -> None:
+    kafka = EmbeddedKafka(log_path=tmp_path / "tansu.log").start()
+    try:
+        worker = WorkerProcess(worker_env(kafka.bootstrap, redis_url, tmp_path),
+                               tmp_path / "w.log").start()
+        await ready(worker)
+        await produce(kafka.bootstrap, round_messages(0, time.time() - 60))
+        await handled_past(worker, 100)
+    finally:
+        kafka.stop()
+    started = time.monotonic()
+    code = worker.stop(timeout=30)
+    assert time.monotonic() - started < 10, worker.log()[-2000:]
+    assert code is not None
+
+
+async def _has_segments(store: Any, user: str) -> bool:
+    return bool(await store.hgetall(f"seg:user:{user}"))
