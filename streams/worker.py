@@ -31,6 +31,7 @@ from streams.inbox import BatchInbox
 from streams.messages import BatchOutcome, Message
 from streams.publisher import OutcomePublisher
 from streams.record_batches import key_hash, written
+from streams.redis_rebuild import RedisRebuild
 from streams.redis_sink import RedisMembership
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class SegmentWorker:
         )
         self.publisher = OutcomePublisher(settings, app, self.engine, self.redis, self.users,
                                           self.partition)
+        self.rebuild = RedisRebuild(self.redis, self.partition)
         # The agent's batches and the review timer both touch user records: one at a time.
         self.lock = asyncio.Lock()
         #: Input partitions assigned to this worker (set after each rebalance).
@@ -119,6 +121,7 @@ class SegmentWorker:
         app.task(self._watch_loop)
         app.task(self._watch_progress)
         app.timer(REVIEW_INTERVAL_S, name="review")(self.review)
+        app.timer(REVIEW_INTERVAL_S, name="redis_rebuild")(self.rebuild_redis)
         self.users.on_recover(self.on_recovered)
         behavior = settings.segmentations.behavior
         self.sync = ModelSync(settings, self.apply_model) if behavior.enabled else None
@@ -250,6 +253,18 @@ class SegmentWorker:
                 return
             await asyncio.sleep(0)
 
+    async def rebuild_redis(self) -> None:
+        """Redis lost its data: write the owned users again (:mod:`streams.redis_rebuild`),
+        in slices within the review budget."""
+        if not self.health.ready:
+            return
+        await self.rebuild.check(self.owned, self.users.data.keys)
+        budget_ends = time.monotonic() + REVIEW_BUDGET_S
+        while self.rebuild.rebuilding and time.monotonic() < budget_ends:
+            async with self.lock:
+                await self.rebuild.step(self.load_owned)
+            await asyncio.sleep(0)
+
     def _sweep(self, outcome: BatchOutcome, limit: int) -> int:
         """Re-evaluate up to ``limit`` users placed by an older behaviour model version."""
         behavior = self.engine.behavior
@@ -291,6 +306,7 @@ class SegmentWorker:
         inputs = self.settings.kafka.topics.inputs
         self.owned = {tp.partition for tp in self.app.assignor.assigned_actives()
                       if tp.topic in inputs}
+        self.rebuild.forget(set(range(self.settings.kafka.partitions)) - self.owned)
         async with self.lock:
             await self._complete_recovery()
             await self._load_model()
