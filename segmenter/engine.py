@@ -184,10 +184,10 @@ class SegmentEngine:
         record.absorbed.append(visitor_id)
         return self.release(visitor_id, visitor, user_id, ts, cause)
 
-    def release(self, visitor_id: str, visitor: UserRecord, user_id: str, ts: float,
+    def release(self, visitor_id: str, visitor: UserRecord, user_id: str | None, ts: float,
                 cause: str) -> list[SegmentChange]:
-        """The visitor became the customer ``user_id``: they leave every segment and stop
-        counting anywhere (their history goes to the customer's record)."""
+        """The visitor became the customer ``user_id`` (None: the user is forgotten, an
+        erasure request): they leave every segment and stop counting anywhere."""
         self.population.update(visitor_id, visitor.customer, None)
         changes = [SegmentChange(visitor_id, name, segment, None, ts, cause, merged_into=user_id,
                                  model_version=self.model_version(name))

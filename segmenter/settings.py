@@ -70,6 +70,8 @@ class Topics(_Strict):
     behavior_stats: str = Field(min_length=1)
     #: Identity handoffs between workers (partitioned like the inputs).
     identity: str = Field(min_length=1)
+    #: Requests to forget a user (partitioned like the inputs, keyed by user id).
+    forget: str = Field(min_length=1)
 
     @property
     def inputs(self) -> dict[str, str]:

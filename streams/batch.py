@@ -17,6 +17,7 @@ from segmenter.engine import SegmentChange, SegmentEngine, UserRecord
 from segmenter.schedule import ReviewSchedule
 from segmenter.settings import Topics
 from streams.codec import InvalidEvent, decode_message
+from streams.forget import apply_forget
 from streams.identity import claim, handoff_in
 from streams.messages import BatchOutcome, DeadLetter, LoadRecord, Message
 
@@ -38,6 +39,7 @@ class BatchProcessor:
         self.engine = engine
         self.kinds = topics.inputs
         self.identity = topics.identity
+        self.forget = topics.forget
         self.max_clock_skew_s = max_clock_skew_s
         #: The event time the stream has reached (see :meth:`_advance`).
         self.watermark = 0.0
@@ -67,7 +69,7 @@ class BatchProcessor:
         evaluated, once each, by :meth:`settle` (logins are evaluated at once)."""
         outcome = BatchOutcome()
         load = self.loader(load)
-        decoded, handoffs = self._decode_all(messages, outcome)
+        decoded, handoffs, forgets = self._decode_all(messages, outcome)
         lateness = self.engine.params.lateness_s
         horizons = {task: at - lateness for task, at in self.task_time.items()}
         decoded = self._on_time(decoded, outcome)
@@ -104,6 +106,10 @@ class BatchProcessor:
             except Exception as exc:  # one user's failure is theirs alone
                 del outcome.changes[changes_before:]
                 self._isolate(user_id, events, origin, kept, exc, outcome)
+        for message in forgets:  # after their events of this batch
+            forgotten = apply_forget(self.engine, message, load, outcome, time.time())
+            if forgotten is not None:
+                self._keep(*forgotten, outcome)
         if defer:  # not in Redis yet: no produce -> Redis latency to count
             outcome.deferred = True
             outcome.produced_at.clear()
@@ -208,18 +214,19 @@ class BatchProcessor:
             return waiting[0] if waiting is not None else load(user_id)
         return load_current
 
-    def _decode_all(self, messages: Iterable[Message], outcome: BatchOutcome,
-                    ) -> tuple[list[tuple[ShopEvent, Message]], list[Message]]:
-        """Valid events with their messages (the rest dead-lettered), and identity handoffs."""
+    def _decode_all(self, messages: Iterable[Message], outcome: BatchOutcome) -> tuple[
+            list[tuple[ShopEvent, Message]], list[Message], list[Message]]:
+        """Valid events with their messages (the rest dead-lettered), identity handoffs and
+        forget requests."""
         decoded: list[tuple[ShopEvent, Message]] = []
-        handoffs = []
+        handoffs, forgets = [], []
         for message in messages:
-            if message.topic == self.identity:
-                handoffs.append(message)
+            if message.topic in (self.identity, self.forget):
+                (handoffs if message.topic == self.identity else forgets).append(message)
                 continue
             for event in self._decode(message, outcome):
                 decoded.append((event, message))
-        return decoded, handoffs
+        return decoded, handoffs, forgets
 
     def _on_time(self, decoded: list[tuple[ShopEvent, Message]],
                  outcome: BatchOutcome) -> list[tuple[ShopEvent, Message]]:
@@ -275,12 +282,12 @@ class BatchProcessor:
     def _merge(self, user_id: str, record: UserRecord, visitor_id: str, event: ShopEvent,
                load: LoadRecord, outcome: BatchOutcome) -> None:
         visitor = outcome.records.get(visitor_id) or load(visitor_id)
-        if visitor is None or visitor_id in outcome.merged:
+        if visitor is None or visitor_id in outcome.deleted:
             return
         outcome.changes += self.engine.merge(
             user_id, record, visitor_id, visitor, event.ts, f"merge:{event.event_id}")
         self._keep(visitor_id, visitor, outcome)
-        outcome.merged.add(visitor_id)
+        outcome.deleted.add(visitor_id)
 
     def review(self, load: LoadRecord, limit: int,
                caught_up: Callable[[str, int], bool] = lambda topic, partition: True,

@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     user.add_argument("user_id")
     user.add_argument("--json", action="store_true", help="print JSON")
 
+    forget = commands.add_parser("forget", help="forget a user (an erasure request)")
+    forget.add_argument("user_id")
+    forget.add_argument("--timeout", type=_positive(float), default=30.0,
+                        help="seconds to wait for Redis to confirm (default 30)")
+
     segments = commands.add_parser("segments", help="segments with their sizes")
     segments.add_argument("--json", action="store_true", help="print JSON")
     return parser
@@ -107,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "quality": _quality,
         "user": _user,
         "segments": _segments,
+        "forget": _forget,
     }
     try:
         return handlers[args.command](settings, args)
@@ -182,6 +188,12 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
         for segmentation, segment in sorted(memberships.items()):
             print(f"{segmentation:<12} {segment}")
     return 0
+
+
+def _forget(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.forget_request import request_forget
+
+    return asyncio.run(request_forget(settings, args.user_id, args.timeout))
 
 
 def _segments(settings: Settings, args: argparse.Namespace) -> int:

@@ -51,11 +51,11 @@ def handoff_in(engine: SegmentEngine, message: Message, load: LoadRecord,
         return
     if kind == "claim":
         visitor = outcome.records.get(visitor_id) or load(visitor_id)
-        if visitor is None or visitor_id in outcome.merged:
+        if visitor is None or visitor_id in outcome.deleted:
             return  # no history here (or already released): nothing to hand over
         outcome.changes += engine.release(visitor_id, visitor, user_id, ts, cause)
         keep(visitor_id, visitor, outcome)
-        outcome.merged.add(visitor_id)
+        outcome.deleted.add(visitor_id)
         outcome.handoffs.append((user_id, orjson.dumps({
             **note, "type": "transfer", "history": visitor.features.to_dict()})))
     elif kind == "transfer":

@@ -45,8 +45,9 @@ class BatchOutcome:
     events_by_topic: Counter[str] = field(default_factory=Counter)
     produced_at: list[float] = field(default_factory=list)
     misrouted: int = 0
-    #: Visitors merged into customers: their records are to be deleted, not stored.
-    merged: set[str] = field(default_factory=set)
+    #: Users whose records are to be deleted, not stored: visitors merged into customers,
+    #: and users forgotten on request.
+    deleted: set[str] = field(default_factory=set)
     #: Identity handoffs for other workers: (key, value) for the identity topic.
     handoffs: list[tuple[str, bytes]] = field(default_factory=list)
     #: The batch was read while catching up: its users' events were folded in but not yet

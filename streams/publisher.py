@@ -102,7 +102,7 @@ class OutcomePublisher:
         for user_id, record in outcome.records.items():
             key = user_id.encode()
             partition = self.partition_of(user_id)
-            if user_id in outcome.merged:
+            if user_id in outcome.deleted:
                 value = None
                 store.pop(key, None)  # a tombstone in the changelog
             else:

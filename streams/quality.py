@@ -125,7 +125,7 @@ class ShopRun:
 
     def _commit(self, worker: _Worker, outcome: Any) -> None:
         for user_id, record in outcome.records.items():
-            if user_id in outcome.merged:
+            if user_id in outcome.deleted:
                 worker.store.pop(user_id, None)
             else:
                 worker.store[user_id] = record

@@ -22,7 +22,7 @@ async def ensure_topics(settings: Settings) -> None:
     kafka = settings.kafka
     topics = kafka.topics
     names = [topics.clicks, topics.carts, topics.orders, topics.deadletter, topics.changes,
-             topics.identity]
+             topics.identity, topics.forget]
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, request_timeout_ms=10_000)
     try:
         await admin.start()
@@ -44,7 +44,8 @@ async def ensure_topics(settings: Settings) -> None:
         for name, code, message in response.topic_errors:
             if code not in (0, TOPIC_ALREADY_EXISTS):
                 raise TopicSetupError(f"cannot create topic {name}: {message} (error {code})")
-        described = await admin.describe_topics([*topics.inputs, topics.identity])
+        described = await admin.describe_topics([*topics.inputs, topics.identity,
+                                                 topics.forget])
         for topic in described:
             count = len(topic["partitions"])
             if count != kafka.partitions:

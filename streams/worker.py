@@ -89,7 +89,7 @@ class SegmentWorker:
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
         # The identity topic is partitioned like the inputs, so Faust assigns its partitions
         # with theirs: a handoff keyed by a user reaches the worker that owns the user.
-        self.source = app.topic(*topics.inputs, topics.identity, **raw)
+        self.source = app.topic(*topics.inputs, topics.identity, topics.forget, **raw)
         self.changes = app.topic(topics.changes, **raw)
         self.deadletter = app.topic(topics.deadletter, **raw)
         self.users = app.Table(
