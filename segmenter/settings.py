@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +28,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -44,6 +46,12 @@ ENV_OVERRIDES: dict[str, str] = {
     "SEGMENTER_KAFKA_BOOTSTRAP": "kafka.bootstrap",
     "SEGMENTER_REDIS_URL": "redis.url",
     "SEGMENTER_METRICS_PORT": "metrics.port",
+    "SEGMENTER_METRICS_HOST": "metrics.host",
+    "SEGMENTER_KAFKA_SECURITY_PROTOCOL": "kafka.security.protocol",
+    "SEGMENTER_KAFKA_SASL_MECHANISM": "kafka.security.sasl_mechanism",
+    "SEGMENTER_KAFKA_SASL_USERNAME": "kafka.security.sasl_username",
+    "SEGMENTER_KAFKA_SASL_PASSWORD": "kafka.security.sasl_password",
+    "SEGMENTER_KAFKA_SSL_CAFILE": "kafka.security.ssl_cafile",
     "SEGMENTER_RULES_FILE": "segmentations.rules.file",
 }
 #: Segmentation names a rule segment cannot take.
@@ -84,6 +92,30 @@ class Topics(_Strict):
         return {kind: topic for topic, kind in self.inputs.items()}
 
 
+class KafkaSecurity(_Strict):
+    """How the clients authenticate and encrypt (passed to aiokafka and Faust as they are).
+    The password comes from the environment (``SEGMENTER_KAFKA_SASL_PASSWORD``) and is never
+    printed."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: SecretStr = SecretStr("")
+    #: CA bundle to verify the brokers (empty: the system's); client certificate and key for
+    #: mutual TLS (empty: none).
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaSecurity:
+        if self.protocol.startswith("SASL") and not (
+                self.sasl_username and self.sasl_password.get_secret_value()):
+            raise ValueError(f"protocol {self.protocol} needs sasl_username and sasl_password "
+                             "(SEGMENTER_KAFKA_SASL_USERNAME, SEGMENTER_KAFKA_SASL_PASSWORD)")
+        return self
+
+
 class KafkaSettings(_Strict):
     bootstrap: str = Field(pattern=r"^[^\s,]+:\d+(,[^\s,]+:\d+)*$")
     partitions: int = Field(ge=1, le=1024)
@@ -92,6 +124,7 @@ class KafkaSettings(_Strict):
     fetch_max_wait_ms: int = Field(ge=1, le=60_000)
     # At start, how long to wait for the broker to be reachable before giving up.
     startup_wait_s: float = Field(ge=0, le=3600)
+    security: KafkaSecurity = KafkaSecurity()
     topics: Topics
 
 
@@ -344,9 +377,20 @@ def _describe(error: Mapping[str, Any], env_sources: Mapping[str, str]) -> str:
     source = next((env for env, key in env_sources.items() if dotted == key), None)
     where = f"{dotted} (from {source})" if source else dotted or "config"
     message = error["msg"].removeprefix("Value error, ")
-    if error["type"] in {"missing", "extra_forbidden"}:
-        return f"{where}: {message}"
+    if error["type"] in {"missing", "extra_forbidden"} or isinstance(error["input"], Mapping):
+        return f"{where}: {message}"  # a section's values may hold secrets: not echoed
+    if "password" in dotted or "url" in dotted:
+        return f"{where}: {message} (got {redact(str(error['input']))!r})"
     return f"{where}: {message} (got {error['input']!r})"
+
+
+def redact(url: str) -> str:
+    """A URL with its password masked, for messages and logs.
+
+    >>> redact("rediss://app:s3cret@redis:6380/0"), redact("redis://localhost:6379/0")
+    ('rediss://app:***@redis:6380/0', 'redis://localhost:6379/0')
+    """
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def load_settings(

@@ -15,12 +15,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from segmenter.behavior import BehaviorModel, StatsDelta
 from segmenter.behavior_trainer import BehaviorTrainer
 from segmenter.settings import Settings
+from streams.kafka_options import client_options
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +33,10 @@ QUIET_MS = 300
 OnModel = Callable[[BehaviorModel], Awaitable[None]]
 
 
-async def read_latest_model(bootstrap: str, topic: str) -> BehaviorModel | None:
-    """The newest version on the model topic (read to the end), or None before the first."""
-    consumer = _consumer(bootstrap)
+async def read_latest_model(kafka: dict[str, Any], topic: str) -> BehaviorModel | None:
+    """The newest version on the model topic (read to the end), or None before the first.
+    ``kafka``: the clients' options (:func:`streams.kafka_options.client_options`)."""
+    consumer = _consumer(kafka)
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)
@@ -60,7 +63,7 @@ class ModelSync:
 
     async def follow(self) -> None:
         """Apply every version newer than the current one, for as long as the worker runs."""
-        consumer = _consumer(self.settings.kafka.bootstrap)
+        consumer = _consumer(client_options(self.settings.kafka))
         await consumer.start()
         try:
             tp = TopicPartition(self.topics.behavior_model, 0)
@@ -87,12 +90,12 @@ class ModelSync:
             self._trainer_task.cancel()
 
     async def _train(self) -> None:
-        bootstrap = self.settings.kafka.bootstrap
-        latest = await read_latest_model(bootstrap, self.topics.behavior_model)
+        kafka = client_options(self.settings.kafka)
+        latest = await read_latest_model(kafka, self.topics.behavior_model)
         trainer = BehaviorTrainer(self.settings.segmentations.behavior, latest)
         log.info("training the behaviour model from version %s",
                  latest.version if latest else "none")
-        consumer, producer = _consumer(bootstrap), AIOKafkaProducer(bootstrap_servers=bootstrap)
+        consumer, producer = _consumer(kafka), AIOKafkaProducer(**kafka)
         await consumer.start()
         await producer.start()
         try:
@@ -121,9 +124,9 @@ class ModelSync:
             await producer.stop()
 
 
-def _consumer(bootstrap: str) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                            group_id=None, fetch_max_wait_ms=QUIET_MS // 3)
+def _consumer(kafka: dict[str, Any]) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(**kafka, enable_auto_commit=False, group_id=None,
+                            fetch_max_wait_ms=QUIET_MS // 3)
 
 
 def _newer(current: BehaviorModel | None, value: bytes | None) -> BehaviorModel | None:

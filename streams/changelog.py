@@ -10,6 +10,7 @@ first fetch is already empty, so this costs one short fetch per partition at sta
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -18,14 +19,15 @@ QUIET_MS = 300
 
 
 async def read_changelog_tail(
-    bootstrap: str, topic: str, partitions: Iterable[int]
+    kafka: dict[str, Any], topic: str, partitions: Iterable[int]
 ) -> list[tuple[bytes, bytes | None]]:
-    """(key, value) records past each partition's reported end offset, in offset order."""
+    """(key, value) records past each partition's reported end offset, in offset order.
+    ``kafka``: the clients' options (:func:`streams.kafka_options.client_options`)."""
     tps = [TopicPartition(topic, partition) for partition in sorted(set(partitions))]
     if not tps:
         return []
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+        **kafka, enable_auto_commit=False, group_id=None,
         fetch_max_wait_ms=QUIET_MS // 3,
     )
     await consumer.start()

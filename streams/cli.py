@@ -12,7 +12,7 @@ import orjson
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from segmenter.settings import Settings, SettingsError, load_settings
+from segmenter.settings import Settings, SettingsError, load_settings, redact
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
@@ -119,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except RedisError as exc:
-        print(f"segmenter: cannot use Redis at {settings.redis.url}: {exc}", file=sys.stderr)
+        print(f"segmenter: cannot use Redis at {redact(settings.redis.url)}: {exc}",
+              file=sys.stderr)
         return 1
     except KafkaError as exc:
         print(f"segmenter: cannot use Kafka at {settings.kafka.bootstrap}: {exc}",

@@ -12,6 +12,7 @@ import redis.asyncio as redis
 from aiokafka import AIOKafkaProducer
 
 from segmenter.settings import Settings
+from streams.kafka_options import client_options
 
 
 def forget_request(user_id: str) -> bytes:
@@ -24,7 +25,7 @@ async def request_forget(settings: Settings, user_id: str, timeout_s: float) -> 
     """Send the request; return 0 once Redis no longer holds the user, 1 on a time-out."""
     store = redis.Redis.from_url(settings.redis.url)
     key = f"{settings.redis.key_prefix}:user:{user_id}"
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap)
+    producer = AIOKafkaProducer(**client_options(settings.kafka))
     try:
         known = bool(await store.exists(key))
         await producer.start()

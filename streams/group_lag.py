@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from streams.kafka_options import as_options
 
-async def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
-    """Messages of ``topics`` that ``group`` has not committed yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False)
+
+async def group_lag(kafka: str | dict[str, Any], group: str, topics: list[str]) -> int:
+    """Messages of ``topics`` that ``group`` has not committed yet (``kafka``: a bootstrap
+    address or the clients' options)."""
+    options = as_options(kafka)
+    admin = AIOKafkaAdminClient(**options)
+    consumer = AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False)
     await admin.start()
     await consumer.start()
     try:
@@ -35,14 +39,14 @@ async def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
         await admin.close()
 
 
-async def follow_lag(bootstrap: str, group: str, topics: list[str],
+async def follow_lag(kafka: str | dict[str, Any], group: str, topics: list[str],
                      on_lag: Callable[[int], None], stall_s: float = 60.0,
                      poll_s: float = 0.5) -> bool:
     """Report the group's lag until it is 0 (True), or has not fallen for ``stall_s`` (False:
     no worker is consuming)."""
     best, best_at = None, time.monotonic()
     while True:
-        lag = await group_lag(bootstrap, group, topics)
+        lag = await group_lag(kafka, group, topics)
         on_lag(lag)
         if lag == 0:
             return True

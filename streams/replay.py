@@ -37,6 +37,7 @@ from rich.progress import (
 from segmenter.settings import Settings
 from streams.codec import event_time_ms
 from streams.group_lag import follow_lag
+from streams.kafka_options import as_options, client_options
 from streams.mapping import (
     KIND_FIELDS,
     Loaded,
@@ -138,14 +139,14 @@ def run_replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def replay_events(
-    bootstrap: str, topic: str, events: Sequence[dict[str, Any]], rate: float,
+    kafka: str | dict[str, Any], topic: str, events: Sequence[dict[str, Any]], rate: float,
     progress: ProgressCallback | None = None,
 ) -> int:
     """Produce ``events`` in order to ``topic``, keyed by user; return how many were delivered.
 
     ``rate <= 0``: as fast as possible; else ``rate`` events per second of wall time.
     """
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5,
+    producer = AIOKafkaProducer(**as_options(kafka), linger_ms=5,
                                 max_batch_size=256 * 1024)
     try:
         await producer.start()
@@ -201,7 +202,8 @@ async def _produce(
         speed = sent / max(time.perf_counter() - started, 1e-9)
         progress.update(task, completed=sent, detail=f"{sent:,}/{total:,} events {speed:,.0f}/s")
 
-    return await replay_events(settings.kafka.bootstrap, topic, loaded.events, rate, update)
+    return await replay_events(client_options(settings.kafka), topic, loaded.events, rate,
+                               update)
 
 
 async def _follow(settings: Settings, topic: str, progress: Progress) -> bool:
@@ -217,7 +219,7 @@ async def _follow(settings: Settings, topic: str, progress: Progress) -> bool:
         progress.update(task, total=first, completed=done,
                         detail=f"lag {lag:,} events, {speed:,.0f}/s processed")
 
-    return await follow_lag(settings.kafka.bootstrap, settings.app_id, [topic], update)
+    return await follow_lag(client_options(settings.kafka), settings.app_id, [topic], update)
 
 
 def _read(args: argparse.Namespace, progress: Progress) -> Loaded:

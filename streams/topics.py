@@ -6,6 +6,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from segmenter.settings import Settings
+from streams.kafka_options import client_options
 
 TOPIC_ALREADY_EXISTS = 36
 
@@ -23,7 +24,7 @@ async def ensure_topics(settings: Settings) -> None:
     topics = kafka.topics
     names = [topics.clicks, topics.carts, topics.orders, topics.deadletter, topics.changes,
              topics.identity, topics.forget]
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**client_options(kafka), request_timeout_ms=10_000)
     try:
         await admin.start()
     except KafkaError as exc:

@@ -28,6 +28,7 @@ from streams.faust_app import SegmenterApp
 from streams.health import WorkerHealth
 from streams.held_input import HeldInput
 from streams.inbox import BatchInbox
+from streams.kafka_options import client_options, faust_credentials
 from streams.messages import BatchOutcome, Message
 from streams.publisher import OutcomePublisher
 from streams.record_batches import key_hash, written
@@ -60,6 +61,7 @@ def create_app(settings: Settings) -> SegmenterApp:
         settings.app_id,
         fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
         broker=faust_broker_url(settings.kafka.bootstrap),
+        broker_credentials=faust_credentials(settings.kafka),
         store="memory://",
         datadir=str(settings.worker.data_dir / settings.app_id),
         topic_partitions=settings.kafka.partitions,
@@ -353,7 +355,7 @@ class SegmentWorker:
         if self.sync is None or behavior is None:
             return
         if behavior.model is None:
-            model = await read_latest_model(self.settings.kafka.bootstrap,
+            model = await read_latest_model(client_options(self.settings.kafka),
                                             self.settings.kafka.topics.behavior_model)
             if model is not None:
                 behavior.model = self.sync.model = model
@@ -371,9 +373,8 @@ class SegmentWorker:
         metrics.record_sizes(await self.redis.replace_profiles("behavior", profiles))
 
     async def _complete_recovery(self) -> None:
-        tail = await read_changelog_tail(
-            self.settings.kafka.bootstrap, self.users.changelog_topic.get_topic_name(), self.owned
-        )
+        tail = await read_changelog_tail(client_options(self.settings.kafka),
+                                         self.users.changelog_topic.get_topic_name(), self.owned)
         for key, value in tail:  # straight into the store: these are already in the changelog
             if value is None:
                 self.users.data.pop(key, None)

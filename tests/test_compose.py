@@ -54,7 +54,8 @@ def test_topics_created_match_config(services: dict[str, Any]) -> None:
     assert loop is not None
     topics = settings.kafka.topics
     assert loop.group(1).split() == [topics.clicks, topics.carts, topics.orders,
-                                     topics.deadletter, topics.changes, topics.identity]
+                                     topics.deadletter, topics.changes, topics.identity,
+                                     topics.forget]
     for single in (topics.behavior_model, topics.behavior_stats):
         assert re.search(rf"--topic {re.escape(single)} --partitions 1 ", script), single
     assert re.search(rf"--topic {re.escape(topics.behavior_model)} .*\n.*cleanup.policy=compact",

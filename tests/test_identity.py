@@ -53,7 +53,7 @@ def test_a_login_moves_the_visitor_into_the_customer() -> None:
         outcome = processor.process(
             [message(first_offset + n, e) for n, e in enumerate(events)], load)
         for user_id, record in outcome.records.items():
-            if user_id in outcome.merged:
+            if user_id in outcome.deleted:
                 store.pop(user_id, None)
             else:
                 store[user_id] = record.to_bytes()
@@ -64,7 +64,7 @@ def test_a_login_moves_the_visitor_into_the_customer() -> None:
 
     login = visit(3, T0 + 120, user_id="u1", anonymous_id="a1")
     outcome = run([login, visit(4, T0 + 130, anonymous_id="a1")], 2)
-    assert outcome.merged == {"a1"} and "a1" not in store
+    assert outcome.deleted == {"a1"} and "a1" not in store
     left = [c for c in outcome.changes if c.user_id == "a1"]
     assert [(c.segmentation, c.previous, c.current, c.merged_into, c.cause) for c in left] == [
         ("lifecycle", "visitor", None, "u1", "merge:c3")]
@@ -91,7 +91,7 @@ class Worker:
         """Process; return the identity handoffs it sends, as messages."""
         outcome = self.processor.process(messages, self.store.get, self.owned.__contains__)
         for user_id, record in outcome.records.items():
-            if user_id in outcome.merged:
+            if user_id in outcome.deleted:
                 self.store.pop(user_id, None)
             else:
                 self.store[user_id] = record

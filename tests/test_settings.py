@@ -70,3 +70,43 @@ def test_cli_reports_a_bad_setting_and_exits_2(capsys: pytest.CaptureFixture[str
     monkeypatch.setenv("SEGMENTER_METRICS_PORT", "-1")
     assert main(["segments"]) == 2
     assert "bad setting: metrics.port (from SEGMENTER_METRICS_PORT)" in capsys.readouterr().err
+
+
+def test_kafka_security_is_passed_to_the_clients_and_the_password_never_shown() -> None:
+    from streams.kafka_options import client_options, faust_credentials
+
+    env = {"SEGMENTER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+           "SEGMENTER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+           "SEGMENTER_KAFKA_SASL_USERNAME": "segmenter",
+           "SEGMENTER_KAFKA_SASL_PASSWORD": "s3cret-pw"}
+    settings = load_settings(environ=env)
+    options = client_options(settings.kafka)
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-256"
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == (
+        "segmenter", "s3cret-pw")
+    assert options["ssl_context"] is not None
+    credentials = faust_credentials(settings.kafka)
+    assert (credentials.username, credentials.mechanism.value) == ("segmenter", "SCRAM-SHA-256")
+    assert "s3cret-pw" not in repr(settings) and "s3cret-pw" not in str(settings.kafka)
+    # A bad setting elsewhere in the section: the error does not echo the password.
+    with pytest.raises(SettingsError) as error:
+        load_settings(environ={**env, "SEGMENTER_KAFKA_SECURITY_PROTOCOL": "SASL_TLS"})
+    assert "kafka.security.protocol" in str(error.value)
+    assert "s3cret-pw" not in str(error.value)
+    with pytest.raises(SettingsError, match="needs sasl_username and sasl_password"):
+        load_settings(environ={"SEGMENTER_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"})
+    assert client_options(load_settings().kafka) == {"bootstrap_servers": "localhost:9092",
+                                                      "security_protocol": "PLAINTEXT"}
+
+
+def test_metrics_listen_on_loopback_unless_configured_and_urls_are_redacted() -> None:
+    from segmenter.settings import redact
+
+    assert load_settings().metrics.host == "127.0.0.1"
+    assert load_settings(environ={"SEGMENTER_METRICS_HOST": "0.0.0.0"}).metrics.host == (
+        "0.0.0.0")
+    assert redact("rediss://app:pw@r:6380/0") == "rediss://app:***@r:6380/0"
+    with pytest.raises(SettingsError) as error:
+        load_settings(environ={"SEGMENTER_REDIS_URL": "http://app:pw@r:6380/0"})
+    assert "pw@" not in str(error.value) and "app:***@" in str(error.value)
