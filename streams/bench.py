@@ -20,6 +20,8 @@ their simulated traffic is weeks old, and coalescing it would measure a backfill
 4. **two workers**: part 1's messages read by two workers in one group.
 5. **state**: worker state per user (stored records) and the cost per event, in process, at
    growing numbers of users (:mod:`streams.bench_state`).
+6. **soak**: one worker under live traffic at 70% of part 1's rate for 10 minutes (20 s in
+   ``--quick``): RSS growth once warm, dead letters of valid traffic (:mod:`streams.bench_soak`).
 
 The machines are shared and noisy: compare the ratios taken within one run.
 """
@@ -44,6 +46,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from segmenter.settings import Settings
 from streams.bench_latency import measure_latency
+from streams.bench_soak import soak
 from streams.bench_state import order_history, state_rows
 from streams.codec import event_time_ms
 from streams.embedded import free_port
@@ -53,9 +56,10 @@ from streams.services import WorkerProcess, local_services
 from streams.topics import ensure_topics
 
 FULL = {"events": 200_000, "users": 10_000, "orders": 70_000, "customers": 23_500,
-        "probes": 300, "state_users": (10_000, 100_000, 1_000_000)}
+        "probes": 300, "state_users": (10_000, 100_000, 1_000_000), "soak_s": 600.0,
+        "warmup_s": 60.0}
 QUICK = {"events": 20_000, "users": 1_000, "orders": 5_000, "customers": 2_000,
-         "probes": 40, "state_users": (1_000, 10_000)}
+         "probes": 40, "state_users": (1_000, 10_000), "soak_s": 20.0, "warmup_s": 5.0}
 ENVELOPE_EVENTS = 20
 
 
@@ -70,12 +74,16 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
           flush=True)
     events, _ = plan_events(users=size["users"], days=90.0, seed=11, end_ts=time.time() - 60)
     events = events[: size["events"]]
-    rows += _part(settings, "single", lambda s, env: _single(s, env, events, size["probes"]))
+    measured: dict[str, float] = {}
+    rows += _part(settings, "single", lambda s, env: _single(s, env, events, size["probes"],
+                                                             measured))
     rows += _part(settings, "batched", lambda s, env: _batched(s, env, events))
     rows += _part(settings, "backfill", lambda s, env: _backfill(
         s, env, size["orders"], size["customers"]), live=False)
     rows += _part(settings, "two", lambda s, env: _two_workers(s, env, events))
     rows += state_rows(settings, size["state_users"])
+    rows += _part(settings, "soak", lambda s, env: _soak(s, env, 0.7 * measured["single"],
+                                                         size["soak_s"], size["warmup_s"]))
     width = max(len(name) for name, _ in rows)
     print()
     for name, value in rows:
@@ -97,13 +105,14 @@ def _part(settings: Settings, name: str, run: Any, live: bool = True,
 
 
 async def _single(settings: Settings, env: dict[str, str], events: list[dict],
-                  probes: int) -> list[tuple[str, str]]:
+                  probes: int, measured: dict[str, float]) -> list[tuple[str, str]]:
     await _produce(settings, [(_topic(settings, e), _key(e), orjson.dumps(e), e)
                               for e in events])
     raw = await _bare_consumer_rate(settings, len(events))
     noop = await asyncio.to_thread(_faust_noop_rate, env, len(events))
     with tempfile.TemporaryDirectory() as tmp, WorkerProcess(env, Path(tmp) / "w.log") as w:
         rate, _ = await asyncio.to_thread(_throughput, [w], len(events))
+        measured["single"] = rate
         latencies = await measure_latency(settings, probes, background_rate=rate / 2)
         users = len({entity_id(e) for e in events})
         redis_bytes = await _redis_bytes(settings)
@@ -176,6 +185,14 @@ async def _two_workers(settings: Settings, env: dict[str, str], events: list[dic
             for worker in workers:
                 worker.stop()
     return [("two workers", f"{two:,.0f} events/s together")]
+
+
+async def _soak(settings: Settings, env: dict[str, str], rate: float, seconds: float,
+                warmup_s: float) -> list[tuple[str, str]]:
+    with tempfile.TemporaryDirectory() as tmp, WorkerProcess(env, Path(tmp) / "w.log") as w:
+        while not w.metric("process_resident_memory_bytes"):  # its endpoint is up
+            await asyncio.sleep(0.2)
+        return [("soak", await soak(settings, w, rate, seconds, warmup_s))]
 
 
 def _envelope(settings: Settings, group: list[dict]) -> tuple[str, bytes, bytes, dict]:

@@ -1,0 +1,84 @@
+"""Soak for ``segmenter bench``: one worker under live traffic at 70% of its measured rate for
+minutes. Printed: its RSS growth once warm (every user of the fixed population seen), the dead
+letters of that valid traffic, and whether it kept up."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from segmenter.settings import Settings
+from streams.services import WorkerProcess
+
+#: The live population: after the warm-up each has been seen, so state stops growing.
+USERS = 20_000
+#: Users browsing at once: each a session of a few to a few dozen events, as on a live shop
+#: (a user's events come in bursts; uniformly random users would be no shop's traffic).
+SESSIONS = 200
+TICK_S = 0.1
+
+
+async def soak(settings: Settings, worker: WorkerProcess, rate: float, seconds: float,
+               warmup_s: float) -> str:
+    """Produce valid live events at ``rate`` for ``seconds``; a line of figures."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, linger_ms=5,
+                                max_batch_size=512 * 1024)
+    await producer.start()
+    rng = random.Random(5)
+    sessions = [_session(rng) for _ in range(SESSIONS)]
+    sent, warm_rss, warm_at = 0, 0.0, 0.0
+    started = time.monotonic()
+    try:
+        while (elapsed := time.monotonic() - started) < seconds:
+            target = int(rate * (elapsed + TICK_S))
+            while sent < target:
+                slot = rng.randrange(SESSIONS)
+                user, left = sessions[slot]
+                sessions[slot] = (user, left - 1) if left > 1 else _session(rng)
+                topic, key, value = _event(settings, rng, user, sent)
+                await producer.send(topic, value, key=key)
+                sent += 1
+            if not warm_rss and elapsed >= warmup_s:
+                warm_rss, warm_at = worker.metric("process_resident_memory_bytes"), elapsed
+            await asyncio.sleep(max(0.0, started + elapsed + TICK_S - time.monotonic()))
+        await producer.flush()
+    finally:
+        await producer.stop()
+    deadline = time.monotonic() + 120
+    while worker.handled() < sent and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    handled, behind = worker.handled(), time.monotonic() - started - seconds
+    end_rss = worker.metric("process_resident_memory_bytes")
+    dead = worker.metric("segmenter_invalid_events_total")
+    growth = end_rss / warm_rss - 1 if warm_rss else float("nan")
+    return (f"{seconds / 60:.1f} min at {rate:,.0f} events/s (70% of single), {USERS:,} users in "
+            f"sessions, {SESSIONS} at once: "
+            f"RSS {warm_rss / 1e6:.0f} MB at {warm_at:.0f} s -> {end_rss / 1e6:.0f} MB at the end "
+            f"({growth:+.1%}); {dead:.0f} dead letters of {sent:,} valid events; "
+            f"{handled:,.0f} handled, {max(0.0, behind):.1f} s after the last was sent")
+
+
+def _session(rng: random.Random) -> tuple[str, int]:
+    return f"soak-{rng.randrange(USERS)}", rng.randint(3, 40)
+
+
+def _event(settings: Settings, rng: random.Random, user: str, n: int,
+           ) -> tuple[str, bytes, bytes]:
+    event: dict[str, object] = {"event_id": f"soak-{n}", "ts": time.time(), "user_id": user}
+    draw = rng.random()
+    topics = settings.kafka.topics
+    if draw < 0.85:
+        event.update(page=f"/p/{rng.randrange(500)}", product_id=f"p{rng.randrange(500)}",
+                     category=f"c{rng.randrange(20)}")
+        topic = topics.clicks
+    elif draw < 0.95:
+        event.update(action="add", product_id=f"p{rng.randrange(500)}", price=19.9)
+        topic = topics.carts
+    else:
+        event.update(order_id=f"soak-o{n}", total=round(rng.uniform(5, 300), 2))
+        topic = topics.orders
+    return topic, user.encode(), orjson.dumps(event)
