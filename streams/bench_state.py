@@ -23,6 +23,7 @@ import orjson
 from segmenter.engine import SegmentEngine
 from segmenter.settings import Settings
 from streams.batch import BatchProcessor
+from streams.change_outbox import ChangeOutbox
 from streams.messages import Message
 
 DAY = 86_400.0
@@ -73,11 +74,20 @@ def _state_at(settings: Settings, users: int) -> tuple[float, float, float]:
         value = store.get(user_id.encode())
         return None if value is None else engine.load_record(value)
 
+    # Records are stored with their change events (the outbox), as the publisher stores them;
+    # each batch's predecessors count as delivered.
+    outbox = ChangeOutbox(lambda: None, "", lambda: "", lambda: {})
     events, seconds = 0, 0.0
     for batch in _batches(settings, users):
         started = time.perf_counter()
         outcome = processor.process(batch, load)
+        seq = outbox.next_seq()
+        outbox.delivered[0] = seq - 1
+        changes: dict[str, list[bytes]] = {}
+        for change in outcome.changes:
+            changes.setdefault(change.user_id, []).append(change.to_json(time.time()))
         for user_id, record in outcome.records.items():
+            outbox.fill(record, 0, changes.get(user_id, []), seq)
             store[user_id.encode()] = record.to_bytes()
         seconds += time.perf_counter() - started
         events += len(batch)
