@@ -38,6 +38,10 @@ from streams.redis_sink import RedisMembership
 log = logging.getLogger(__name__)
 
 REVIEW_INTERVAL_S = 1.0
+#: Batches written at once: a batch's change events wait for its records to be stored (see
+#: streams.change_outbox), two round trips to the broker; with one batch in flight the next
+#: batch waited for them.
+WRITES_IN_FLIGHT = 4
 #: Users re-evaluated per slice of time-driven work (about 50 ms of the loop at most).
 REVIEW_SLICE = 256
 #: Stored records counted per slice of a recovery.
@@ -135,12 +139,13 @@ class SegmentWorker:
         """The hot path: take what the consumer fetched, process it as one batch, write it
         out, then acknowledge it (Faust commits acknowledged offsets).
 
-        Two batches overlap: while the broker acknowledges one batch's records, the next is
-        processed. Input is acknowledged only once its own batch is written, in order.
+        Batches overlap: while the broker takes up to :data:`WRITES_IN_FLIGHT` batches'
+        records, the next is processed. Input is acknowledged only once its own batch is
+        written (Faust commits only offsets acknowledged without a gap).
         """
         worker = self.settings.worker
         coalesce_after_s = self.coalesce_after_s
-        writing: asyncio.Future[None] | None = None
+        writing: deque[asyncio.Future[None]] = deque()
         waited_since = time.perf_counter()
         while not self.app.should_stop:
             # Holding a backlog's input, a short wait: input going quiet means it was all read.
@@ -164,25 +169,23 @@ class SegmentWorker:
                 if deferred:
                     self.held.hold(taken, events, sent)
                 else:
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.ensure_future(self._acknowledge(sent, taken))
+                    await _make_room(writing)
+                    writing.append(asyncio.ensure_future(self._acknowledge(sent, taken)))
                 self.health.progressed()
             if self.held and (not deferred or self._input_read()
                               or self.held.due(len(self.processor.deferred))):
                 # Caught up, read to the end, or held long enough. Its delivery and
                 # acknowledgement overlap the next batch, as a batch's own do.
                 finishing = await self._flush_held()
-                if writing is not None:
-                    await writing
-                writing = asyncio.ensure_future(finishing)
+                await _make_room(writing)
+                writing.append(asyncio.ensure_future(finishing))
             # Input waiting in the inbox, an uncontended lock and a held (deferred) batch do
             # not suspend: without this, a backlog's batches ran back to back, holding the
             # loop for a third of a second.
             await asyncio.sleep(0)
             waited_since = time.perf_counter()
-        if writing is not None:
-            await writing
+        for write in writing:
+            await write
 
     @property
     def coalesce_after_s(self) -> float | None:
@@ -412,6 +415,13 @@ class SegmentWorker:
 
     async def publish(self, outcome: BatchOutcome) -> list[Awaitable[Any]]:
         return await self.publisher.publish(outcome, self.processor.watermark)
+
+
+async def _make_room(writing: deque[asyncio.Future[None]]) -> None:
+    """Wait until fewer than :data:`WRITES_IN_FLIGHT` batches are being written (oldest first,
+    so that memory held by batches in flight stays bounded)."""
+    while writing and (writing[0].done() or len(writing) >= WRITES_IN_FLIGHT):
+        await writing.popleft()
 
 
 def _message(message: Any) -> Message:

@@ -59,6 +59,16 @@ async def produce_stamped(kafka: str, events: list[dict[str, Any]]) -> None:
         await producer.stop()
 
 
+async def backlog_of_orders(kafka: str, orders: int, customers: int, seed: int,
+                            ) -> list[dict[str, Any]]:
+    """18 months of a shop's orders (most customers buy once), produced as a replay does."""
+    history = order_history(orders, customers, days=540, end_ts=time.time() - 7200, seed=seed)
+    for order in history:
+        order["kind"] = "order"
+    await produce_stamped(kafka, history)
+    return history
+
+
 def health(worker: WorkerProcess, probe: str) -> int:
     url = worker.metrics_url.replace("/metrics", f"/health/{probe}")
     try:
@@ -110,10 +120,7 @@ async def test_a_coalescing_backfill_publishes_the_state_reached_and_agrees_with
     # default "coalesce", each user's backlog is evaluated once per flush (one flush here), so
     # every segmentation changes at most once per user, flagged backfill, and what the change
     # topic says each user ended in is what Redis holds.
-    history = order_history(900, 300, days=540, end_ts=time.time() - 7200, seed=3)
-    for order in history:
-        order["kind"] = "order"
-    await produce_stamped(kafka_bootstrap, history)
+    history = await backlog_of_orders(kafka_bootstrap, 900, 300, seed=3)
     settings = env(kafka_bootstrap, redis_url, tmp_path, "  backfill_flush_s: 120\n")
     store = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
@@ -146,13 +153,10 @@ async def test_a_long_backlog_never_holds_the_loop_past_its_budget(
     # While a backlog is folded in (coalescing: nothing is written per batch), batches come
     # back to back from an inbox that filled up, 8 partitions deep, during a flush of the
     # users waiting (a flush every 5,000 users here); each batch must give the loop its turn.
-    history = order_history(60_000, 20_000, days=540, end_ts=time.time() - 7200, seed=4)
-    for order in history:
-        order["kind"] = "order"
     settings = env(kafka_bootstrap, redis_url, tmp_path, "  backfill_max_users: 5000\n",
                    kafka_extra="  partitions: 8\n")
     await ensure_topics(load_settings(environ=settings))
-    await produce_stamped(kafka_bootstrap, history)
+    history = await backlog_of_orders(kafka_bootstrap, 60_000, 20_000, seed=4)
     with WorkerProcess(settings, tmp_path / "w.log") as worker:
         await wait_for(lambda: _true(worker.handled() >= len(history)), timeout=180,
                        what=lambda: f"{worker.handled()} of {len(history)} orders")
