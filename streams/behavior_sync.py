@@ -57,13 +57,14 @@ class ModelSync:
     def __init__(self, settings: Settings, on_model: OnModel) -> None:
         self.settings = settings
         self.topics = settings.kafka.topics
+        self.kafka = client_options(settings.kafka)
         self.on_model = on_model
         self.model: BehaviorModel | None = None
         self._trainer_task: asyncio.Task[None] | None = None
 
     async def follow(self) -> None:
         """Apply every version newer than the current one, for as long as the worker runs."""
-        consumer = _consumer(client_options(self.settings.kafka))
+        consumer = _consumer(self.kafka)
         await consumer.start()
         try:
             tp = TopicPartition(self.topics.behavior_model, 0)
@@ -90,7 +91,7 @@ class ModelSync:
             self._trainer_task.cancel()
 
     async def _train(self) -> None:
-        kafka = client_options(self.settings.kafka)
+        kafka = self.kafka
         latest = await read_latest_model(kafka, self.topics.behavior_model)
         trainer = BehaviorTrainer(self.settings.segmentations.behavior, latest)
         log.info("training the behaviour model from version %s",

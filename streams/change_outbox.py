@@ -73,19 +73,23 @@ class ChangeOutbox:
         record.outbox = [*undelivered, *(change.decode() for change in changes)]
         record.outbox_seq = seq if record.outbox else 0
 
-    def send_after(self, stored: list[Awaitable[Any]], changes: list[tuple[bytes, bytes]],
-                   seq: int, partitions: Iterable[int]) -> asyncio.Future[None]:
-        """Produce ``changes`` (key, JSON) once ``stored`` (the records) and the previous
-        write's changes are delivered; then mark ``partitions`` delivered up to ``seq``."""
-        previous = self._previous
-        sending = asyncio.ensure_future(self._send(previous, stored, changes, seq,
-                                                   set(partitions)))
+    def send_after(self, stored: list[Awaitable[Any]], changes: dict[str, list[bytes]],
+                   seq: int, partition_of: Callable[[str], int]) -> asyncio.Future[None]:
+        """Produce ``changes`` (user -> their change events' JSON) once ``stored`` (the
+        records) and the previous write's changes are delivered; then mark the users'
+        partitions delivered up to ``seq``."""
+        return self._send_chained(stored, changes, seq, {partition_of(user) for user in changes})
+
+    def _send_chained(self, stored: list[Awaitable[Any]], changes: dict[str, list[bytes]],
+                      seq: int, partitions: Iterable[int]) -> asyncio.Future[None]:
+        sending = asyncio.ensure_future(self._send(self._previous, stored, changes, seq,
+                                                   partitions))
         self._previous = sending
         return sending
 
     async def _send(self, previous: asyncio.Future[None] | None,
-                    stored: list[Awaitable[Any]], changes: list[tuple[bytes, bytes]], seq: int,
-                    partitions: set[int]) -> None:
+                    stored: list[Awaitable[Any]], changes: dict[str, list[bytes]], seq: int,
+                    partitions: Iterable[int]) -> None:
         if previous is not None:
             await previous
         await written(stored)
@@ -93,8 +97,11 @@ class ChangeOutbox:
         if not self._partitions:
             self._partitions = len(await producer.partitions_for(self.changes_topic))
         batches = RecordBatches(producer)
-        for key, value in changes:
-            batches.add(self.changes_topic, key_hash(key) % self._partitions, key, value)
+        for user_id, values in changes.items():
+            key = user_id.encode()
+            partition = key_hash(key) % self._partitions
+            for value in values:
+                batches.add(self.changes_topic, partition, key, value)
         await written(await batches.send())
         markers = RecordBatches(producer)
         topic, store = self.changelog_topic(), self.store()
@@ -115,21 +122,21 @@ class ChangeOutbox:
             self.seq = max(self.seq, self.delivered[partition])
 
     def undelivered(self, records: Iterable[tuple[str, UserRecord]],
-                    partition_of: Callable[[str], int]) -> list[tuple[bytes, bytes]]:
+                    partition_of: Callable[[str], int]) -> dict[str, list[bytes]]:
         """The outbox changes of recovered records newer than their partition's marker (the
         worker stopped before knowing them delivered), to publish again as they were."""
-        again = []
+        again = {}
         for user_id, record in records:
             self.seq = max(self.seq, record.outbox_seq)
             if record.outbox and record.outbox_seq > self.delivered.get(
                     partition_of(user_id), 0):
-                key = user_id.encode()
-                again += [(key, change.encode()) for change in record.outbox]
+                again[user_id] = [change.encode() for change in record.outbox]
         return again
 
-    async def republish(self, changes: list[tuple[bytes, bytes]],
+    async def republish(self, changes: dict[str, list[bytes]],
                         partitions: Iterable[int]) -> None:
-        """Send recovered outboxes again (in order with what follows) and mark them sent."""
+        """Send recovered outboxes again (in order with what follows) and mark ``partitions``
+        (every one this worker owns) delivered once they are."""
         if changes:
-            log.info("re-publishing %d change events not known delivered", len(changes))
-        await self.send_after([], changes, self.next_seq(), partitions)
+            log.info("re-publishing the undelivered change events of %d users", len(changes))
+        await self._send_chained([], changes, self.next_seq(), partitions)

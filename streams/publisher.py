@@ -68,21 +68,18 @@ class OutcomePublisher:
         written_at = time.time()
         metrics.STAGE_SECONDS.labels("redis").inc(time.perf_counter() - started)
         backfill_after_s = 60 * self.settings.worker.backfill_after_minutes
-        changes: list[tuple[bytes, bytes]] = []
-        by_user: dict[str, list[bytes]] = {}
+        changes: dict[str, list[bytes]] = {}
         for change in outcome.changes:
-            value = change.to_json(written_at, backfill_after_s)
-            changes.append((change.user_id.encode(), value))
-            by_user.setdefault(change.user_id, []).append(value)
+            changes.setdefault(change.user_id, []).append(
+                change.to_json(written_at, backfill_after_s))
         # The records (with their outboxes) first; the change events once they are stored.
         seq = self.outbox.next_seq()
         batches = RecordBatches(self.app.producer._ensure_producer())
-        self._store(outcome, batches, by_user, seq)
+        self._store(outcome, batches, changes, seq)
         stored = await batches.send()
         pending += stored
         if changes:
-            pending.append(self.outbox.send_after(
-                stored, changes, seq, {self.partition_of(user) for user in by_user}))
+            pending.append(self.outbox.send_after(stored, changes, seq, self.partition_of))
         metrics.record_batch(outcome, sizes, written_at, watermark)
         return pending
 

@@ -85,6 +85,8 @@ class SegmentWorker:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        #: The Kafka clients' connection options (security included), made once.
+        self.kafka = client_options(settings.kafka)
         self.engine = SegmentEngine(settings, self.partition)
         topics = settings.kafka.topics
         self.processor = BatchProcessor(self.engine, topics, settings.worker.max_clock_skew_s)
@@ -325,10 +327,10 @@ class SegmentWorker:
             # Two passes, each decoding the records again: the population must be whole before
             # anyone is re-scored, and keeping a million decoded records between the passes
             # would cost far more memory than the second decoding costs time.
-            again: list[tuple[bytes, bytes]] = []
+            again: dict[str, list[bytes]] = {}
             for chunk in _chunks(owned, RECOVERY_SLICE):
                 records = self._records(chunk)
-                again += outbox.undelivered(records, self.partition)
+                again.update(outbox.undelivered(records, self.partition))
                 self.processor.adopt(records)
                 await asyncio.sleep(0)
             # Before anything new: what the last life may not have delivered, as it was.
@@ -358,7 +360,7 @@ class SegmentWorker:
         if self.sync is None or behavior is None:
             return
         if behavior.model is None:
-            model = await read_latest_model(client_options(self.settings.kafka),
+            model = await read_latest_model(self.kafka,
                                             self.settings.kafka.topics.behavior_model)
             if model is not None:
                 behavior.model = self.sync.model = model
@@ -376,7 +378,7 @@ class SegmentWorker:
         metrics.record_sizes(await self.redis.replace_profiles("behavior", profiles))
 
     async def _complete_recovery(self) -> None:
-        tail = await read_changelog_tail(client_options(self.settings.kafka),
+        tail = await read_changelog_tail(self.kafka,
                                          self.users.changelog_topic.get_topic_name(), self.owned)
         for key, value in tail:  # straight into the store: these are already in the changelog
             if value is None:
