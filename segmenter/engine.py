@@ -78,6 +78,7 @@ class SegmentEngine:
         config = settings.segmentations
         self.population = Population(partition_of)
         self._refreshed_size, self._refreshed_at = 0, -math.inf
+        self._refresh_every_s = config.rfm.quantile_refresh_s
         #: Segmentation -> minimum dwell in seconds (rule segments, against flapping).
         self.dwell: dict[str, float] = {}
         self.segmentations: list[Segmentation] = [
@@ -224,15 +225,16 @@ class SegmentEngine:
         """Recompute the quantiles; return the users whose F or M score may have changed.
 
         Unless forced, only when the population grew or shrank by 2% (at least 1) since
-        the last refresh, or a minute has passed: every refresh can re-score whole bins of
-        customers, so refreshing on every tick would cost more than it tells. Once the
+        the last refresh, or ``rfm.quantile_refresh_s`` (a minute) has passed: every refresh
+        can re-score whole bins of customers, so refreshing on every tick would cost more than
+        it tells. Once the
         trainer publishes the shop-wide population, its versions drive the refreshes.
         """
         if self.population.shared is not None and not force:
             return set()
         size, now = self.population.size, time.monotonic()
         grown = abs(size - self._refreshed_size) >= max(1, 0.02 * self._refreshed_size)
-        if not (force or grown or now - self._refreshed_at >= 60.0):
+        if not (force or grown or now - self._refreshed_at >= self._refresh_every_s):
             return set()
         self._refreshed_size, self._refreshed_at = size, now
         moved = self.population.refresh()

@@ -221,6 +221,9 @@ class RfmSettings(_Strict):
     frequency_orders: list[float]
     monetary: list[float]
     segments: list[RfmSegment] = Field(min_length=1)
+    #: quantiles: at most this long between refreshes of a worker's own quantiles while the
+    #: number of customers stays put (a 2% change refreshes at once).
+    quantile_refresh_s: float = Field(60.0, gt=0, le=86_400)
 
     _edges = field_validator("recency_days", "frequency_orders", "monetary")(_ascending_edges)
 

