@@ -15,10 +15,14 @@ per-worker sequence ``seq``:
 3. once those are delivered, a **marker** per changelog partition says "outboxes up to ``seq``
    are delivered" (a record of the changelog under a key no user id has).
 
-After a crash, recovery re-publishes every outbox newer than its partition's marker, byte for
-byte, so subscribers get each transition with the same ``event_id`` (at least once, never
-under another id) and the topic's last change per user and segmentation is the stored state's,
-which Redis holds.
+A user deleted by the write (a visitor merged into a customer, a user forgotten) has no record
+to carry an outbox: their exit events are **parked** under a key of their own in the changelog
+(``\x00outbox-parked:<partition>:<seq>``) and that key is deleted once they are delivered.
+
+After a crash, recovery re-publishes every outbox (and parked exit) newer than its partition's
+marker, byte for byte, so subscribers get each transition with the same ``event_id`` (at least
+once, never under another id) and the topic's last change per user and segmentation is the
+stored state's, which Redis holds.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+
+import orjson
 
 from segmenter.records import UserRecord
 from streams.record_batches import RecordBatches, key_hash, written
@@ -37,8 +43,20 @@ log = logging.getLogger(__name__)
 RESERVED_PREFIX = b"\x00"
 
 
+PARKED_PREFIX = RESERVED_PREFIX + b"outbox-parked:"
+
+
 def marker_key(partition: int) -> bytes:
     return RESERVED_PREFIX + b"outbox-delivered:%d" % partition
+
+
+def parked_key(partition: int, seq: int) -> bytes:
+    return PARKED_PREFIX + b"%d:%d" % (partition, seq)
+
+
+def parked_partition_seq(key: bytes) -> tuple[int, int]:
+    partition, seq = key[len(PARKED_PREFIX):].split(b":")
+    return int(partition), int(seq)
 
 
 def is_user_key(key: bytes) -> bool:
@@ -61,6 +79,9 @@ class ChangeOutbox:
         self.delivered: dict[int, int] = {}
         self._previous: asyncio.Future[None] | None = None
         self._partitions = 0
+        #: seq -> the parked keys (with their partitions) to delete once its changes are out.
+        self._parked: dict[int, list[tuple[int, bytes]]] = {}
+        self._unparked: list[tuple[int, bytes]] = []
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -72,6 +93,16 @@ class ChangeOutbox:
         undelivered = record.outbox if record.outbox_seq > self.delivered.get(partition, 0) else []
         record.outbox = [*undelivered, *(change.decode() for change in changes)]
         record.outbox_seq = seq if record.outbox else 0
+
+    def park(self, partition: int, seq: int,
+             changes: dict[str, list[bytes]]) -> tuple[bytes, bytes]:
+        """The changelog record (key, value) that keeps deleted users' change events until
+        this write's changes are delivered (then the key is deleted)."""
+        key = parked_key(partition, seq)
+        self._parked.setdefault(seq, []).append((partition, key))
+        value = orjson.dumps({user: [change.decode() for change in values]
+                              for user, values in changes.items()})
+        return key, value
 
     def send_after(self, stored: list[Awaitable[Any]], changes: dict[str, list[bytes]],
                    seq: int, partition_of: Callable[[str], int]) -> asyncio.Future[None]:
@@ -110,6 +141,9 @@ class ChangeOutbox:
             key, value = marker_key(partition), b"%d" % seq
             store[key] = value
             markers.add(topic, partition, key, value)
+        for partition, key in self._parked.pop(seq, []):
+            store.pop(key, None)
+            markers.add(topic, partition, key, None)
         await markers.send()  # delivery not awaited: a lost marker only re-sends outboxes
 
     def recovered(self, partitions: Iterable[int]) -> None:
@@ -133,10 +167,27 @@ class ChangeOutbox:
                 again[user_id] = [change.encode() for change in record.outbox]
         return again
 
+    def unparked(self, keys: Iterable[bytes]) -> dict[str, list[bytes]]:
+        """The parked exits (of deleted users) under ``keys`` newer than their partition's
+        marker, to publish again before any outbox; every key is deleted once the next
+        :meth:`republish` is delivered."""
+        store, again = self.store(), {}
+        for key in sorted(keys, key=parked_partition_seq):
+            partition, seq = parked_partition_seq(key)
+            self._unparked.append((partition, key))
+            self.seq = max(self.seq, seq)
+            if seq > self.delivered.get(partition, 0) and key in store:
+                for user, values in orjson.loads(store[key]).items():
+                    again.setdefault(user, []).extend(value.encode() for value in values)
+        return again
+
     async def republish(self, changes: dict[str, list[bytes]],
                         partitions: Iterable[int]) -> None:
         """Send recovered outboxes again (in order with what follows) and mark ``partitions``
         (every one this worker owns) delivered once they are."""
         if changes:
             log.info("re-publishing the undelivered change events of %d users", len(changes))
-        await self._send_chained([], changes, self.next_seq(), partitions)
+        seq = self.next_seq()
+        if self._unparked:
+            self._parked[seq], self._unparked = self._unparked, []
+        await self._send_chained([], changes, seq, partitions)

@@ -22,7 +22,9 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode import Service
 
+from segmenter.settings import Settings
 from streams.inbox import BatchInbox
+from streams.kafka_options import faust_credentials
 
 #: Records of one partition handed over per turn of the consumer's fetch loop.
 PARTITION_RECORDS = 500
@@ -157,3 +159,29 @@ class SegmenterApp(faust.App):
             known = read is not None and highwater is not None
             waiting.append((tp, max(0, highwater - read - 1) if known else None))
         return waiting
+
+
+def faust_broker_url(bootstrap: str) -> str:
+    """'h1:9092,h2:9092' -> 'kafka://h1:9092;h2:9092' (Faust's form)."""
+    return "kafka://" + ";".join(bootstrap.split(","))
+
+
+def create_app(settings: Settings) -> SegmenterApp:
+    session = settings.kafka.session_timeout_s
+    return SegmenterApp(
+        settings.app_id,
+        fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
+        broker=faust_broker_url(settings.kafka.bootstrap),
+        broker_credentials=faust_credentials(settings.kafka),
+        store="memory://",
+        datadir=str(settings.worker.data_dir / settings.app_id),
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=settings.kafka.replication_factor,
+        topic_disable_leader=True,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=session,
+        broker_rebalance_timeout=session,
+        broker_heartbeat_interval=max(0.5, session / 10),
+        producer_linger=0.005,
+    )

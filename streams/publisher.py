@@ -96,16 +96,23 @@ class OutcomePublisher:
         topic = self.users.changelog_topic.get_topic_name()
         store = self.users.data
         fill = self.outbox.fill
+        parked: dict[int, dict[str, list[bytes]]] = {}
         for user_id, record in outcome.records.items():
             key = user_id.encode()
             partition = self.partition_of(user_id)
             if user_id in outcome.deleted:
                 value = None
                 store.pop(key, None)  # a tombstone in the changelog
+                if user_id in changes:  # their exits, kept until delivered
+                    parked.setdefault(partition, {})[user_id] = changes[user_id]
             else:
                 if record.outbox or user_id in changes:
                     fill(record, partition, changes.get(user_id, []), seq)
                 value = store[key] = record.to_bytes()
+            batches.add(topic, partition, key, value)
+        for partition, exits in parked.items():
+            key, value = self.outbox.park(partition, seq, exits)
+            store[key] = value
             batches.add(topic, partition, key, value)
 
     async def _send_dead_letter(self, dead: DeadLetter) -> Awaitable[Any]:

@@ -22,13 +22,13 @@ from segmenter.settings import Settings
 from streams import metrics
 from streams.batch import BatchProcessor
 from streams.behavior_sync import ModelSync, read_latest_model
-from streams.change_outbox import is_user_key
+from streams.change_outbox import PARKED_PREFIX, is_user_key, parked_partition_seq
 from streams.changelog import read_changelog_tail
-from streams.faust_app import SegmenterApp
+from streams.faust_app import create_app
 from streams.health import WorkerHealth
 from streams.held_input import HeldInput
 from streams.inbox import BatchInbox
-from streams.kafka_options import client_options, faust_credentials
+from streams.kafka_options import client_options
 from streams.messages import BatchOutcome, Message
 from streams.publisher import OutcomePublisher
 from streams.record_batches import key_hash, written
@@ -52,32 +52,6 @@ HELD_WAIT_S = 0.2
 ACK_SLICE = 2000
 #: Time-driven work per review tick; what is left waits for the next tick.
 REVIEW_BUDGET_S = 0.5
-
-
-def faust_broker_url(bootstrap: str) -> str:
-    """'h1:9092,h2:9092' -> 'kafka://h1:9092;h2:9092' (Faust's form)."""
-    return "kafka://" + ";".join(bootstrap.split(","))
-
-
-def create_app(settings: Settings) -> SegmenterApp:
-    session = settings.kafka.session_timeout_s
-    return SegmenterApp(
-        settings.app_id,
-        fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
-        broker=faust_broker_url(settings.kafka.bootstrap),
-        broker_credentials=faust_credentials(settings.kafka),
-        store="memory://",
-        datadir=str(settings.worker.data_dir / settings.app_id),
-        topic_partitions=settings.kafka.partitions,
-        topic_replication_factor=settings.kafka.replication_factor,
-        topic_disable_leader=True,
-        web_enabled=False,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=session,
-        broker_rebalance_timeout=session,
-        broker_heartbeat_interval=max(0.5, session / 10),
-        producer_linger=0.005,
-    )
 
 
 class SegmentWorker:
@@ -319,18 +293,17 @@ class SegmentWorker:
             await self._load_model()
             # Only the customers of the partitions owned now count here (and shop-wide).
             self.engine.population.retain(self.owns)
-            store = self.users.data
-            owned = [key for key in list(store.keys())
-                     if is_user_key(key) and self.owns(key.decode())]
+            owned, parked = self._owned_keys()
             outbox = self.publisher.outbox
             outbox.recovered(self.owned)
             # Two passes, each decoding the records again: the population must be whole before
             # anyone is re-scored, and keeping a million decoded records between the passes
             # would cost far more memory than the second decoding costs time.
-            again: dict[str, list[bytes]] = {}
+            again = outbox.unparked(parked)  # deleted users' exits: before any later outbox
             for chunk in _chunks(owned, RECOVERY_SLICE):
                 records = self._records(chunk)
-                again.update(outbox.undelivered(records, self.partition))
+                for user_id, changes in outbox.undelivered(records, self.partition).items():
+                    again.setdefault(user_id, []).extend(changes)
                 self.processor.adopt(records)
                 await asyncio.sleep(0)
             # Before anything new: what the last life may not have delivered, as it was.
@@ -347,6 +320,17 @@ class SegmentWorker:
             metrics.record_sizes(await self.redis.refresh_all_profiles())
         self.health.recovered()
         log.info("recovered %d users", len(owned))
+
+    def _owned_keys(self) -> tuple[list[bytes], list[bytes]]:
+        """The stored users of the partitions owned here, and the parked exits there."""
+        users, parked = [], []
+        for key in list(self.users.data.keys()):
+            if is_user_key(key):
+                if self.owns(key.decode()):
+                    users.append(key)
+            elif key.startswith(PARKED_PREFIX) and parked_partition_seq(key)[0] in self.owned:
+                parked.append(key)
+        return users, parked
 
     def _records(self, keys: list[bytes]) -> list[tuple[str, UserRecord]]:
         store = self.users.data
