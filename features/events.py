@@ -21,9 +21,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-#: Timestamps outside [2000-01-01, 2100-01-01) are rejected: almost always milliseconds or junk.
-MIN_TS = 946_684_800.0
-MAX_TS = 4_102_444_800.0
+#: Numeric timestamps must be epoch seconds from 1970 up to 2100: a larger number is almost
+#: always milliseconds, microseconds or nanoseconds. ISO-8601 text is unambiguous, so any
+#: valid date is taken (a shop's export may start in 1997).
+MAX_EPOCH_SECONDS = 4_102_444_800.0
 
 
 def _epoch_seconds(value: object) -> float:
@@ -31,19 +32,19 @@ def _epoch_seconds(value: object) -> float:
         raise ValueError("must be ISO-8601 text or epoch seconds, not a boolean")
     if isinstance(value, int | float):
         seconds = float(value)
-    elif isinstance(value, str):
+        if not math.isfinite(seconds) or not 0 <= seconds < MAX_EPOCH_SECONDS:
+            raise ValueError(f"epoch seconds {value!r} are not between 1970 and 2100 "
+                             "(milliseconds? send seconds or ISO-8601 text)")
+        return seconds
+    if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.strip())
         except ValueError:
             raise ValueError(f"not an ISO-8601 timestamp: {value!r}") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        seconds = parsed.timestamp()
-    else:
-        raise ValueError("must be ISO-8601 text or epoch seconds")
-    if not math.isfinite(seconds) or not MIN_TS <= seconds < MAX_TS:
-        raise ValueError(f"timestamp {value!r} is outside 2000-01-01..2100-01-01 (epoch seconds?)")
-    return seconds
+        return parsed.timestamp()
+    raise ValueError("must be ISO-8601 text or epoch seconds")
 
 
 #: Bounds that the features' integer arithmetic (money in cents, counts) and storage (64-bit

@@ -120,9 +120,18 @@ def test_bad_rows_are_rejected_with_line_and_reason() -> None:
     assert "(got 'n/a')" in reasons[2]
     assert reasons[3] == "event: needs user_id or anonymous_id"
     assert reasons[4] == "ts (column 'Created At'): not an ISO-8601 timestamp: 'yesterday'"
-    assert "outside 2000-01-01..2100-01-01" in reasons[5]
+    assert "not between 1970 and 2100 (milliseconds?" in reasons[5]
     assert reasons[7].startswith("items: not a JSON list")
     assert reasons[8] == "6 cells but the header has 5 columns"
+
+
+def test_any_valid_iso_date_is_taken_however_old() -> None:
+    """A shop's export may start in 1997; only numbers are range-checked (ms for seconds)."""
+    loaded = load_csv("user_id,ts,order_id,total\n"
+                      "u1,1997-01-01,1,10\nu1,1969-07-20T20:17:40Z,2,10\nu1,852076800,3,10\n"
+                      "u1,-5,4,10\n", specs=[])
+    assert sorted(event["ts"] for event in loaded.events) == [-14182940.0, 852076800.0, 852076800.0]
+    assert [rejected.line for rejected in loaded.examples] == [5]
 
 
 def test_only_the_first_rejects_are_kept_but_all_are_counted() -> None:
