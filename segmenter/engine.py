@@ -15,12 +15,13 @@ or move as a :class:`SegmentChange`.
 [('rfm', 'potential_loyalist'), ('lifecycle', 'new_customer')]
 >>> _ = engine.learn("u2", big, [order("u2", 300.0)], t0)
 
-F and M follow the population: once its quantiles are refreshed, the big spender stands out.
+F and M follow the population: once its quantiles are refreshed, a first order scores F=1 (the
+lowest tie group) whatever it cost: a new customer.
 
 >>> sorted(engine.refresh_population())
 ['u1', 'u2']
 >>> [(c.user_id, c.previous, c.current) for c in engine.rescore("u2", big, t0)]
-[('u2', 'potential_loyalist', 'champions')]
+[('u2', 'potential_loyalist', 'new_customers')]
 
 Time alone moves a quiet customer on; the record says when to look again.
 
@@ -28,7 +29,7 @@ Time alone moves a quiet customer on; the record says when to look again.
 True
 >>> [(c.segmentation, c.previous, c.current)  # doctest: +NORMALIZE_WHITESPACE
 ...  for c in engine.review("u1", small, t0 + 50 * 86_400)]
-[('rfm', 'potential_loyalist', 'need_attention'), ('lifecycle', 'new_customer', 'lapsing'),
+[('rfm', 'potential_loyalist', 'about_to_sleep'), ('lifecycle', 'new_customer', 'lapsing'),
  ('one_time_buyers', None, 'one_time_buyers')]
 """
 

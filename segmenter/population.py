@@ -5,8 +5,10 @@ counted in bins, so a customer whose value changes is moved from one bin to anot
 histogram always describes the *current* population, not every value ever seen. Bins are exact
 for order counts and 1% wide for money (money quantiles are within 1% of the exact ones).
 
-A score is the quintile of the customer's mid-rank (share of customers below, plus half of those
-equal), so ties share a score: when most customers have one order, they all score alike. Scores
+A score is the quintile of the share of customers strictly below the customer's value, so ties
+share a score and the lowest tie group always scores 1: where most customers bought once, they
+all score F=1, and the next group (two orders) scores by the share below it. Without ties this
+is the usual quintile. Scores
 are frozen between refreshes; :meth:`Population.refresh` recomputes them and says which bins'
 scores changed, so only the customers in those bins need a new look.
 
@@ -67,13 +69,13 @@ class _Frozen:
             return self.scores[index]
         position = bisect.bisect_left(self.bins, index)
         below = self.below[position] if position < len(self.bins) else self.size
-        return _quintile(below, 0, self.size)
+        return _quintile(below, self.size)
 
 
-def _quintile(below: int, equal: int, size: int) -> int:
+def _quintile(below: int, size: int) -> int:
     if not size:
         return 3
-    return max(1, min(5, 1 + math.floor(5 * (below + equal / 2) / size)))
+    return max(1, min(5, 1 + math.floor(5 * below / size)))
 
 
 class Population:
@@ -150,7 +152,7 @@ class Population:
         for index in bins:
             count = counts[index]
             below.append(seen)
-            scores[index] = _quintile(seen, count, size)
+            scores[index] = _quintile(seen, size)
             seen += count
         return _Frozen(bins, below, size, scores)
 
@@ -183,7 +185,7 @@ class Population:
             self.by_partition.pop(partition, None)
 
     def score(self, dimension: str, value: float) -> int:
-        """1-5 by the customer's mid-rank at the last refresh (3 before any refresh)."""
+        """1-5 by the share of customers below, at the last refresh (3 before any)."""
         frozen = self._frozen.get(dimension)
         return 3 if frozen is None else frozen.score(_bin(dimension, value))
 

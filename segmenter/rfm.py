@@ -5,7 +5,8 @@ quiet customer down: a purely relative recency would not move anyone if the whol
 quiet. F and M are scored on the quintiles of the current customer population (a
 :class:`~segmenter.population.Population` kept up to date by the engine) with ``scoring:
 quantiles``, or on the fixed edges in config with ``scoring: edges``. The named segments are
-looked up on the R score and the FM score (the rounded mean of F and M), first match wins.
+looked up on the R score, the FM score (the rounded mean of F and M) and, where a segment says so,
+F or M alone; first match wins.
 
 >>> from segmenter.settings import load_settings
 >>> config = load_settings(environ={}).segmentations.rfm.model_copy(update={"scoring": "edges"})
@@ -22,7 +23,6 @@ True
 from __future__ import annotations
 
 import bisect
-import math
 from collections.abc import Mapping
 
 from segmenter.population import Population
@@ -40,6 +40,7 @@ class RfmSegmentation:
         self.frequency_orders = list(settings.frequency_orders)
         self.monetary = list(settings.monetary)
         self.segments = list(settings.segments)
+        self.settings = settings
 
     def scores(self, features: Mapping[str, float]) -> tuple[int, int, int]:
         """(R, F, M), each 1-5; 5 is best (most recent, most orders, most spent)."""
@@ -56,11 +57,10 @@ class RfmSegmentation:
         if features["orders"] <= 0:
             return None
         r, f, m = self.scores(features)
-        fm = math.floor((f + m) / 2 + 0.5)
-        for segment in self.segments:
-            if segment.r[0] <= r <= segment.r[1] and segment.fm[0] <= fm <= segment.fm[1]:
-                return segment.name
-        raise AssertionError(f"settings guarantee a segment for r={r}, fm={fm}")
+        segment = self.settings.segment_for(r, f, m)
+        if segment is None:
+            raise AssertionError(f"settings guarantee a segment for r={r}, f={f}, m={m}")
+        return segment
 
     def review_after_days(self, features: Mapping[str, float], now: float) -> float | None:
         """Days of event time after which the R score drops by time alone (None: never)."""

@@ -195,12 +195,17 @@ class FeatureSettings(_Strict):
 
 
 class RfmSegment(_Strict):
+    """Score ranges a segment takes: R, the rounded mean FM of F and M, and optionally F and
+    M alone (e.g. first-time buyers are F=1 whatever they spent)."""
+
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     r: tuple[int, int]
-    fm: tuple[int, int]
+    fm: tuple[int, int] = (1, 5)
+    f: tuple[int, int] = (1, 5)
+    m: tuple[int, int] = (1, 5)
     description: str = ""
 
-    @field_validator("r", "fm")
+    @field_validator("r", "fm", "f", "m")
     @classmethod
     def _score_range(cls, value: tuple[int, int]) -> tuple[int, int]:
         low, high = value
@@ -232,13 +237,20 @@ class RfmSettings(_Strict):
         names = [segment.name for segment in self.segments]
         if len(set(names)) != len(names):
             raise ValueError(f"segment names must be unique, got {names}")
-        for r in range(1, 6):
-            for fm in range(1, 6):
-                if not any(
-                    s.r[0] <= r <= s.r[1] and s.fm[0] <= fm <= s.fm[1] for s in self.segments
-                ):
-                    raise ValueError(f"no segment covers r={r}, fm={fm}")
+        for r, f, m in itertools.product(range(1, 6), repeat=3):
+            if self.segment_for(r, f, m) is None:
+                raise ValueError(f"no segment covers r={r}, f={f}, m={m}")
         return self
+
+    def segment_for(self, r: int, f: int, m: int) -> str | None:
+        """The first segment whose ranges take the scores; FM is the mean of F and M, halves
+        rounded up."""
+        fm = (f + m + 1) // 2
+        for s in self.segments:
+            if (s.r[0] <= r <= s.r[1] and s.fm[0] <= fm <= s.fm[1] and s.f[0] <= f <= s.f[1]
+                    and s.m[0] <= m <= s.m[1]):
+                return s.name
+        return None
 
 
 class LifecycleSettings(_Strict):

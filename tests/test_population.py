@@ -49,15 +49,16 @@ def test_scores_follow_the_population_and_refresh_names_who_moved() -> None:
     for n in range(10):
         population.update(f"u{n}", None, CustomerValues(1, 50.0))
     population.refresh()
-    assert population.score("orders", 1) == 3  # everyone alike: the middle
+    assert population.score("orders", 1) == 1  # everyone alike: the lowest tie group
     for n in range(5):
         population.update(f"u{n}", CustomerValues(1, 50.0), CustomerValues(3, 50.0))
     # Scores stay frozen until the next refresh: a new value ranks against the frozen state.
-    assert population.score("orders", 1) == 3 and population.score("orders", 3) == 5
+    assert population.score("orders", 1) == 1 and population.score("orders", 3) == 5
     moved = population.refresh()
-    assert population.users_in("orders", moved["orders"]) == {f"u{n}" for n in range(10)}
+    # One orders still score 1; three orders now rank above half the customers, not all.
+    assert population.users_in("orders", moved["orders"]) == {f"u{n}" for n in range(5)}
     assert moved["monetary"] == set()  # nobody's spend moved
-    assert population.score("orders", 1) == 2  # mid-rank 25%
-    assert population.score("orders", 3) == 4  # mid-rank 75%
+    assert population.score("orders", 1) == 1
+    assert population.score("orders", 3) == 3  # 50% of the customers below
     population.update("u0", CustomerValues(3, 50.0), None)
     assert population.size == 9 and "u0" not in population.users_in("orders", [3])

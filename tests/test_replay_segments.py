@@ -80,21 +80,21 @@ def spreadsheet(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for line in sheet.values():
         days = (latest - line["last"]) / DAY
         f_below = sum(other["F"] < line["F"] for other in sheet.values())
-        f_equal = sum(other["F"] == line["F"] for other in sheet.values())
         m_below = sum(other["M"] < line["M"] for other in sheet.values())
-        m_equal = sum(other["M"] == line["M"] for other in sheet.values())
         r = 5 - sum(days > edge for edge in RFM.recency_days)
-        f, m = quintile(f_below, f_equal, size), quintile(m_below, m_equal, size)
+        f, m = quintile(f_below, size), quintile(m_below, size)
         fm = math.floor((f + m) / 2 + 0.5)
         line.update(days=round(days, 2), R=r, F_score=f, M_score=m,
                     rfm=next(s.name for s in RFM.segments
-                             if s.r[0] <= r <= s.r[1] and s.fm[0] <= fm <= s.fm[1]),
+                             if s.r[0] <= r <= s.r[1] and s.fm[0] <= fm <= s.fm[1]
+                             and s.f[0] <= f <= s.f[1] and s.m[0] <= m <= s.m[1]),
                     lifecycle=stage(line["F"], days))
     return sheet
 
 
-def quintile(below: int, equal: int, size: int) -> int:
-    return max(1, min(5, 1 + math.floor(5 * (below + equal / 2) / size)))
+def quintile(below: int, size: int) -> int:
+    """By the share of customers strictly below: the lowest tie group scores 1."""
+    return max(1, min(5, 1 + math.floor(5 * below / size)))
 
 
 def stage(orders: int, days: float) -> str:

@@ -1,9 +1,12 @@
 """RFM as shipped (scoring: quantiles): every named segment, and the moves time alone or the
-population alone cause, against scores worked out by hand from mid-ranks in this file."""
+population alone cause, against scores worked out by hand in this file; and a shop with a real
+skew (most customers buy once, a long tail buys often) filling the grid as a marketer expects."""
 
 from __future__ import annotations
 
 import math
+import random
+from collections import Counter
 
 import pytest
 
@@ -28,15 +31,15 @@ def spend_of(i: int) -> float:
     return round(10 * 1.05**i, 2)
 
 
-def hand_quintile(below: int, equal: int, size: int) -> int:
-    """Mid-rank quintile, as docs/outputs.md states it: share below plus half the equal."""
-    return max(1, min(5, 1 + math.floor(5 * (below + equal / 2) / size)))
+def hand_quintile(below: int, size: int) -> int:
+    """Quintile as docs/outputs.md states it: by the share of customers strictly below."""
+    return max(1, min(5, 1 + math.floor(5 * below / size)))
 
 
 def hand_scores(i: int, days: float) -> tuple[int, int, int]:
     r = 5 if days <= 14 else 4 if days <= 30 else 3 if days <= 60 else 2 if days <= 120 else 1
-    f = hand_quintile(20 * (orders_of(i) - 1), 20, CUSTOMERS)
-    m = hand_quintile(i, 1, CUSTOMERS)  # spends are distinct and ascending with i
+    f = hand_quintile(20 * (orders_of(i) - 1), CUSTOMERS)
+    m = hand_quintile(i, CUSTOMERS)  # spends are distinct and ascending with i
     return r, f, m
 
 
@@ -123,8 +126,53 @@ def test_the_population_alone_moves_a_customer_whose_spend_falls_behind() -> Non
     assert "c90" in moved
     changes = engine.rescore("c90", records["c90"], NOW)
     # among 160: 80 have fewer orders than c90's 5, 20 as many; 90 spend less, 69 more
-    f = hand_quintile(80, 20, 160)
-    m = hand_quintile(90, 1, 160)
+    f = hand_quintile(80, 160)
+    m = hand_quintile(90, 160)
     assert (f, m) == (3, 3)
     assert [(c.previous, c.current, c.cause) for c in changes if c.segmentation == "rfm"] == [
         ("champions", "potential_loyalist", f"population@{NOW:.3f}")]
+
+
+def skewed_shop(customers: int = 2_000) -> dict[str, list[OrderEvent]]:
+    """55% buy once, 20% twice, 10% three times, then a long tail up to 40 orders; spend per
+    order log-normal; the last order anywhere in the past 400 days."""
+    rng = random.Random(7)
+    shop = {}
+    for i in range(customers):
+        draw = rng.random()
+        count = (1 if draw < 0.55 else 2 if draw < 0.75 else 3 if draw < 0.85
+                 else min(40, 3 + int(rng.paretovariate(1.2))))
+        last = NOW - rng.uniform(0, 400) * DAY
+        shop[f"s{i}"] = [OrderEvent(
+            event_id=f"s{i}-{k}", ts=last - k * rng.uniform(5, 40) * DAY, user_id=f"s{i}",
+            order_id=f"s{i}-{k}", total=round(rng.lognormvariate(3.8, 0.7), 2))
+            for k in range(count)]
+    return shop
+
+
+def test_a_skewed_shop_fills_the_grid_as_a_marketer_expects() -> None:
+    engine = SegmentEngine(SETTINGS)
+    shop = skewed_shop()
+    records = {user: engine.new_record() for user in shop}
+    for user, orders in shop.items():
+        engine.learn(user, records[user], sorted(orders, key=lambda o: o.ts), NOW)
+    engine.refresh_population()
+    for user, record in records.items():
+        engine.rescore(user, record, NOW)
+    rfm = next(s for s in engine.segmentations if isinstance(s, RfmSegmentation))
+    scores = {user: rfm.scores(record.features.snapshot(NOW)) for user, record in records.items()}
+    segment = {user: record.segments["rfm"] for user, record in records.items()}
+    once = [user for user, orders in shop.items() if len(orders) == 1]
+    assert {scores[user][1] for user in once} == {1}  # the lowest tie group scores F=1
+    recent_once = [user for user in once if scores[user][0] >= 4]
+    assert recent_once and all(
+        segment[user] == ("new_customers" if scores[user][0] == 5 else "promising")
+        for user in recent_once)
+    twice = [user for user, orders in shop.items() if len(orders) == 2]
+    assert not [user for user in twice if segment[user] == "champions"]
+    sizes = Counter(segment.values())
+    assert sizes["champions"] > 0 and sizes["new_customers"] > 0 and sizes["promising"] > 0
+    assert len(sizes) >= 10, sizes  # all but at most one of the 11 named segments
+    # F spreads over the repeat buyers: 2, 3 and 4 orders score apart.
+    f_of = {len(shop[user]): scores[user][1] for user in shop}
+    assert f_of[1] < f_of[2] < f_of[3] < f_of[4]

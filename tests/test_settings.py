@@ -51,7 +51,7 @@ def test_bad_environment_values_are_named(environ: dict[str, str], message: str)
     ("segmentations:\n  rfm:\n    recency_days: [30, 14, 60, 120]\n",
      "segmentations.rfm.recency_days: must be 4 strictly ascending edges"),
     ("segmentations:\n  rfm:\n    segments:\n      - {name: all_good, r: [1, 5], fm: [2, 5]}\n",
-     "no segment covers r=1, fm=1"),
+     "no segment covers r=1, f=1, m=1"),
     ("kafka: [1, 2]\n", "kafka: Input should be a valid dictionary"),
     ("{{{", "is not valid YAML"),
 ])
