@@ -59,6 +59,9 @@ EpochSeconds = Annotated[float, BeforeValidator(_epoch_seconds)]
 Identifier = Annotated[str, Field(min_length=1, max_length=256)]
 Money = Annotated[float, Field(ge=0, le=MAX_MONEY, allow_inf_nan=False)]
 Quantity = Annotated[int, Field(ge=0, le=MAX_QUANTITY)]
+#: ISO 4217: three letters (upper case once normalised).
+CurrencyCode = Annotated[str, BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
+                         Field(pattern=r"^[A-Z]{3}$")]
 
 
 class BaseEvent(BaseModel):
@@ -101,6 +104,7 @@ class CartEvent(BaseEvent):
     product_id: Identifier | None = None
     category: Identifier | None = None
     price: Money = 0.0
+    currency: CurrencyCode | None = None
     quantity: Quantity = 1
 
     @model_validator(mode="after")
@@ -120,13 +124,24 @@ class OrderItem(BaseModel):
 
 
 class OrderEvent(BaseEvent):
-    """A placed order."""
+    """An order placed, cancelled or refunded (in part with ``refund``, else in full); see
+    :mod:`features.orders` for how they net out."""
 
     kind: Literal["order"] = "order"
     order_id: Identifier
     total: Money
-    currency: Annotated[str, Field(min_length=3, max_length=3)] | None = None
+    currency: CurrencyCode | None = None
+    status: Literal["placed", "cancelled", "refunded"] = "placed"
+    refund: Money | None = None
     items: list[OrderItem] = Field(default_factory=list, max_length=MAX_ITEMS)
+
+    @model_validator(mode="after")
+    def _refund_fits_the_order(self) -> OrderEvent:
+        if self.refund is not None and self.status != "refunded":
+            raise ValueError(f"refund is given but status is {self.status!r}, not 'refunded'")
+        if self.refund is not None and self.refund > self.total:
+            raise ValueError(f"refund {self.refund} is more than the order's total {self.total}")
+        return self
 
 
 ShopEvent = ClickEvent | CartEvent | OrderEvent

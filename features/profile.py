@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 from features.decay import DecayedSum
 from features.events import CartEvent, ClickEvent, OrderEvent, ShopEvent
+from features.orders import OrderLedger
+from features.seen_ids import SeenIds
 from features.sessions import SessionCounter
 from features.windows import DAY, DailyBuckets
 
@@ -100,13 +102,17 @@ class UserFeatures:
     last_seen: float = -math.inf
     first_order_at: float = math.inf
     last_order_at: float = -math.inf
+    #: The latest order placed, counted or not: the cart it bought from is empty.
+    last_checkout_at: float = -math.inf
     last_cart_at: float = -math.inf
     counts: dict[str, float] = field(default_factory=dict)
     categories: dict[str, int] = field(default_factory=dict)
     #: Cart changes after the last order: (ts, quantity delta, value delta).
     cart_since_order: list[tuple[float, int, float]] = field(default_factory=list)
     #: event_id -> ts, for events a duplicate could still arrive for.
-    recent_ids: dict[str, float] = field(default_factory=dict)
+    recent_ids: SeenIds = field(default_factory=SeenIds)
+    #: Every order by order_id (placed, cancelled, refunded): counts and money are net.
+    ledger: OrderLedger = field(default_factory=OrderLedger)
     days: DailyBuckets = field(init=False)
     session_counter: SessionCounter = field(init=False)
     engagement: DecayedSum = field(init=False)
@@ -132,11 +138,14 @@ class UserFeatures:
             horizon = self.last_seen - self.params.lateness_s
         if event.ts < horizon:
             return "too_late"
-        self.recent_ids[event.event_id] = event.ts
+        if isinstance(event, OrderEvent) and self.ledger.repeats(event.order_id, event.status):
+            return "duplicate"  # the same order again under another event id (a retry)
+        self.recent_ids.add(event.event_id, event.ts)
         self.first_seen = min(self.first_seen, event.ts)
         self.last_seen = max(self.last_seen, event.ts)
         self.session_counter.learn_one(event.ts, horizon)
-        self.engagement.add(event.ts, ENGAGEMENT_WEIGHTS[event.kind])
+        if not isinstance(event, OrderEvent) or event.status == "placed":
+            self.engagement.add(event.ts, ENGAGEMENT_WEIGHTS[event.kind])
         if isinstance(event, ClickEvent):
             self._learn_click(event)
         elif isinstance(event, CartEvent):
@@ -169,7 +178,7 @@ class UserFeatures:
             if sign > 0:
                 self.days.add(event.ts, cart_adds=1)
                 self._interest(event.category)
-            if event.ts > self.last_order_at:
+            if event.ts > self.last_checkout_at:
                 value = _cents(event.price) * event.quantity
                 self.cart_since_order.append((event.ts, sign * event.quantity, sign * value))
         if event.action != "remove":
@@ -177,18 +186,38 @@ class UserFeatures:
 
     def _learn_order(self, event: OrderEvent) -> None:
         # Money is summed in whole cents: integer sums do not depend on the order of addition.
-        self._count("orders")
-        self._count("monetary_cents", _cents(event.total))
-        self.days.add(event.ts, orders=1, monetary=_cents(event.total))
-        self.first_order_at = min(self.first_order_at, event.ts)
-        self.last_order_at = max(self.last_order_at, event.ts)
-        self.cart_since_order = [c for c in self.cart_since_order if c[0] > self.last_order_at]
+        refund = None if event.refund is None else _cents(event.refund)
+        change = self.ledger.apply(event.order_id, event.status, event.ts, _cents(event.total),
+                                   refund)
+        placed_at = self.ledger.placed_at(event.order_id)
+        if change and placed_at is not None:
+            self._net_orders(placed_at, *change)
+        if event.status != "placed":
+            return
+        if change and change[0] > 0:  # it counts (not cancelled or refunded before it came)
+            self.first_order_at = min(self.first_order_at, event.ts)
+            self.last_order_at = max(self.last_order_at, event.ts)
+        # Checked out, even if cancelled later: the cart it bought from is empty.
+        self.last_checkout_at = max(self.last_checkout_at, event.ts)
+        self.cart_since_order = [c for c in self.cart_since_order if c[0] > self.last_checkout_at]
         p = self.params
         for item in event.items:
             self._interest(item.category, item.quantity)
             self._count("items", item.quantity)
             cheap = item.price < p.low_price or item.category in p.discount_categories
             self._count("discounted_items", item.quantity * cheap)
+
+    def _net_orders(self, placed_at: float, orders: int, cents: int) -> None:
+        """Count an order's change (placed, cancelled, refunded) on the day it was placed."""
+        self._count("orders", orders)
+        self._count("monetary_cents", cents)
+        self.days.add(placed_at, orders=orders, monetary=cents)
+        times = self.ledger.placed_times()
+        if orders < 0 and len(times) == self.counts["orders"]:
+            # The ledger knows every order still counted (a record stored before it existed
+            # does not): the first and last order are those of the orders left.
+            self.first_order_at = min(times, default=math.inf)
+            self.last_order_at = max(times, default=-math.inf)
 
     def merge(self, other: UserFeatures) -> None:
         """Fold another identity's history in: the visitor a customer was before logging in.
@@ -204,12 +233,15 @@ class UserFeatures:
         self.last_seen = max(self.last_seen, other.last_seen)
         self.first_order_at = min(self.first_order_at, other.first_order_at)
         self.last_order_at = max(self.last_order_at, other.last_order_at)
+        self.last_checkout_at = max(self.last_checkout_at, other.last_checkout_at)
         self.last_cart_at = max(self.last_cart_at, other.last_cart_at)
         self.recent_ids.update(other.recent_ids)
+        for placed_at, orders, cents in self.ledger.merge(other.ledger):
+            self._net_orders(placed_at, orders, cents)
         for day, bucket in other.days.days.items():
             self.days.add(day * DAY, **bucket)
         self.cart_since_order = sorted(c for c in self.cart_since_order + other.cart_since_order
-                                       if c[0] > self.last_order_at)
+                                       if c[0] > self.last_checkout_at)
         theirs = other.session_counter
         self.session_counter.closed += theirs.closed
         for ts in theirs.open_ts:
@@ -223,7 +255,7 @@ class UserFeatures:
         older than ``horizon`` or than the latest event less the allowed lateness can come."""
         horizon = min(horizon, self.last_seen - self.params.lateness_s)
         if len(self.recent_ids) > 16:
-            self.recent_ids = {i: ts for i, ts in self.recent_ids.items() if ts >= horizon}
+            self.recent_ids.prune(horizon)
         old = [change for change in self.cart_since_order if change[0] < horizon]
         if len(old) > 1:
             # Any order still to come is later than all of them and clears them together:
@@ -282,10 +314,11 @@ class UserFeatures:
         state: dict[str, Any] = {
             name: (None if math.isinf(getattr(self, name)) else getattr(self, name))
             for name in ("first_seen", "last_seen", "first_order_at", "last_order_at",
-                         "last_cart_at")
+                         "last_checkout_at", "last_cart_at")
         }
         state.update(counts=self.counts, categories=self.categories,
-                     cart_since_order=self.cart_since_order, recent_ids=self.recent_ids,
+                     cart_since_order=self.cart_since_order, recent_ids=self.recent_ids.to_state(),
+                     orders=self.ledger.to_state(),
                      days=self.days.to_dict(), sessions=self.session_counter.to_dict(),
                      engagement=self.engagement.to_dict())
         return state
@@ -296,11 +329,15 @@ class UserFeatures:
         features = cls(params, counts=dict(state["counts"]),
                        categories=dict(state["categories"]),
                        cart_since_order=[tuple(c) for c in state["cart_since_order"]],
-                       recent_ids=dict(state["recent_ids"]))
+                       recent_ids=SeenIds.from_state(state["recent_ids"]),
+                       ledger=OrderLedger.from_state(state.get("orders")))
         for name, empty in (("first_seen", math.inf), ("last_seen", -math.inf),
                             ("first_order_at", math.inf), ("last_order_at", -math.inf),
                             ("last_cart_at", -math.inf)):
             setattr(features, name, empty if state[name] is None else state[name])
+        # Records stored before orders could be cancelled: every order counted then.
+        checkout = state.get("last_checkout_at", state["last_order_at"])
+        features.last_checkout_at = -math.inf if checkout is None else checkout
         features.days = DailyBuckets.from_dict(state["days"], features.days.horizon_days)
         features.session_counter = SessionCounter.from_dict(
             state["sessions"], params.session_gap_s, params.lateness_s)

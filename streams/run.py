@@ -9,6 +9,8 @@ import signal
 import sys
 import threading
 import time
+import tracemalloc
+from pathlib import Path
 
 import faust
 
@@ -29,6 +31,7 @@ class _Worker(faust.Worker):
     """Faust's worker, with a deadline on the orderly stop that SIGTERM starts."""
 
     shutdown_timeout_s = 8.0
+    snapshot_dir = Path(".")
 
     def _schedule_shutdown(self, signal: signal.Signals) -> None:
         if not self._signal_stop_time:
@@ -37,6 +40,15 @@ class _Worker(faust.Worker):
             timer.daemon = True
             timer.start()
         super()._schedule_shutdown(signal)
+
+    def _on_sigusr2(self) -> None:
+        """Not mode's debugger (a production worker has no terminal): under
+        ``PYTHONTRACEMALLOC=N``, a tracemalloc snapshot in the data directory
+        (``tracemalloc-<pid>-<monotonic ms>.snap``; compare two with ``compare_to``). Taking
+        it holds the loop for seconds: a tool for a test bench, not for a busy worker."""
+        if tracemalloc.is_tracing():
+            name = f"tracemalloc-{os.getpid()}-{time.monotonic() * 1000:.0f}.snap"
+            tracemalloc.take_snapshot().dump(str(self.snapshot_dir / name))
 
 
 def _exit_unstopped(timeout_s: float) -> None:
@@ -65,6 +77,7 @@ def run_worker(settings: Settings) -> int:
     gc.set_threshold(*GC_THRESHOLDS)
     runner = _Worker(worker.app, loglevel=settings.worker.log_level, quiet=True)
     runner.shutdown_timeout_s = settings.worker.shutdown_timeout_s
+    runner.snapshot_dir = settings.worker.data_dir
     # Faust's start-up spinner sets the root logger to DEBUG (so that it turns on every log
     # record) and leaves it there: every debug call of aiokafka, Faust and mode then built a
     # log record only for the handler to drop it, a fifth of the worker's time per message.

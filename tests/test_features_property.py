@@ -1,7 +1,8 @@
 """Online features equal a batch recomputation from the same log, whatever the arrival order.
 
 Logs are random; events are delivered late (up to the allowed lateness, never beyond), out of
-order and duplicated. Counts and sums must match exactly, the decayed engagement to 1e-9.
+order and duplicated; orders are re-sent under new event ids, cancelled and refunded. Counts
+and sums must match exactly, the decayed engagement to 1e-9.
 """
 
 from __future__ import annotations
@@ -40,10 +41,32 @@ def raw_event(draw: st.DrawFn, n: int) -> dict[str, Any]:
         action = draw(st.sampled_from(["add", "add", "remove", "checkout"]))
         return {**base, "action": action, "product_id": "p1", "category": category,
                 "price": price, "quantity": draw(st.integers(1, 3))}
-    items = [{"product_id": "p1", "category": draw(st.sampled_from(CATEGORIES)),
-              "price": draw(st.integers(1, 9_000)) / 100, "quantity": draw(st.integers(1, 3))}
-             for _ in range(draw(st.integers(0, 3)))]
-    return {**base, "order_id": f"o{n}", "total": price, "items": items}
+    # A few orders, each placed (and re-sent by a retrying exporter under new event ids),
+    # cancelled or refunded in part or in full, in any order.
+    k = draw(st.integers(0, ORDER_IDS - 1))
+    status = draw(st.sampled_from(["placed", "placed", "placed", "cancelled", "refunded"]))
+    order = {**base, "order_id": f"o{k}", "total": order_total(k), "status": status}
+    # A re-sent placement or cancellation is the same event again (same time, same items).
+    if status == "placed":
+        return {**order, "ts": T0 + k * 3.1 * 86_400 + 1_000, "items": order_items(k)}
+    if status == "cancelled":
+        return {**order, "ts": T0 + k * 3.1 * 86_400 + 2 * 86_400}
+    if status == "refunded" and draw(st.booleans()):
+        order["refund"] = draw(st.integers(1, round(order_total(k) * 100))) / 100
+    return order
+
+
+ORDER_IDS = 6
+
+
+def order_total(k: int) -> float:
+    return round(12.5 + 17.31 * k, 2)
+
+
+def order_items(k: int) -> list[dict[str, Any]]:
+    return [{"product_id": f"p{j}", "category": CATEGORIES[(k + j) % len(CATEGORIES)],
+             "price": round(3.5 + 9 * j + k, 2), "quantity": 1 + (k + j) % 3}
+            for j in range(k % 3)]
 
 
 @st.composite
@@ -60,15 +83,53 @@ def delivered_log(draw: st.DrawFn) -> tuple[list[ShopEvent], list[ShopEvent]]:
     return unique, [copies[i] for i in order]
 
 
+def net_orders(events: list[ShopEvent]) -> tuple[list[ShopEvent], dict[str, int], float]:
+    """Placed orders once per order_id; the net cents of those still counted (not cancelled,
+    not refunded in full); the latest placement of any (it emptied the cart)."""
+    placed: dict[str, Any] = {}
+    cancelled: set[str] = set()
+    refunded: Counter[str] = Counter()
+    for e in events:
+        if e.kind != "order":
+            continue
+        if e.status == "placed":
+            placed.setdefault(e.order_id, e)
+        elif e.status == "cancelled":
+            cancelled.add(e.order_id)
+        else:
+            refunded[e.order_id] += round((e.total if e.refund is None else e.refund) * 100)
+    net = {}
+    for order_id, e in placed.items():
+        cents = round(e.total * 100)
+        if order_id not in cancelled and not refunded[order_id] >= cents > 0:
+            net[order_id] = max(0, cents - refunded[order_id])
+    last_checkout = max((e.ts for e in placed.values()), default=-math.inf)
+    return sorted(placed.values(), key=lambda e: e.ts), net, last_checkout
+
+
+def once(events: list[ShopEvent]) -> list[ShopEvent]:
+    """The log without orders placed or cancelled again under another event id."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for e in events:
+        if e.kind == "order" and e.status != "refunded":
+            if (e.order_id, e.status) in seen:
+                continue
+            seen.add((e.order_id, e.status))
+        kept.append(e)
+    return kept
+
+
 def batch_features(events: list[ShopEvent], now: float) -> dict[str, float]:
     """Straight from the definitions in docs/outputs.md, over the whole (sorted) log."""
-    events = sorted(events, key=lambda e: e.ts)
-    orders = [e for e in events if e.kind == "order"]
+    events = once(sorted(events, key=lambda e: e.ts))
+    placed, net, last_checkout = net_orders(events)
+    orders = [e for e in placed if e.order_id in net]
     clicks = [e for e in events if e.kind == "click"]
     carts = [e for e in events if e.kind == "cart"]
     adds = [e for e in carts if e.action == "add"]
     last_order = max((e.ts for e in orders), default=-math.inf)
-    since = [e for e in carts if e.action != "checkout" and e.ts > last_order]
+    since = [e for e in carts if e.action != "checkout" and e.ts > last_checkout]
     open_items = sum(e.quantity * (1 if e.action == "add" else -1) for e in since)
     open_cents = sum(round(e.price * 100) * e.quantity * (1 if e.action == "add" else -1)
                      for e in since)
@@ -77,11 +138,11 @@ def batch_features(events: list[ShopEvent], now: float) -> dict[str, float]:
     for e in clicks + adds:
         if e.category:
             interests[e.category] += 1
-    items = [item for e in orders for item in e.items]
+    items = [item for e in placed for item in e.items]
     for item in items:
         if item.category:
             interests[item.category] += item.quantity
-    cents = sum(round(e.total * 100) for e in orders)
+    cents = sum(net.values())
     first, last = events[0].ts, events[-1].ts
     sessions = 1 + sum(1 for a, b in itertools.pairwise(events) if b.ts - a.ts > 1800)
     n = len(orders)
@@ -109,10 +170,10 @@ def batch_features(events: list[ShopEvent], now: float) -> dict[str, float]:
     }
     for days in PARAMS.windows_days:
         in_window = [e for e in events if day_of(now) - days < day_of(e.ts) <= day_of(now)]
-        window_orders = [e for e in in_window if e.kind == "order"]
+        window_orders = [e for e in orders if day_of(now) - days < day_of(e.ts) <= day_of(now)]
         window_clicks = [e for e in in_window if e.kind == "click"]
         features[f"orders_{days}d"] = len(window_orders)
-        features[f"monetary_{days}d"] = sum(round(e.total * 100) for e in window_orders) / 100
+        features[f"monetary_{days}d"] = sum(net[e.order_id] for e in window_orders) / 100
         features[f"page_views_{days}d"] = len(window_clicks)
         features[f"product_views_{days}d"] = sum(1 for e in window_clicks if e.product_id)
         features[f"cart_adds_{days}d"] = sum(1 for e in in_window
@@ -121,8 +182,17 @@ def batch_features(events: list[ShopEvent], now: float) -> dict[str, float]:
 
 
 def batch_engagement(events: list[ShopEvent], now: float) -> float:
+    """Views, cart changes and each order placed (once), not cancellations or refunds."""
     half_life = PARAMS.half_life_days * DAY
-    return sum(ENGAGEMENT_WEIGHTS[e.kind] * 2 ** (-(now - e.ts) / half_life) for e in events)
+    events = once(events)
+    placed, _, _ = net_orders(events)
+    counted = [e for e in events if e.kind != "order"] + placed
+    return sum(ENGAGEMENT_WEIGHTS[e.kind] * 2 ** (-(now - e.ts) / half_life) for e in counted)
+
+
+def accepted_count(unique: list[ShopEvent]) -> int:
+    """Every event once, but an order placed or cancelled again under another event id."""
+    return len(once(unique))
 
 
 @settings(max_examples=300, deadline=None)
@@ -133,7 +203,7 @@ def test_online_features_equal_batch_recomputation(
     unique, arrivals = log
     online = UserFeatures(PARAMS)
     outcomes = Counter(online.learn_one(event) for event in arrivals)
-    assert outcomes["accepted"] == len(unique) and outcomes["too_late"] == 0
+    assert outcomes["accepted"] == accepted_count(unique) and outcomes["too_late"] == 0
     online = UserFeatures.from_dict(online.to_dict(), PARAMS)  # as stored and recovered
     now = max(e.ts for e in unique) + later
     got = online.snapshot(now)

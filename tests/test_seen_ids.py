@@ -1,0 +1,35 @@
+"""The ids kept to drop duplicates: stored compactly, read back exactly, older records too."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from features.seen_ids import SeenIds
+
+ids = st.dictionaries(st.text(min_size=1, max_size=64),
+                      st.floats(0, 4e9, allow_nan=False), max_size=200)
+
+
+@given(ids)
+def test_a_stored_set_reads_back_with_the_same_members_and_times(seen_at: dict) -> None:
+    seen = SeenIds()
+    for event_id, ts in seen_at.items():
+        seen.add(event_id, ts)
+    again = SeenIds.from_state(seen.to_state())
+    assert again.times == seen.times and all(event_id in again for event_id in seen_at)
+
+
+def test_a_record_stored_with_plain_ids_is_read_as_hashes() -> None:
+    legacy = {"evt-1": 100.2, "evt-2": 250.0}
+    seen = SeenIds.from_state(legacy)
+    assert "evt-1" in seen and "evt-2" in seen and "evt-3" not in seen
+    seen.prune(horizon=200.0)
+    assert "evt-1" not in seen and "evt-2" in seen
+
+
+def test_an_id_is_kept_until_its_second_has_passed() -> None:
+    seen = SeenIds()
+    seen.add("e", 100.4)  # rounded up to 101: never forgotten before it could be late
+    seen.prune(horizon=100.9)
+    assert "e" in seen
