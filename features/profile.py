@@ -51,8 +51,8 @@ class FeatureParams:
 
 
 _BASE_FEATURES: dict[str, tuple[str, str]] = {
-    "orders": ("count", "orders placed, all time"),
-    "monetary": ("currency", "sum of order totals, all time"),
+    "orders": ("count", "orders placed and not cancelled or refunded in full, all time"),
+    "monetary": ("currency", "sum of order totals net of refunds, all time"),
     "avg_order_value": ("currency", "monetary / orders (0 without orders)"),
     "days_since_last_order": ("days", "since the last order (inf without orders)"),
     "days_since_first_order": ("days", "since the first order (inf without orders)"),

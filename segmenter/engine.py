@@ -44,6 +44,7 @@ from typing import Protocol
 import orjson
 
 from features.events import ShopEvent
+from features.money import Currencies
 from features.profile import DAY, UserFeatures
 from segmenter.behavior import BehaviorSegmentation, StatsDelta
 from segmenter.lifecycle import LifecycleSegmentation
@@ -76,6 +77,7 @@ class SegmentEngine:
         """``partition_of``: a user's input partition (the shop-wide population is counted
         per partition, so that partitions can move between workers)."""
         self.params = settings.features.params()
+        self.currencies = Currencies(settings.features.currency, settings.features.exchange_rates)
         config = settings.segmentations
         self.population = Population(partition_of)
         self._refreshed_size, self._refreshed_at = 0, -math.inf

@@ -16,6 +16,7 @@ metrics.port (from SEGMENTER_METRICS_PORT)
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -174,6 +175,20 @@ class FeatureSettings(_Strict):
     cart_abandon_hours: float = Field(gt=0)
     low_price: float = Field(ge=0)
     discount_categories: list[str] = []
+    #: The shop's currency, and the value of one unit of each other currency in it.
+    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
+    exchange_rates: dict[str, float] = {}
+
+    @field_validator("exchange_rates")
+    @classmethod
+    def _rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for code, rate in value.items():
+            if not re.fullmatch(r"[A-Z]{3}", code):
+                raise ValueError(f"currency codes are three capital letters (ISO 4217), got "
+                                 f"{code!r}")
+            if not (math.isfinite(rate) and 0 < rate <= 1e6):
+                raise ValueError(f"{code}: a rate is a positive number up to 1e6, got {rate}")
+        return value
 
     @field_validator("windows_days")
     @classmethod

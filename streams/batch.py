@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from features.events import ShopEvent
+from features.money import AmountOutOfBounds, UnknownCurrency
 from segmenter.engine import SegmentChange, SegmentEngine, UserRecord
 from segmenter.schedule import ReviewSchedule
 from segmenter.settings import Topics
@@ -370,9 +371,8 @@ class BatchProcessor:
         events, invalid = [], []
         skew_limit = time.time() + self.max_clock_skew_s
         for event in decode_message(kind, message.value):
-            if not isinstance(event, InvalidEvent) and event.ts > skew_limit:
-                event = InvalidEvent("ts_in_future", f"ts {event.ts:.0f} is more than "
-                                     f"{self.max_clock_skew_s:.0f}s ahead of now")
+            if not isinstance(event, InvalidEvent):
+                event = self._admit(event, skew_limit)
             if isinstance(event, InvalidEvent):
                 invalid.append(event)
             else:
@@ -381,6 +381,20 @@ class BatchProcessor:
             outcome.dead_letters.append(DeadLetter(
                 message, invalid[0].reason, "; ".join(e.detail for e in invalid)))
         return events
+
+
+    def _admit(self, event: ShopEvent, skew_limit: float) -> ShopEvent | InvalidEvent:
+        """The event in the shop's currency, or why it is refused (a clock far ahead, a
+        currency without a rate)."""
+        if event.ts > skew_limit:
+            return InvalidEvent("ts_in_future", f"ts {event.ts:.0f} is more than "
+                                f"{self.max_clock_skew_s:.0f}s ahead of now")
+        try:
+            return self.engine.currencies.to_shop(event)
+        except UnknownCurrency as exc:
+            return InvalidEvent("unknown_currency", str(exc))
+        except AmountOutOfBounds as exc:
+            return InvalidEvent("invalid_field", str(exc))
 
 
 def _failure(what: str, exc: Exception, consequence: str) -> str:
