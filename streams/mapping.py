@@ -39,14 +39,14 @@ from features.events import EVENT_TYPES
 #: Fields every event has, then each kind's own fields (``items``: orders only, a JSON list).
 COMMON_FIELDS = ("event_id", "ts", "user_id", "anonymous_id")
 KIND_FIELDS: dict[str, tuple[str, ...]] = {
-    "order": ("order_id", "total", "currency", "items"),
+    "order": ("order_id", "total", "currency", "status", "refund", "items"),
     "click": ("page", "product_id", "category", "session_id"),
     "cart": ("action", "product_id", "category", "price", "quantity"),
 }
 #: Fields some column must provide (besides user_id or anonymous_id); event_id can be derived.
 REQUIRED: dict[str, tuple[str, ...]] = {
     "order": ("ts", "order_id", "total"), "click": ("ts", "page"), "cart": ("ts", "action")}
-NUMERIC = frozenset({"ts", "total", "price", "quantity"})
+NUMERIC = frozenset({"ts", "total", "refund", "price", "quantity"})
 #: Rejected rows whose line and reason are kept for the report (the rest are only counted).
 MAX_REPORTED = 10
 
@@ -141,23 +141,31 @@ def to_event(row: Mapping[str, Any], kind: str, mapping: Mapping[str, str]) -> d
         if not _empty(value):
             source[name] = _convert(name, value)
     if "event_id" not in source:
-        source["event_id"] = derive_event_id(kind, row, source.get("order_id"))
+        source["event_id"] = derive_event_id(kind, row, source.get("order_id"),
+                                             source.get("status"))
     try:
         event = EVENT_TYPES[kind].model_validate(source)
     except ValidationError as exc:
         raise RowError(_describe(exc, mapping)) from None
-    return event.model_dump(exclude_none=True, exclude={"kind"})
+    # Defaults the row did not set stay out (an order is placed unless it says otherwise).
+    return event.model_dump(exclude_none=True, exclude={"kind"} | (
+        {"status"} if "status" not in source else set()))
 
 
-def derive_event_id(kind: str, row: Mapping[str, Any], order_id: object = None) -> str:
-    """A stable event id: ``order-{order_id}`` for orders, else a hash of the row's content.
+def derive_event_id(kind: str, row: Mapping[str, Any], order_id: object = None,
+                    status: object = None) -> str:
+    """A stable event id: ``order-{order_id}`` for an order placed, else a hash of the row's
+    content (a cancellation or refund row of the same order is another event).
 
     >>> derive_event_id("order", {}, "1001")
     'order-1001'
+    >>> derive_event_id("order", {"status": "refunded"}, "1001", "refunded").startswith("order-")
+    True
     >>> derive_event_id("click", {"page": "/", "b": ""}) == derive_event_id("click", {"page": "/"})
     True
     """
-    if kind == "order" and isinstance(order_id, str) and order_id.strip():
+    placed = status is None or status == "placed"
+    if kind == "order" and placed and isinstance(order_id, str) and order_id.strip():
         return f"order-{order_id.strip()}"
     content = {key: value for key, value in row.items() if not _empty(value)}
     digest = hashlib.blake2b(orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=16)

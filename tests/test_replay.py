@@ -69,7 +69,7 @@ def test_csv_orders_with_the_shops_column_names() -> None:
          "total": 7.0, "items": []},
         # ISO without a zone is UTC
         {"event_id": "order-1003", "ts": TS + 60.0, "user_id": "c-1", "order_id": "1003",
-         "total": 0.0, "currency": "usd", "items": []},
+         "total": 0.0, "currency": "USD", "items": []},  # codes normalised to upper case
     ]
 
 
