@@ -165,6 +165,11 @@ class WorkerSettings(_Strict):
     # must not push event time forward and age every user at once.
     max_clock_skew_s: float = Field(ge=0)
     log_level: Literal["crit", "error", "warn", "info", "debug"]
+    # Quiet time: with every input partition read and no event for quiet_after_s, the clock of
+    # time-driven reviews follows the wall clock less quiet_clock_lag_minutes (default: the
+    # allowed lateness), so customers lapse on schedule when the shop is quiet.
+    quiet_after_s: float = Field(60.0, gt=0, le=86_400)
+    quiet_clock_lag_minutes: float | None = Field(None, ge=0)
 
 
 class FeatureSettings(_Strict):

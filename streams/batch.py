@@ -58,6 +58,11 @@ class BatchProcessor:
         #: While catching up: users whose events are folded in but not yet evaluated, with
         #: the latest of those events (see :meth:`settle`).
         self.deferred: dict[str, tuple[UserRecord, ShopEvent]] = {}
+        #: Quiet time (see :meth:`follow_wall_clock`): after this long without input the
+        #: clock follows the wall clock less ``quiet_lag_s`` (None: never).
+        self.quiet_after_s: float | None = None
+        self.quiet_lag_s = 0.0
+        self.input_at = time.monotonic()
 
     def process(self, messages: Iterable[Message], load: LoadRecord,
                 owns: Owns = lambda user_id: True,
@@ -71,6 +76,8 @@ class BatchProcessor:
         outcome = BatchOutcome()
         load = self.loader(load)
         decoded, handoffs, forgets = self._decode_all(messages, outcome)
+        if decoded:
+            self.input_at = time.monotonic()
         lateness = self.engine.params.lateness_s
         horizons = {task: at - lateness for task, at in self.task_time.items()}
         decoded = self._on_time(decoded, outcome)
@@ -273,6 +280,20 @@ class BatchProcessor:
                 self.task_time[task] = max(self.task_time[task], reached)
                 self.watermark = max(self.watermark, reached)
 
+    def follow_wall_clock(self, caught_up: Callable[[str, int], bool],
+                          now: float | None = None) -> None:
+        """Quiet time: with every input read and no event for ``quiet_after_s``, the stream's
+        clock (which drives time-driven reviews) follows the wall clock less ``quiet_lag_s``,
+        so customers lapse on schedule through a night without events. Only the review clock
+        moves: an event that then arrives is judged late against its own partition's time."""
+        if self.quiet_after_s is None or not self.task_time:
+            return
+        if time.monotonic() - self.input_at < self.quiet_after_s:
+            return
+        if all(caught_up(*key) for key in self.topic_time):
+            wall = time.time() if now is None else now
+            self.watermark = max(self.watermark, wall - self.quiet_lag_s)
+
     def _advance(self, task: int, batch: int) -> None:
         times = [(at, self.topic_seen_at[key]) for key, at in self.topic_time.items()
                  if key[1] == task]
@@ -304,6 +325,7 @@ class BatchProcessor:
         outcome = BatchOutcome()
         load = self.loader(load)
         self.advance_idle(caught_up)
+        self.follow_wall_clock(caught_up)
         if self.catching_up(coalesce_after_s):
             return outcome
         for user_id in self.schedule.pop_due(self.watermark, limit):

@@ -64,6 +64,10 @@ class SegmentWorker:
         self.engine = SegmentEngine(settings, self.partition)
         topics = settings.kafka.topics
         self.processor = BatchProcessor(self.engine, topics, settings.worker.max_clock_skew_s)
+        lag = settings.worker.quiet_clock_lag_minutes
+        self.processor.quiet_after_s = settings.worker.quiet_after_s
+        self.processor.quiet_lag_s = (self.engine.params.lateness_s if lag is None
+                                      else 60 * lag)
         self.redis = RedisMembership(
             settings.redis.url, settings.redis.key_prefix, self.engine.catalogue()
         )
