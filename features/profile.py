@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from features.cart import OpenCart
 from features.decay import DecayedSum
 from features.events import CartEvent, ClickEvent, OrderEvent, ShopEvent
 from features.orders import OrderLedger
@@ -45,7 +46,8 @@ class FeatureParams:
     lateness_s: float = 3600.0
     windows_days: tuple[int, ...] = (7, 30, 90, 365)
     half_life_days: float = 14.0
-    abandon_after_s: float = 24 * 3600.0
+    abandon_after_s: float = 3600.0
+    cart_expiry_s: float = 14 * DAY
     low_price: float = 20.0
     discount_categories: frozenset[str] = frozenset({"deals"})
 
@@ -65,10 +67,12 @@ _BASE_FEATURES: dict[str, tuple[str, str]] = {
     "cart_adds": ("count", "cart add events, all time"),
     "cart_removes": ("count", "cart remove events, all time"),
     "checkouts": ("count", "cart checkout events, all time"),
-    "days_since_last_cart": ("days", "since the latest cart add or checkout (inf without)"),
+    "days_since_last_cart": ("days", "since the latest cart event: add, remove or checkout (inf "
+                                     "without)"),
     "open_cart": ("0/1", "items added after the last order are still in the cart"),
     "open_cart_value": ("currency", "value of the items in the open cart"),
-    "abandoned_cart": ("0/1", "open cart untouched for features.cart_abandon_hours"),
+    "abandoned_cart": ("0/1", "open cart untouched for features.cart_abandon_hours (and not "
+                              "expired)"),
     "discount_affinity": ("share 0-1", "ordered items that were cheap or in a discount category"),
     "top_category_share": ("share 0-1", "views, adds and items bought in the user's top category"),
     "engagement": ("score", "events weighted 1 (view), 3 (cart), 10 (order), halving every "
@@ -102,13 +106,11 @@ class UserFeatures:
     last_seen: float = -math.inf
     first_order_at: float = math.inf
     last_order_at: float = -math.inf
-    #: The latest order placed, counted or not: the cart it bought from is empty.
-    last_checkout_at: float = -math.inf
     last_cart_at: float = -math.inf
     counts: dict[str, float] = field(default_factory=dict)
     categories: dict[str, int] = field(default_factory=dict)
-    #: Cart changes after the last order: (ts, quantity delta, value delta).
-    cart_since_order: list[tuple[float, int, float]] = field(default_factory=list)
+    #: What is in the cart, item by item (orders take out what they bought).
+    cart: OpenCart = field(default_factory=OpenCart)
     #: event_id -> ts, for events a duplicate could still arrive for.
     recent_ids: SeenIds = field(default_factory=SeenIds)
     #: Every order by order_id (placed, cancelled, refunded): counts and money are net.
@@ -178,11 +180,11 @@ class UserFeatures:
             if sign > 0:
                 self.days.add(event.ts, cart_adds=1)
                 self._interest(event.category)
-            if event.ts > self.last_checkout_at:
-                value = _cents(event.price) * event.quantity
-                self.cart_since_order.append((event.ts, sign * event.quantity, sign * value))
-        if event.action != "remove":
-            self.last_cart_at = max(self.last_cart_at, event.ts)
+            if sign > 0:
+                self.cart.add(event.ts, event.product_id, event.quantity, _cents(event.price))
+            else:
+                self.cart.remove(event.ts, event.product_id, event.quantity)
+        self.last_cart_at = max(self.last_cart_at, event.ts)
 
     def _learn_order(self, event: OrderEvent) -> None:
         # Money is summed in whole cents: integer sums do not depend on the order of addition.
@@ -197,9 +199,9 @@ class UserFeatures:
         if change and change[0] > 0:  # it counts (not cancelled or refunded before it came)
             self.first_order_at = min(self.first_order_at, event.ts)
             self.last_order_at = max(self.last_order_at, event.ts)
-        # Checked out, even if cancelled later: the cart it bought from is empty.
-        self.last_checkout_at = max(self.last_checkout_at, event.ts)
-        self.cart_since_order = [c for c in self.cart_since_order if c[0] > self.last_checkout_at]
+        # Bought, even if cancelled later: what it bought is out of the cart.
+        self.cart.order(event.ts, [(item.product_id, item.quantity) for item in event.items]
+                        if event.items else None)
         p = self.params
         for item in event.items:
             self._interest(item.category, item.quantity)
@@ -233,15 +235,13 @@ class UserFeatures:
         self.last_seen = max(self.last_seen, other.last_seen)
         self.first_order_at = min(self.first_order_at, other.first_order_at)
         self.last_order_at = max(self.last_order_at, other.last_order_at)
-        self.last_checkout_at = max(self.last_checkout_at, other.last_checkout_at)
         self.last_cart_at = max(self.last_cart_at, other.last_cart_at)
         self.recent_ids.update(other.recent_ids)
         for placed_at, orders, cents in self.ledger.merge(other.ledger):
             self._net_orders(placed_at, orders, cents)
         for day, bucket in other.days.days.items():
             self.days.add(day * DAY, **bucket)
-        self.cart_since_order = sorted(c for c in self.cart_since_order + other.cart_since_order
-                                       if c[0] > self.last_checkout_at)
+        self.cart.merge(other.cart)
         theirs = other.session_counter
         self.session_counter.closed += theirs.closed
         for ts in theirs.open_ts:
@@ -256,13 +256,7 @@ class UserFeatures:
         horizon = min(horizon, self.last_seen - self.params.lateness_s)
         if len(self.recent_ids) > 16:
             self.recent_ids.prune(horizon)
-        old = [change for change in self.cart_since_order if change[0] < horizon]
-        if len(old) > 1:
-            # Any order still to come is later than all of them and clears them together:
-            # one entry with their sums is exact (a cart abandoner's list would grow forever).
-            folded = (max(c[0] for c in old), sum(c[1] for c in old), sum(c[2] for c in old))
-            self.cart_since_order = [folded, *(c for c in self.cart_since_order
-                                               if c[0] >= horizon)]
+        self.cart.fold(horizon)
         self.days.prune(self.last_seen)
 
     def snapshot(self, now: float) -> dict[str, float]:
@@ -270,8 +264,13 @@ class UserFeatures:
         c = self.counts.get
         orders = c("orders", 0)
         monetary = c("monetary_cents", 0) / 100
-        open_items = sum(quantity for _, quantity, _ in self.cart_since_order)
-        open_value = sum(value for _, _, value in self.cart_since_order) if open_items > 0 else 0
+        cart = self.cart.current()
+        untouched = now - self.last_cart_at
+        # A cart left longer than the shop keeps carts has expired: nothing is open any more.
+        if untouched >= self.params.cart_expiry_s:
+            cart = {}
+        open_items = sum(quantity for quantity, _ in cart.values())
+        open_value = sum(quantity * cents for quantity, cents in cart.values())
         features: dict[str, float] = {
             "orders": orders,
             "monetary": monetary,
@@ -286,9 +285,8 @@ class UserFeatures:
                                      if math.isfinite(self.last_cart_at) else math.inf),
             "sessions": self.session_counter.count,
             "open_cart": int(open_items > 0),
-            "open_cart_value": max(open_value, 0) / 100,
-            "abandoned_cart": int(open_items > 0
-                                  and now - self.last_cart_at >= self.params.abandon_after_s),
+            "open_cart_value": open_value / 100,
+            "abandoned_cart": int(open_items > 0 and untouched >= self.params.abandon_after_s),
             "discount_affinity": c("discounted_items", 0) / c("items", 1) if c("items") else 0.0,
             "top_category_share": (max(self.categories.values()) / sum(self.categories.values())
                                    if self.categories else 0.0),
@@ -314,10 +312,10 @@ class UserFeatures:
         state: dict[str, Any] = {
             name: (None if math.isinf(getattr(self, name)) else getattr(self, name))
             for name in ("first_seen", "last_seen", "first_order_at", "last_order_at",
-                         "last_checkout_at", "last_cart_at")
+                         "last_cart_at")
         }
         state.update(counts=self.counts, categories=self.categories,
-                     cart_since_order=self.cart_since_order, recent_ids=self.recent_ids.to_state(),
+                     cart=self.cart.to_state(), recent_ids=self.recent_ids.to_state(),
                      orders=self.ledger.to_state(),
                      days=self.days.to_dict(), sessions=self.session_counter.to_dict(),
                      engagement=self.engagement.to_dict())
@@ -328,22 +326,32 @@ class UserFeatures:
         """Rebuild a state written by ``to_dict``."""
         features = cls(params, counts=dict(state["counts"]),
                        categories=dict(state["categories"]),
-                       cart_since_order=[tuple(c) for c in state["cart_since_order"]],
+                       cart=_stored_cart(state),
                        recent_ids=SeenIds.from_state(state["recent_ids"]),
                        ledger=OrderLedger.from_state(state.get("orders")))
         for name, empty in (("first_seen", math.inf), ("last_seen", -math.inf),
                             ("first_order_at", math.inf), ("last_order_at", -math.inf),
                             ("last_cart_at", -math.inf)):
             setattr(features, name, empty if state[name] is None else state[name])
-        # Records stored before orders could be cancelled: every order counted then.
-        checkout = state.get("last_checkout_at", state["last_order_at"])
-        features.last_checkout_at = -math.inf if checkout is None else checkout
         features.days = DailyBuckets.from_dict(state["days"], features.days.horizon_days)
         features.session_counter = SessionCounter.from_dict(
             state["sessions"], params.session_gap_s, params.lateness_s)
         features.engagement = DecayedSum.from_dict(state["engagement"],
                                                    params.half_life_days * DAY)
         return features
+
+
+def _stored_cart(state: dict[str, Any]) -> OpenCart:
+    """The stored cart; a record stored before carts were kept item by item had only the
+    sums since the last order: they become one item of unknown product."""
+    if "cart" in state:
+        return OpenCart.from_state(state["cart"])
+    changes = state.get("cart_since_order", [])
+    quantity = sum(change[1] for change in changes)
+    if quantity <= 0:
+        return OpenCart()
+    value = sum(change[2] for change in changes)
+    return OpenCart({"": [quantity, round(value / quantity)]})
 
 
 def _cents(amount: float) -> int:

@@ -10,7 +10,8 @@ as it can without missing the moment:
 - ``days_since_*`` grow by one a day: the next time one reaches a number the rule compares
   with (or the value of another feature it compares with);
 - ``engagement`` halves every half-life: the next time it decays below such a number;
-- ``abandoned_cart`` turns 1 when the open cart has been untouched for the abandon delay;
+- ``abandoned_cart`` turns 1 when the open cart has been untouched for the abandon delay, and
+  the cart's features turn 0 when it has been untouched for the expiry delay;
 - windowed features (``orders_30d`` ...) drop events at UTC midnight: the next midnight, but
   only while one of them is non-zero.
 
@@ -36,6 +37,8 @@ from features.profile import DAY, FeatureParams
 from segmenter.rules import Rule
 
 WINDOWED = re.compile(r"_\d+d$")
+#: The open cart's features: they change by time alone when it is abandoned, then expires.
+CART_FEATURES = frozenset({"open_cart", "open_cart_value", "abandoned_cart"})
 
 
 class RuleSegmentation:
@@ -48,10 +51,10 @@ class RuleSegmentation:
         self.days_since = sorted(f for f in rule.features if f.startswith("days_since_"))
         self.windowed = sorted(f for f in rule.features if WINDOWED.search(f))
         self.uses_engagement = "engagement" in rule.features
-        self.uses_abandonment = "abandoned_cart" in rule.features
+        self.uses_cart = bool(CART_FEATURES & rule.features)
         # Features that only change on events: their values are thresholds too.
         self.steady = sorted(rule.features - set(self.days_since) - set(self.windowed)
-                             - {"engagement", "abandoned_cart"})
+                             - {"engagement"} - CART_FEATURES)
 
     def predict_one(self, features: Mapping[str, float]) -> str | None:
         return self.name if self.rule.holds(features) else None
@@ -68,9 +71,11 @@ class RuleSegmentation:
             value, half_life = features["engagement"], self.params.half_life_days
             later += [half_life * math.log2(value / edge) for edge in thresholds
                       if 0 < edge <= value]
-        if self.uses_abandonment and features["open_cart"] and not features["abandoned_cart"]:
-            later.append(max(self.params.abandon_after_s / DAY
-                             - features["days_since_last_cart"], 0.0))
+        if self.uses_cart and features["open_cart"]:
+            # Abandoned once untouched for the abandon delay, expired (empty) after the expiry.
+            for after_s in (self.params.abandon_after_s, self.params.cart_expiry_s):
+                if features["days_since_last_cart"] < after_s / DAY:
+                    later.append(after_s / DAY - features["days_since_last_cart"])
         if any(features[name] for name in self.windowed):
             later.append((DAY - now % DAY) / DAY)
         return min(later) if later else None

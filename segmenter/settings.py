@@ -178,6 +178,7 @@ class FeatureSettings(_Strict):
     windows_days: list[int] = Field(min_length=1)
     engagement_half_life_days: float = Field(gt=0)
     cart_abandon_hours: float = Field(gt=0)
+    cart_expiry_days: float = Field(14.0, gt=0, le=3660)
     low_price: float = Field(ge=0)
     discount_categories: list[str] = []
     #: The shop's currency, and the value of one unit of each other currency in it.
@@ -195,6 +196,13 @@ class FeatureSettings(_Strict):
                 raise ValueError(f"{code}: a rate is a positive number up to 1e6, got {rate}")
         return value
 
+    @model_validator(mode="after")
+    def _carts_expire_after_they_are_abandoned(self) -> FeatureSettings:
+        if self.cart_expiry_days * 24 <= self.cart_abandon_hours:
+            raise ValueError(f"cart_expiry_days ({self.cart_expiry_days}) must be longer than "
+                             f"cart_abandon_hours ({self.cart_abandon_hours} h)")
+        return self
+
     @field_validator("windows_days")
     @classmethod
     def _positive_windows(cls, value: list[int]) -> list[int]:
@@ -209,6 +217,7 @@ class FeatureSettings(_Strict):
             windows_days=tuple(self.windows_days),
             half_life_days=self.engagement_half_life_days,
             abandon_after_s=self.cart_abandon_hours * 3600,
+            cart_expiry_s=self.cart_expiry_days * 86_400,
             low_price=self.low_price,
             discount_categories=frozenset(self.discount_categories),
         )

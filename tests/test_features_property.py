@@ -83,9 +83,9 @@ def delivered_log(draw: st.DrawFn) -> tuple[list[ShopEvent], list[ShopEvent]]:
     return unique, [copies[i] for i in order]
 
 
-def net_orders(events: list[ShopEvent]) -> tuple[list[ShopEvent], dict[str, int], float]:
-    """Placed orders once per order_id; the net cents of those still counted (not cancelled,
-    not refunded in full); the latest placement of any (it emptied the cart)."""
+def net_orders(events: list[ShopEvent]) -> tuple[list[ShopEvent], dict[str, int]]:
+    """Placed orders once per order_id, and the net cents of those still counted (not
+    cancelled, not refunded in full)."""
     placed: dict[str, Any] = {}
     cancelled: set[str] = set()
     refunded: Counter[str] = Counter()
@@ -103,8 +103,7 @@ def net_orders(events: list[ShopEvent]) -> tuple[list[ShopEvent], dict[str, int]
         cents = round(e.total * 100)
         if order_id not in cancelled and not refunded[order_id] >= cents > 0:
             net[order_id] = max(0, cents - refunded[order_id])
-    last_checkout = max((e.ts for e in placed.values()), default=-math.inf)
-    return sorted(placed.values(), key=lambda e: e.ts), net, last_checkout
+    return sorted(placed.values(), key=lambda e: e.ts), net
 
 
 def once(events: list[ShopEvent]) -> list[ShopEvent]:
@@ -120,20 +119,50 @@ def once(events: list[ShopEvent]) -> list[ShopEvent]:
     return kept
 
 
+def open_cart(carts: list[Any], placed: list[Any]) -> dict[str, tuple[int, int]]:
+    """In event time (adds, then removes, then orders within one second): adds put items in
+    at their price, removes and the items an order bought take them out, an order that lists
+    no items empties the cart."""
+    changes = sorted([(e.ts, 0 if e.action == "add" else 1, repr([e.product_id, e.quantity,
+                                                                  round(e.price * 100)]), e)
+                      for e in carts if e.action != "checkout"]
+                     + [(e.ts, 2, repr([None, 0, [[i.product_id, i.quantity] for i in e.items]
+                                        if e.items else None]), e) for e in placed],
+                     key=lambda change: change[:3])
+    cart: dict[str, tuple[int, int]] = {}
+    for _, kind, _, e in changes:
+        if kind == 0:
+            quantity = cart.get(e.product_id, (0, 0))[0] + e.quantity
+            cart[e.product_id] = (quantity, round(e.price * 100))
+        elif kind == 1 or e.items:
+            taken = [(e.product_id, e.quantity)] if kind == 1 else [
+                (i.product_id, i.quantity) for i in e.items]
+            for product, quantity in taken:
+                if product in cart:
+                    left = cart[product][0] - quantity
+                    cart[product] = (left, cart[product][1])
+                    if left <= 0:
+                        del cart[product]
+        else:
+            cart = {}
+    return cart
+
+
 def batch_features(events: list[ShopEvent], now: float) -> dict[str, float]:
     """Straight from the definitions in docs/outputs.md, over the whole (sorted) log."""
     events = once(sorted(events, key=lambda e: e.ts))
-    placed, net, last_checkout = net_orders(events)
+    placed, net = net_orders(events)
     orders = [e for e in placed if e.order_id in net]
     clicks = [e for e in events if e.kind == "click"]
     carts = [e for e in events if e.kind == "cart"]
     adds = [e for e in carts if e.action == "add"]
     last_order = max((e.ts for e in orders), default=-math.inf)
-    since = [e for e in carts if e.action != "checkout" and e.ts > last_checkout]
-    open_items = sum(e.quantity * (1 if e.action == "add" else -1) for e in since)
-    open_cents = sum(round(e.price * 100) * e.quantity * (1 if e.action == "add" else -1)
-                     for e in since)
-    touched = [e.ts for e in carts if e.action != "remove"]
+    touched = [e.ts for e in carts]
+    cart = open_cart(carts, placed)
+    if touched and now - max(touched) >= PARAMS.cart_expiry_s:
+        cart = {}  # expired
+    open_items = sum(quantity for quantity, _ in cart.values())
+    open_cents = sum(quantity * cents for quantity, cents in cart.values())
     interests: Counter[str] = Counter()
     for e in clicks + adds:
         if e.category:
@@ -160,7 +189,7 @@ def batch_features(events: list[ShopEvent], now: float) -> dict[str, float]:
         "checkouts": sum(1 for e in carts if e.action == "checkout"),
         "days_since_last_cart": (now - max(touched)) / DAY if touched else math.inf,
         "open_cart": int(open_items > 0),
-        "open_cart_value": max(open_cents, 0) / 100 if open_items > 0 else 0.0,
+        "open_cart_value": open_cents / 100,
         "abandoned_cart": int(open_items > 0 and now - max(touched) >= PARAMS.abandon_after_s),
         "discount_affinity": (sum(i.quantity for i in items
                                   if i.price < 20 or i.category == "deals")
@@ -185,7 +214,7 @@ def batch_engagement(events: list[ShopEvent], now: float) -> float:
     """Views, cart changes and each order placed (once), not cancellations or refunds."""
     half_life = PARAMS.half_life_days * DAY
     events = once(events)
-    placed, _, _ = net_orders(events)
+    placed, _ = net_orders(events)
     counted = [e for e in events if e.kind != "order"] + placed
     return sum(ENGAGEMENT_WEIGHTS[e.kind] * 2 ** (-(now - e.ts) / half_life) for e in counted)
 

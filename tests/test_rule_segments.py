@@ -81,10 +81,36 @@ def test_a_cart_is_abandoned_after_the_delay_and_not_when_bought(tmp_path: Path)
     engine = one_rule(tmp_path, "abandoned_cart == 1", dwell=0)
     record, entered = start(engine, [cart(1, T0 + 3600)])
     assert entered == []
-    assert follow_time(engine, record, T0 + 30 * DAY) == [(None, "r", T0 + 3600 + DAY + 1)]
+    # Abandoned an hour after the add (features.cart_abandon_hours); the cart expires, and the
+    # user leaves, once untouched for features.cart_expiry_days.
+    assert follow_time(engine, record, T0 + 30 * DAY) == [
+        (None, "r", T0 + 3600 + 3600 + 1), ("r", None, T0 + 3600 + 14 * DAY + 1)]
     bought, _ = start(engine, [cart(1, T0 + 3600)])
     assert rule_changes(engine.learn("u1", bought, [order(1, T0 + 7200)], T0 + 7200)) == []
     assert follow_time(engine, bought, T0 + 30 * DAY) == []
+
+
+def test_an_order_takes_out_what_it_bought_and_an_emptied_cart_is_left(
+        tmp_path: Path) -> None:
+    engine = one_rule(tmp_path, "abandoned_cart == 1", dwell=0)
+    shoes = CartEvent(event_id="k1", ts=T0, user_id="u1", action="add", product_id="shoes",
+                      price=80.0, quantity=1)
+    socks = CartEvent(event_id="k2", ts=T0 + 60, user_id="u1", action="add",
+                      product_id="socks", price=5.0, quantity=3)
+    record, _ = start(engine, [shoes, socks])
+    bought_shoes = OrderEvent(event_id="o1", ts=T0 + 600, user_id="u1", order_id="1",
+                              total=80.0, items=[{"product_id": "shoes", "price": 80.0}])
+    assert rule_changes(engine.learn("u1", record, [bought_shoes], T0 + 600)) == []
+    features = record.features.snapshot(T0 + 600)
+    assert (features["open_cart"], features["open_cart_value"]) == (1, 15.0)  # the socks
+    # An hour after the last cart change the socks are an abandoned cart...
+    assert follow_time(engine, record, T0 + 2 * 3600) == [(None, "r", T0 + 60 + 3600 + 1)]
+    # ... until they are removed: the cart is empty and the user leaves at once.
+    removed = CartEvent(event_id="k3", ts=T0 + 3 * 3600, user_id="u1", action="remove",
+                        product_id="socks", quantity=3)
+    assert rule_changes(engine.learn("u1", record, [removed], T0 + 3 * 3600)) == [
+        ("r", None, T0 + 3 * 3600)]
+    assert record.features.snapshot(T0 + 3 * 3600)["open_cart"] == 0
 
 
 def test_windowed_rules_follow_the_window_at_midnight(tmp_path: Path) -> None:

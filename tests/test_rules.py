@@ -333,8 +333,10 @@ def test_shipped_rules_load_against_the_documented_features() -> None:
     assert all(rule.features <= FEATURES.keys() for rule in rules)
     visitor = {name: 0.0 for name in FEATURES} | {
         "days_since_last_order": INF, "days_since_first_order": INF,
-        "purchase_interval_days": INF, "days_since_last_cart": 1.0, "cart_adds_7d": 2}
+        "purchase_interval_days": INF, "days_since_last_cart": 1.0, "cart_adds_7d": 2,
+        "open_cart": 1, "open_cart_value": 59.8, "abandoned_cart": 1}
     assert RuleSegments(rules).predict_one(visitor) == {"cart_abandoners"}
+    assert RuleSegments(rules).predict_one(visitor | {"abandoned_cart": 0}) == set()
 
 
 # --- properties ------------------------------------------------------------------------------
