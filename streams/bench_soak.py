@@ -1,6 +1,7 @@
 """Soak for ``segmenter bench``: one worker under live traffic at 70% of its measured rate for
-minutes. Printed: its RSS growth once warm (every user of the fixed population seen), the dead
-letters of that valid traffic, and whether it kept up."""
+minutes. Printed: its RSS growth once warm (every user of the fixed population seen: each
+user's first session comes before anyone's second), the dead letters of that valid traffic, and
+whether it kept up."""
 
 from __future__ import annotations
 
@@ -29,7 +30,11 @@ async def soak(settings: Settings, worker: WorkerProcess, rate: float, seconds: 
                                 max_batch_size=512 * 1024)
     await producer.start()
     rng = random.Random(5)
-    sessions = [_session(rng) for _ in range(SESSIONS)]
+    # Every user's first session comes before any second one, so that by the end of the
+    # warm-up each user of the population has state (the growth measured after it is then the
+    # state of users already known, not new users).
+    first_visits = [f"soak-{n}" for n in rng.sample(range(USERS), USERS)]
+    sessions = [_session(rng, first_visits) for _ in range(SESSIONS)]
     sent, warm_rss, warm_at = 0, 0.0, 0.0
     started = time.monotonic()
     try:
@@ -38,7 +43,7 @@ async def soak(settings: Settings, worker: WorkerProcess, rate: float, seconds: 
             while sent < target:
                 slot = rng.randrange(SESSIONS)
                 user, left = sessions[slot]
-                sessions[slot] = (user, left - 1) if left > 1 else _session(rng)
+                sessions[slot] = (user, left - 1) if left > 1 else _session(rng, first_visits)
                 topic, key, value = _event(settings, rng, user, sent)
                 await producer.send(topic, value, key=key)
                 sent += 1
@@ -62,13 +67,16 @@ async def soak(settings: Settings, worker: WorkerProcess, rate: float, seconds: 
             f"{handled:,.0f} handled, {max(0.0, behind):.1f} s after the last was sent")
 
 
-def _session(rng: random.Random) -> tuple[str, int]:
-    return f"soak-{rng.randrange(USERS)}", rng.randint(3, 40)
+def _session(rng: random.Random, first_visits: list[str]) -> tuple[str, int]:
+    user = first_visits.pop() if first_visits else f"soak-{rng.randrange(USERS)}"
+    return user, rng.randint(3, 40)
 
 
 def _event(settings: Settings, rng: random.Random, user: str, n: int,
            ) -> tuple[str, bytes, bytes]:
-    event: dict[str, object] = {"event_id": f"soak-{n}", "ts": time.time(), "user_id": user}
+    # Event ids as trackers make them: random UUIDs (they are most of a user's stored state).
+    event: dict[str, object] = {"event_id": f"{rng.getrandbits(128):032x}", "ts": time.time(),
+                                "user_id": user}
     draw = rng.random()
     topics = settings.kafka.topics
     if draw < 0.85:
