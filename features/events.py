@@ -59,9 +59,20 @@ EpochSeconds = Annotated[float, BeforeValidator(_epoch_seconds)]
 Identifier = Annotated[str, Field(min_length=1, max_length=256)]
 Money = Annotated[float, Field(ge=0, le=MAX_MONEY, allow_inf_nan=False)]
 Quantity = Annotated[int, Field(ge=0, le=MAX_QUANTITY)]
+
+
+def _upper(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 #: ISO 4217: three letters (upper case once normalised).
-CurrencyCode = Annotated[str, BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
-                         Field(pattern=r"^[A-Z]{3}$")]
+CurrencyCode = Annotated[str, BeforeValidator(_upper), Field(pattern=r"^[A-Z]{3}$")]
+#: A short label a marketer matches in rules (a UTM value, a device, a city): lower case.
+Label = Annotated[str, BeforeValidator(_lower), Field(min_length=1, max_length=64)]
 
 
 class BaseEvent(BaseModel):
@@ -87,13 +98,17 @@ class BaseEvent(BaseModel):
 
 
 class ClickEvent(BaseEvent):
-    """A page or product view."""
+    """A page or product view, with where the visit came from (UTM) and on what device."""
 
     kind: Literal["click"] = "click"
     page: Annotated[str, Field(min_length=1, max_length=MAX_PAGE_CHARS)]
     product_id: Identifier | None = None
     category: Identifier | None = None
     session_id: Identifier | None = None
+    utm_source: Label | None = None
+    utm_medium: Label | None = None
+    utm_campaign: Label | None = None
+    device: Label | None = None
 
 
 class CartEvent(BaseEvent):
@@ -144,10 +159,27 @@ class OrderEvent(BaseEvent):
         return self
 
 
-ShopEvent = ClickEvent | CartEvent | OrderEvent
+class ProfileEvent(BaseEvent):
+    """Who the user is and where: traits a shop knows (from an account, a form, a CRM). Each
+    event sets the traits it carries; a trait it leaves out keeps its value."""
+
+    kind: Literal["profile"] = "profile"
+    country: Annotated[str, BeforeValidator(_upper), Field(pattern=r"^[A-Z]{2}$")] | None = None
+    region: Label | None = None
+    city: Label | None = None
+    birth_year: Annotated[int, Field(ge=1900, le=2100)] | None = None
+    age: Annotated[int, Field(ge=0, le=130)] | None = None
+    gender: Label | None = None
+    language: Annotated[str, BeforeValidator(_lower),
+                        Field(pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")] | None = None
+    marketing_consent: bool | None = None
+
+
+ShopEvent = ClickEvent | CartEvent | OrderEvent | ProfileEvent
 
 EVENT_TYPES: dict[str, type[ClickEvent] | type[CartEvent] | type[OrderEvent]] = {
     "click": ClickEvent,
     "cart": CartEvent,
     "order": OrderEvent,
+    "profile": ProfileEvent,
 }

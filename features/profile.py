@@ -24,18 +24,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from features.cart import OpenCart
 from features.decay import DecayedSum
-from features.events import CartEvent, ClickEvent, OrderEvent, ShopEvent
+from features.definitions import DEFAULT_WINDOWS_DAYS, WINDOWED
+from features.events import CartEvent, ClickEvent, OrderEvent, ProfileEvent, ShopEvent
 from features.orders import OrderLedger
 from features.seen_ids import SeenIds
 from features.sessions import SessionCounter
+from features.traits import TRAITS, Channels, Traits
 from features.windows import DAY, DailyBuckets
 
 Outcome = Literal["accepted", "duplicate", "too_late"]
-WINDOWED = ("orders", "monetary", "page_views", "product_views", "cart_adds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,55 +46,13 @@ class FeatureParams:
 
     session_gap_s: float = 30 * 60.0
     lateness_s: float = 3600.0
-    windows_days: tuple[int, ...] = (7, 30, 90, 365)
+    windows_days: tuple[int, ...] = DEFAULT_WINDOWS_DAYS
     half_life_days: float = 14.0
     abandon_after_s: float = 3600.0
     cart_expiry_s: float = 14 * DAY
     low_price: float = 20.0
     discount_categories: frozenset[str] = frozenset({"deals"})
 
-
-_BASE_FEATURES: dict[str, tuple[str, str]] = {
-    "orders": ("count", "orders placed and not cancelled or refunded in full, all time"),
-    "monetary": ("currency", "sum of order totals net of refunds, all time"),
-    "avg_order_value": ("currency", "monetary / orders (0 without orders)"),
-    "days_since_last_order": ("days", "since the last order (inf without orders)"),
-    "days_since_first_order": ("days", "since the first order (inf without orders)"),
-    "purchase_interval_days": ("days", "mean time between orders (inf with fewer than 2)"),
-    "days_since_last_visit": ("days", "since the user's latest event of any kind"),
-    "days_since_first_seen": ("days", "since the user's first event"),
-    "page_views": ("count", "click events, all time"),
-    "product_views": ("count", "click events naming a product, all time"),
-    "sessions": ("count", "runs of activity split by features.session_gap_minutes of quiet"),
-    "cart_adds": ("count", "cart add events, all time"),
-    "cart_removes": ("count", "cart remove events, all time"),
-    "checkouts": ("count", "cart checkout events, all time"),
-    "days_since_last_cart": ("days", "since the latest cart event: add, remove or checkout (inf "
-                                     "without)"),
-    "open_cart": ("0/1", "items added after the last order are still in the cart"),
-    "open_cart_value": ("currency", "value of the items in the open cart"),
-    "abandoned_cart": ("0/1", "open cart untouched for features.cart_abandon_hours (and not "
-                              "expired)"),
-    "discount_affinity": ("share 0-1", "ordered items that were cheap or in a discount category"),
-    "top_category_share": ("share 0-1", "views, adds and items bought in the user's top category"),
-    "engagement": ("score", "events weighted 1 (view), 3 (cart), 10 (order), halving every "
-                            "features.engagement_half_life_days"),
-}
-
-
-def feature_catalogue(windows_days: tuple[int, ...]) -> dict[str, tuple[str, str]]:
-    """Every feature name -> (unit, definition), windowed ones included."""
-    catalogue = dict(_BASE_FEATURES)
-    for days in windows_days:
-        for name in WINDOWED:
-            unit, definition = _BASE_FEATURES[name]
-            catalogue[f"{name}_{days}d"] = (unit, definition.replace("all time",
-                                                                     f"last {days} days"))
-    return catalogue
-
-
-#: The documented features with the default windows.
-FEATURES = feature_catalogue(FeatureParams().windows_days)
 
 ENGAGEMENT_WEIGHTS = {"click": 1.0, "cart": 3.0, "order": 10.0}
 
@@ -115,6 +75,8 @@ class UserFeatures:
     recent_ids: SeenIds = field(default_factory=SeenIds)
     #: Every order by order_id (placed, cancelled, refunded): counts and money are net.
     ledger: OrderLedger = field(default_factory=OrderLedger)
+    traits: Traits = field(default_factory=Traits)
+    channels: Channels = field(default_factory=Channels)
     days: DailyBuckets = field(init=False)
     session_counter: SessionCounter = field(init=False)
     engagement: DecayedSum = field(init=False)
@@ -136,6 +98,10 @@ class UserFeatures:
         """
         if event.event_id in self.recent_ids:
             return "duplicate"
+        if isinstance(event, ProfileEvent):  # who they are: not a visit, never late
+            self.recent_ids.add(event.event_id, event.ts)
+            self._learn_profile(event)
+            return "accepted"
         if horizon is None:
             horizon = self.last_seen - self.params.lateness_s
         if event.ts < horizon:
@@ -170,6 +136,15 @@ class UserFeatures:
         self._count("product_views", viewed)
         self.days.add(event.ts, page_views=1, product_views=int(viewed))
         self._interest(event.category)
+        self.channels.learn(event.ts, {"source": event.utm_source, "medium": event.utm_medium,
+                                       "campaign": event.utm_campaign, "device": event.device})
+
+    def _learn_profile(self, event: ProfileEvent) -> None:
+        traits = {name: getattr(event, name) for name in TRAITS
+                  if getattr(event, name) is not None}
+        if event.age is not None and event.birth_year is None:
+            traits["birth_year"] = _year(event.ts) - event.age
+        self.traits.learn(event.ts, traits)
 
     def _learn_cart(self, event: CartEvent) -> None:
         if event.action == "checkout":
@@ -242,6 +217,8 @@ class UserFeatures:
         for day, bucket in other.days.days.items():
             self.days.add(day * DAY, **bucket)
         self.cart.merge(other.cart)
+        self.traits.merge(other.traits)
+        self.channels.merge(other.channels)
         theirs = other.session_counter
         self.session_counter.closed += theirs.closed
         for ts in theirs.open_ts:
@@ -294,12 +271,34 @@ class UserFeatures:
         }
         for name in ("page_views", "product_views", "cart_adds", "cart_removes", "checkouts"):
             features[name] = c(name, 0)
+        features.update(self._who(now))
         totals = self.days.totals(WINDOWED, self.params.windows_days, now)
         for days in self.params.windows_days:
             for name in WINDOWED:
                 total = totals[name, days]
                 features[f"{name}_{days}d"] = total / 100 if name == "monetary" else total
         return features
+
+    def _who(self, now: float) -> dict[str, Any]:
+        """The profile traits and channels (text features are '' when unknown)."""
+        trait = self.traits.value
+        born = trait("birth_year")
+        who: dict[str, Any] = {name: trait(name) or "" for name in
+                               ("country", "region", "city", "gender", "language")}
+        who.update(
+            age=math.nan if born is None else float(_year(now) - born),
+            marketing_consent=int(bool(trait("marketing_consent"))),
+            preferred_channel=self.channels.preferred("source") or "",
+            preferred_medium=self.channels.preferred("medium") or "",
+            preferred_device=self.channels.preferred("device") or "",
+            first_channel=self.channels.first_source() or "",
+        )
+        return who
+
+    def interests(self) -> dict[str, float]:
+        """Category -> its share of the user's views, adds and items bought (0 to 1)."""
+        total = sum(self.categories.values())
+        return {name: weight / total for name, weight in self.categories.items()} if total else {}
 
     def top_category(self) -> str | None:
         """The category with the most views, adds and items bought (ties: alphabetical)."""
@@ -316,7 +315,8 @@ class UserFeatures:
         }
         state.update(counts=self.counts, categories=self.categories,
                      cart=self.cart.to_state(), recent_ids=self.recent_ids.to_state(),
-                     orders=self.ledger.to_state(),
+                     orders=self.ledger.to_state(), traits=self.traits.to_state(),
+                     channels=self.channels.to_state(),
                      days=self.days.to_dict(), sessions=self.session_counter.to_dict(),
                      engagement=self.engagement.to_dict())
         return state
@@ -328,7 +328,9 @@ class UserFeatures:
                        categories=dict(state["categories"]),
                        cart=_stored_cart(state),
                        recent_ids=SeenIds.from_state(state["recent_ids"]),
-                       ledger=OrderLedger.from_state(state.get("orders")))
+                       ledger=OrderLedger.from_state(state.get("orders")),
+                       traits=Traits.from_state(state.get("traits")),
+                       channels=Channels.from_state(state.get("channels")))
         for name, empty in (("first_seen", math.inf), ("last_seen", -math.inf),
                             ("first_order_at", math.inf), ("last_order_at", -math.inf),
                             ("last_cart_at", -math.inf)):
@@ -352,6 +354,11 @@ def _stored_cart(state: dict[str, Any]) -> OpenCart:
         return OpenCart()
     value = sum(change[2] for change in changes)
     return OpenCart({"": [quantity, round(value / quantity)]})
+
+
+def _year(ts: float) -> int:
+    """The UTC calendar year of an epoch time."""
+    return datetime.fromtimestamp(ts, UTC).year if ts > -62e9 else 1
 
 
 def _cents(amount: float) -> int:

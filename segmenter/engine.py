@@ -93,6 +93,8 @@ class SegmentEngine:
             minutes = rule.min_dwell_minutes
             self.dwell[rule.name] = 60 * (config.rules.min_dwell_minutes if minutes is None
                                           else minutes)
+        #: A rule reads category interests: the features it sees carry them.
+        self.reads_interests = any(rule.reads_interests for rule in settings.rules)
         self.fingerprint = settings_fingerprint(settings)
         behavior = config.behavior
         self.behavior = (BehaviorSegmentation(behavior.learn_sample) if behavior.enabled
@@ -283,6 +285,9 @@ class SegmentEngine:
         dwell = self.dwell if dwell is None else dwell
         self._contribute(user_id, record)
         snapshot = record.features.snapshot(now)
+        if self.reads_interests:
+            snapshot.update({"interest:" + name: share
+                             for name, share in record.features.interests().items()})
         # Every segmentation placed before the record changes: one that raises leaves the
         # user's segments as they were, not half moved.
         placed = [(segmentation, segmentation.predict_one(snapshot),

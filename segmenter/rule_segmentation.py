@@ -33,6 +33,7 @@ import math
 import re
 from collections.abc import Mapping
 
+from features.definitions import TEXT_FEATURES
 from features.profile import DAY, FeatureParams
 from segmenter.rules import Rule
 
@@ -54,7 +55,7 @@ class RuleSegmentation:
         self.uses_cart = bool(CART_FEATURES & rule.features)
         # Features that only change on events: their values are thresholds too.
         self.steady = sorted(rule.features - set(self.days_since) - set(self.windowed)
-                             - {"engagement"} - CART_FEATURES)
+                             - {"engagement"} - CART_FEATURES - TEXT_FEATURES)
 
     def predict_one(self, features: Mapping[str, float]) -> str | None:
         return self.name if self.rule.holds(features) else None

@@ -1,8 +1,10 @@
 """Rule segments: marketers' conditions on the documented features, from ``config/segments.yaml``.
 
 A rule compares features and numbers (``<``, ``<=``, ``>``, ``>=``, ``==``, ``!=``, chained as in
-``1 <= orders < 5``), joined by ``and``, ``or``, ``not`` and parentheses; ``true``/``false`` are
-the constant conditions, and compare (with ``==``/``!=`` only) as 1/0. The text is parsed with
+``1 <= orders < 5``), text features and strings (``country == "DE"``, with ``==`` and ``!=``),
+and category interests (``interest("shoes") > 0.5``), joined by ``and``, ``or``, ``not`` and
+parentheses; ``true``/``false`` are the constant conditions, and compare (with ``==``/``!=``
+only) as 1/0. The text is parsed with
 :func:`ast.parse` and a whitelist of node types is compiled into closures: it is never evaluated
 as Python. ``inf`` features (``days_since_last_order`` of a visitor) compare as expected.
 
@@ -21,7 +23,7 @@ True
 ...     except RuleError as exc:
 ...         print(exc.reason)
 unknown feature 'ordrs' (did you mean 'orders'?) at column 1; see docs/features.md
-a function call is not allowed at column 1
+a function call is not allowed at column 1: only interest("category")
 'cart_adds' at column 1 is a number, not a condition: use a comparison such as 'cart_adds > 0'
 """
 
@@ -33,8 +35,9 @@ import math
 import operator
 import re
 import warnings
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 
@@ -59,7 +62,8 @@ _BOOLEANS = {"true": True, "false": False}
 
 #: Node or operator type -> how a rejection names it (and a hint, after a colon).
 _NOT_ALLOWED: dict[type[ast.AST], str] = {
-    ast.Call: "a function call", ast.Attribute: "an attribute ('.')",
+    ast.Call: "a function call: only interest(\"category\")",
+    ast.Attribute: "an attribute ('.')",
     ast.Subscript: "a subscript ('[...]')", ast.Slice: "a slice",
     ast.NamedExpr: "an assignment (':=')", ast.Lambda: "a lambda", ast.IfExp: "'if ... else'",
     ast.Tuple: "a tuple (',')", ast.List: "a list", ast.Set: "a set", ast.Dict: "a dict",
@@ -104,6 +108,9 @@ class Rule:
     constants: frozenset[float] = frozenset()
     #: Minutes a user stays in the segment at least (None: the configured default).
     min_dwell_minutes: float | None = None
+    #: The rule reads category interests (``interest("shoes")``): features must carry
+    #: ``interest:<category>`` entries.
+    reads_interests: bool = False
 
     def holds(self, features: Features) -> bool:
         return self.predicate(features)
@@ -113,16 +120,21 @@ def compile_rule(
     name: str, text: str, known_features: Collection[str], *, description: str = "",
     min_dwell_minutes: float | None = None,
 ) -> Rule:
-    """Compile ``text`` into a :class:`Rule`; raise :class:`RuleError` saying what is wrong."""
+    """Compile ``text`` into a :class:`Rule`; raise :class:`RuleError` saying what is wrong.
+
+    ``known_features``: names, or name -> (unit, definition) as the feature catalogue has them
+    (features whose unit is ``text`` then compare with strings)."""
     try:
         if not NAME_PATTERN.match(name):
             raise _Problem(f"bad segment name {name!r}: {_NAME_HINT}")
-        compiler = _Compiler(text, frozenset(known_features))
+        text_features = (frozenset(n for n, (unit, _) in known_features.items() if unit == "text")
+                         if isinstance(known_features, Mapping) else frozenset())
+        compiler = _Compiler(text, frozenset(known_features), text_features)
         predicate = compiler.compile()
     except _Problem as problem:
         raise RuleError(f"segment {name!r}: {problem}", reason=str(problem)) from None
     return Rule(name, text, description, frozenset(compiler.used), predicate,
-                frozenset(compiler.constants), min_dwell_minutes)
+                frozenset(compiler.constants), min_dwell_minutes, compiler.reads_interests)
 
 
 class _Problem(Exception):
@@ -139,9 +151,11 @@ class _Compiler:
 
     text: str
     known: frozenset[str]
+    text_features: frozenset[str] = frozenset()
     used: dict[str, None] = field(default_factory=dict)
     constants: set[float] = field(default_factory=set)
     indent: int = 0
+    reads_interests: bool = False
 
     def compile(self) -> Predicate:
         source = self.text.replace("\r", " ").replace("\n", " ")
@@ -231,13 +245,60 @@ class _Compiler:
                            "condition: it cannot be in a chained comparison; add parentheses, "
                            "e.g. '(orders > 0) == false'")
         equality = len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq | ast.NotEq)
+        if any(self._is_text(operand) for operand in operands):
+            return self.text_comparison(node, equality, functions[0])
         values = [self.condition(operand, depth + 1) if equality and _is_boolean(operand)
                   else self.number(operand, depth + 1) for operand in operands]
         return _chain(functions, values)
 
+    def _is_text(self, node: ast.expr) -> bool:
+        return ((isinstance(node, ast.Constant) and isinstance(node.value, str))
+                or (isinstance(node, ast.Name) and node.id in self.text_features))
+
+    def text_comparison(self, node: ast.Compare, equality: bool,
+                        compare: Callable[[Any, Any], bool]) -> Predicate:
+        """``country == "DE"``: a text feature and a string (or two text features), with ==
+        or != only."""
+        left, right = node.left, node.comparators[0]
+        if not equality:
+            raise _Problem(f"text is compared with == or != only, at column "
+                           f"{self._operator_column(node.left, node.comparators[-1])}")
+        values = []
+        for operand in (left, right):
+            if isinstance(operand, ast.Constant) and isinstance(operand.value, str):
+                if len(operand.value) > 256:
+                    raise _Problem(f"the string at column {self.column(operand)} is longer "
+                                   "than 256 characters")
+                values.append(_constant_text(operand.value))
+            elif isinstance(operand, ast.Name) and operand.id in self.text_features:
+                self.used.setdefault(operand.id)
+                values.append(_text_feature(operand.id))
+            else:
+                raise _Problem(f"'{self.snippet(operand)}' at column {self.column(operand)} is "
+                               "not text: a text feature compares with a string, e.g. "
+                               "country == \"DE\"")
+        return lambda features: compare(values[0](features), values[1](features))
+
+    def interest(self, node: ast.Call) -> Value:
+        """``interest("shoes")``: the user's share of interest in a category (0 to 1)."""
+        args = node.args
+        if (node.keywords or len(args) != 1 or not isinstance(args[0], ast.Constant)
+                or not isinstance(args[0].value, str) or not args[0].value):
+            raise _Problem(f"interest takes one category name in quotes, e.g. "
+                           f"interest(\"shoes\"), at column {self.column(node)}")
+        self.reads_interests = True
+        key = "interest:" + args[0].value
+        return lambda features: features.get(key, 0.0)
+
     def number(self, node: ast.expr, depth: int) -> Value:
         """Compile a node that must be a number: a feature, a literal, or minus a number."""
         _check_depth(depth)
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id == "interest"):
+            return self.interest(node)
+        if isinstance(node, ast.Name) and node.id in self.text_features:
+            raise _Problem(f"'{node.id}' at column {self.column(node)} is text: compare it with "
+                           f"a string, e.g. {node.id} == \"...\"")
         if isinstance(node, ast.Name) and node.id not in _BOOLEANS:
             return self.feature(node)
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
@@ -272,6 +333,14 @@ class _Compiler:
         return len(raw[:start].decode("utf-8", "replace")) + skipped + self.indent + 1
 
 
+def _constant_text(value: str) -> Value:
+    return lambda features: value
+
+
+def _text_feature(name: str) -> Value:
+    return lambda features: features[name]
+
+
 def _check_depth(depth: int) -> None:
     if depth > MAX_DEPTH:
         raise _Problem("the rule is nested too deeply")
@@ -279,7 +348,7 @@ def _check_depth(depth: int) -> None:
 
 def _describe_constant(value: object) -> str:
     if isinstance(value, str | bytes):
-        return "a string: compare features with numbers"
+        return "a string: only text features (country, city ...) compare with strings"
     return f"'{value!r}'" if value is None or value is Ellipsis else f"the number {value!r}"
 
 
@@ -328,25 +397,6 @@ def _chain(functions: list[Callable[[float, float], bool]], values: list[Value])
             left = right
         return True
     return holds
-
-
-class RuleSegments:
-    """Users are in every rule segment whose rule holds (zero, one or many)."""
-
-    name = "rules"
-
-    def __init__(self, rules: Iterable[Rule]) -> None:
-        self.rules = list(rules)
-        names = [rule.name for rule in self.rules]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise RuleError(f"rule segments defined more than once: {', '.join(duplicates)}")
-
-    def predict_one(self, features: Features) -> set[str]:
-        return {rule.name for rule in self.rules if rule.holds(features)}
-
-    def descriptions(self) -> dict[str, str]:
-        return {rule.name: rule.description for rule in self.rules}
 
 
 def _line(node: yaml.Node | None) -> int:

@@ -35,7 +35,8 @@ from pydantic import (
     model_validator,
 )
 
-from features.profile import FeatureParams, feature_catalogue
+from features.definitions import feature_catalogue
+from features.profile import FeatureParams
 from segmenter.rule_file import load_rules
 from segmenter.rules import Rule, RuleError
 
@@ -71,6 +72,8 @@ class Topics(_Strict):
     clicks: str = Field(min_length=1)
     carts: str = Field(min_length=1)
     orders: str = Field(min_length=1)
+    #: Who the users are (profile traits), keyed and partitioned like the other inputs.
+    profiles: str = Field("shop.profiles", min_length=1)
     deadletter: str = Field(min_length=1)
     changes: str = Field(min_length=1)
     #: Behaviour model versions (compacted, one partition) and the workers' statistics for
@@ -85,7 +88,8 @@ class Topics(_Strict):
     @property
     def inputs(self) -> dict[str, str]:
         """Input topic name -> event kind."""
-        return {self.clicks: "click", self.carts: "cart", self.orders: "order"}
+        return {self.clicks: "click", self.carts: "cart", self.orders: "order",
+                self.profiles: "profile"}
 
     @property
     def by_kind(self) -> dict[str, str]:

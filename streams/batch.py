@@ -13,11 +13,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from features.events import ShopEvent
-from features.money import AmountOutOfBounds, UnknownCurrency
 from segmenter.engine import SegmentChange, SegmentEngine, UserRecord
 from segmenter.schedule import ReviewSchedule
 from segmenter.settings import Topics
-from streams.codec import InvalidEvent, decode_message
+from streams.admission import Admission
 from streams.forget import apply_forget
 from streams.identity import claim, handoff_in
 from streams.messages import BatchOutcome, DeadLetter, LoadRecord, Message
@@ -38,10 +37,7 @@ class BatchProcessor:
 
     def __init__(self, engine: SegmentEngine, topics: Topics, max_clock_skew_s: float) -> None:
         self.engine = engine
-        self.kinds = topics.inputs
-        self.identity = topics.identity
-        self.forget = topics.forget
-        self.max_clock_skew_s = max_clock_skew_s
+        self.admission = Admission(topics, engine.currencies, max_clock_skew_s)
         #: The event time the stream has reached (see :meth:`_advance`).
         self.watermark = 0.0
         self.schedule = ReviewSchedule()
@@ -75,7 +71,7 @@ class BatchProcessor:
         evaluated, once each, by :meth:`settle` (logins are evaluated at once)."""
         outcome = BatchOutcome()
         load = self.loader(load)
-        decoded, handoffs, forgets = self._decode_all(messages, outcome)
+        decoded, handoffs, forgets = self.admission.sort(messages, outcome.dead_letters)
         if decoded:
             self.input_at = time.monotonic()
         lateness = self.engine.params.lateness_s
@@ -222,20 +218,6 @@ class BatchProcessor:
             return waiting[0] if waiting is not None else load(user_id)
         return load_current
 
-    def _decode_all(self, messages: Iterable[Message], outcome: BatchOutcome) -> tuple[
-            list[tuple[ShopEvent, Message]], list[Message], list[Message]]:
-        """Valid events with their messages (the rest dead-lettered), identity handoffs and
-        forget requests."""
-        decoded: list[tuple[ShopEvent, Message]] = []
-        handoffs, forgets = [], []
-        for message in messages:
-            if message.topic in (self.identity, self.forget):
-                (handoffs if message.topic == self.identity else forgets).append(message)
-                continue
-            for event in self._decode(message, outcome):
-                decoded.append((event, message))
-        return decoded, handoffs, forgets
-
     def _on_time(self, decoded: list[tuple[ShopEvent, Message]],
                  outcome: BatchOutcome) -> list[tuple[ShopEvent, Message]]:
         """In arrival order (event-time order across partitions, see :mod:`streams.inbox`):
@@ -254,6 +236,9 @@ class BatchProcessor:
         batch = self.batches
         on_time = []
         for event, message in decoded:
+            if event.kind == "profile":  # traits: the latest wins whenever it comes
+                on_time.append((event, message))
+                continue
             task = message.partition
             reached = self.task_time.get(task, -math.inf)
             if event.ts < reached - lateness:
@@ -383,40 +368,6 @@ class BatchProcessor:
         self.deferred.pop(user_id, None)
         outcome.records[user_id] = record
         self.schedule.schedule(user_id, record.review_at)
-
-    def _decode(self, message: Message, outcome: BatchOutcome) -> list[ShopEvent]:
-        kind = self.kinds.get(message.topic)
-        if kind is None:
-            outcome.dead_letters.append(DeadLetter(
-                message, "unknown_topic", f"no event kind for topic {message.topic!r}"))
-            return []
-        events, invalid = [], []
-        skew_limit = time.time() + self.max_clock_skew_s
-        for event in decode_message(kind, message.value):
-            if not isinstance(event, InvalidEvent):
-                event = self._admit(event, skew_limit)
-            if isinstance(event, InvalidEvent):
-                invalid.append(event)
-            else:
-                events.append(event)
-        if invalid:  # one dead letter per message, naming every invalid element
-            outcome.dead_letters.append(DeadLetter(
-                message, invalid[0].reason, "; ".join(e.detail for e in invalid)))
-        return events
-
-
-    def _admit(self, event: ShopEvent, skew_limit: float) -> ShopEvent | InvalidEvent:
-        """The event in the shop's currency, or why it is refused (a clock far ahead, a
-        currency without a rate)."""
-        if event.ts > skew_limit:
-            return InvalidEvent("ts_in_future", f"ts {event.ts:.0f} is more than "
-                                f"{self.max_clock_skew_s:.0f}s ahead of now")
-        try:
-            return self.engine.currencies.to_shop(event)
-        except UnknownCurrency as exc:
-            return InvalidEvent("unknown_currency", str(exc))
-        except AmountOutOfBounds as exc:
-            return InvalidEvent("invalid_field", str(exc))
 
 
 def _failure(what: str, exc: Exception, consequence: str) -> str:

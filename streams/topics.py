@@ -22,8 +22,7 @@ class TopicUnreachableError(TopicSetupError):
 async def ensure_topics(settings: Settings) -> None:
     kafka = settings.kafka
     topics = kafka.topics
-    names = [topics.clicks, topics.carts, topics.orders, topics.deadletter, topics.changes,
-             topics.identity, topics.forget]
+    names = [*topics.inputs, topics.deadletter, topics.changes, topics.identity, topics.forget]
     admin = AIOKafkaAdminClient(**client_options(kafka), request_timeout_ms=10_000)
     try:
         await admin.start()

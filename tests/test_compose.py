@@ -53,9 +53,8 @@ def test_topics_created_match_config(services: dict[str, Any]) -> None:
     loop = re.search(r"for topic in ([^;]+);", script)
     assert loop is not None
     topics = settings.kafka.topics
-    assert loop.group(1).split() == [topics.clicks, topics.carts, topics.orders,
-                                     topics.deadletter, topics.changes, topics.identity,
-                                     topics.forget]
+    assert loop.group(1).split() == [*topics.inputs, topics.deadletter, topics.changes,
+                                     topics.identity, topics.forget]
     for single in (topics.behavior_model, topics.behavior_stats):
         assert re.search(rf"--topic {re.escape(single)} --partitions 1 ", script), single
     assert re.search(rf"--topic {re.escape(topics.behavior_model)} .*\n.*cleanup.policy=compact",

@@ -15,8 +15,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from features.definitions import feature_catalogue
 from features.events import EVENT_TYPES, ShopEvent
-from features.profile import ENGAGEMENT_WEIGHTS, FeatureParams, UserFeatures, feature_catalogue
+from features.profile import ENGAGEMENT_WEIGHTS, FeatureParams, UserFeatures
 from features.windows import DAY, day_of
 
 T0 = 1_767_225_600.0

@@ -176,3 +176,25 @@ def test_bad_rules_stop_the_start_with_file_and_line(
 def test_a_missing_rule_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=r"segmentations\.rules\.file: rule file not found"):
         load_settings(environ={"SEGMENTER_RULES_FILE": str(tmp_path / "none.yaml")})
+
+
+def test_who_and_where_rules_with_behaviour_and_interests(tmp_path: Path) -> None:
+    from features.events import ProfileEvent
+
+    engine = one_rule(tmp_path, 'country == "DE" and age >= 30 and interest("shoes") > 0.5 '
+                                'and days_since_last_order > 30', dwell=0)
+    profile = ProfileEvent(event_id="p1", ts=T0, user_id="u1", country="de", birth_year=1980)
+    shoes = ClickEvent(event_id="v1", ts=T0 + 60, user_id="u1", page="/p/1", product_id="p1",
+                       category="shoes", utm_source="Newsletter", device="mobile")
+    record, entered = start(engine, [profile, shoes, order(1, T0 + 120)])
+    assert entered == []
+    features = record.features.snapshot(T0 + 120)
+    assert (features["country"], features["age"], features["preferred_channel"],
+            features["first_channel"], features["preferred_device"]) == (
+        "DE", 46.0, "newsletter", "newsletter", "mobile")
+    # Time alone brings them in, 30 days after the order: country, age and interest hold.
+    assert follow_time(engine, record, T0 + 40 * DAY) == [(None, "r", T0 + 120 + 30 * DAY + 1)]
+    # A later profile event moves them: not German any more.
+    moved = ProfileEvent(event_id="p2", ts=T0 + 41 * DAY, user_id="u1", country="AT")
+    assert rule_changes(engine.learn("u1", record, [moved], T0 + 41 * DAY)) == [
+        ("r", None, T0 + 41 * DAY)]

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.profile import FEATURES
+from features.definitions import FEATURES
 from segmenter.rule_file import load_rules, parse_rules
-from segmenter.rules import RuleError, RuleSegments, compile_rule
+from segmenter.rules import Rule, RuleError, compile_rule
 
 ROOT = Path(__file__).resolve().parent.parent
 KNOWN = ["orders", "monetary", "cart_adds", "open_cart", "days_since_last_order",
@@ -88,11 +88,13 @@ def test_rule_records_its_text_and_features() -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("len(orders) > 1", "a function call is not allowed at column 1"),
-    ("orders > 1 and __import__('os').system('ls')", "a function call is not allowed at column 16"),
+    ("len(orders) > 1", 'a function call is not allowed at column 1: only interest("category")'),
+    ("orders > 1 and __import__('os').system('ls')",
+     'a function call is not allowed at column 16: only interest("category")'),
     ("orders.real > 1", "an attribute ('.') is not allowed at column 1"),
     ("orders[0] > 1", "a subscript ('[...]') is not allowed at column 1"),
-    ("orders == 'x'", "a string is not allowed at column 11: compare features with numbers"),
+    ("orders == 'x'", "'orders' at column 1 is not text: a text feature compares with a string, "
+                      'e.g. country == "DE"'),
     ("orders + 1 > 2", "arithmetic ('+') is not allowed at column 8"),
     ("orders > (monetary * 2)", "arithmetic ('*') is not allowed at column 20"),
     ("orders > 2 - 1", "arithmetic ('-') is not allowed at column 12"),
@@ -123,7 +125,7 @@ def test_disallowed_constructs(text: str, message: str) -> None:
 def test_columns_count_characters_not_bytes() -> None:
     known = [*KNOWN, "déjà_vu"]
     assert reason("déjà_vu > 1 or len(orders) > 1", known) == (
-        "a function call is not allowed at column 16")
+        'a function call is not allowed at column 16: only interest("category")')
     assert reason("déjà_vu > 1 or orders in (1, 2)", known) == "'in' is not allowed at column 23"
 
 
@@ -181,18 +183,18 @@ def test_bad_segment_name() -> None:
         compile_rule("Vip", "orders > 1", KNOWN)
 
 
+def holding(rules: list[Rule], features: dict) -> set[str]:
+    """The rule segments a user is in: every one whose rule holds."""
+    return {rule.name for rule in rules if rule.holds(features)}
+
+
 def test_rule_segments_predict_every_segment_that_holds() -> None:
-    segments = RuleSegments([
-        compile_rule("buyers", "orders > 0", KNOWN, description="Ordered"),
-        compile_rule("carts", "cart_adds > 0", KNOWN),
-        compile_rule("never", "false", KNOWN),
-    ])
-    assert segments.predict_one(USER) == {"buyers", "carts"}
-    assert segments.predict_one(VISITOR) == {"carts"}
-    assert segments.descriptions() == {"buyers": "Ordered", "carts": "", "never": ""}
-    assert RuleSegments([]).predict_one(USER) == set()
-    with pytest.raises(RuleError, match="more than once: buyers"):
-        RuleSegments([*segments.rules, compile_rule("buyers", "true", KNOWN)])
+    rules = [compile_rule("buyers", "orders > 0", KNOWN, description="Ordered"),
+             compile_rule("carts", "cart_adds > 0", KNOWN),
+             compile_rule("never", "false", KNOWN)]
+    assert holding(rules, USER) == {"buyers", "carts"}
+    assert holding(rules, VISITOR) == {"carts"}
+    assert [rule.description for rule in rules] == ["Ordered", "", ""]
 
 
 # --- the rule file ---------------------------------------------------------------------------
@@ -232,12 +234,11 @@ def test_load_good_file(tmp_path: Path) -> None:
     rules = load_rules(write(tmp_path, GOOD_FILE), KNOWN)
     assert [rule.name for rule in rules] == ["cart_abandoners", "vip", "everyone", "long_rule"]
     assert rules[3].text == "orders > 1 and cart_adds > 1"
-    segments = RuleSegments(rules)
-    assert segments.descriptions() == {
+    assert {rule.name: rule.description for rule in rules} == {
         "cart_abandoners": "Added to cart but never bought", "vip": "",
         "everyone": "", "long_rule": "2024"}
-    assert segments.predict_one(VISITOR) == {"cart_abandoners", "everyone"}
-    assert segments.predict_one(USER) == {"everyone", "long_rule"}
+    assert holding(rules, VISITOR) == {"cart_abandoners", "everyone"}
+    assert holding(rules, USER) == {"everyone", "long_rule"}
 
 
 @pytest.mark.parametrize("text", ["segments: {}\n", "segments:\n", "# nothing yet\nsegments:\n"])
@@ -260,7 +261,8 @@ segments:
 """)
     assert message.splitlines() == [
         "FILE line 6, segment 'vip': unknown feature 'revnue' at column 1; see docs/features.md",
-        "FILE line 8, segment 'bad_call': a function call is not allowed at column 1",
+        "FILE line 8, segment 'bad_call': a function call is not allowed at column 1: only "
+        'interest("category")',
     ]
 
 
@@ -335,8 +337,8 @@ def test_shipped_rules_load_against_the_documented_features() -> None:
         "days_since_last_order": INF, "days_since_first_order": INF,
         "purchase_interval_days": INF, "days_since_last_cart": 1.0, "cart_adds_7d": 2,
         "open_cart": 1, "open_cart_value": 59.8, "abandoned_cart": 1}
-    assert RuleSegments(rules).predict_one(visitor) == {"cart_abandoners"}
-    assert RuleSegments(rules).predict_one(visitor | {"abandoned_cart": 0}) == set()
+    assert holding(rules, visitor) == {"cart_abandoners"}
+    assert holding(rules, visitor | {"abandoned_cart": 0}) == set()
 
 
 # --- properties ------------------------------------------------------------------------------
@@ -468,3 +470,30 @@ def test_garbage_rule_files_raise_only_rule_errors(text: str) -> None:
         assert str(error).startswith("garbage.yaml"), str(error)
         return
     assert all(isinstance(rule.holds(EVERYONE), bool) for rule in rules)
+
+
+# --- text features and interests -------------------------------------------------------------
+
+def test_text_features_compare_with_strings_and_interests_by_category() -> None:
+    from features.definitions import FEATURES
+
+    german = compile_rule("de_buyers", 'country == "DE" and orders >= 3', FEATURES)
+    assert german.features == {"country", "orders"}
+    assert german.holds({"country": "DE", "orders": 3})
+    assert not german.holds({"country": "", "orders": 5})
+    shoes = compile_rule("shoe_fans", 'interest("shoes") > 0.5 and preferred_device != "mobile"',
+                         FEATURES)
+    assert shoes.reads_interests
+    assert shoes.holds({"interest:shoes": 0.6, "preferred_device": "desktop"})
+    assert not shoes.holds({"preferred_device": "desktop"})  # no interest in shoes: 0
+    for text, reason in [
+        ('country > "DE"', "text is compared with == or != only, at column 9"),
+        ("country == 5", "'5' at column 12 is not text"),
+        ("country > 1", "text is compared with == or != only"),
+        ("country and orders > 1", "'country' at column 1 is text: compare it with a string"),
+        ("interest(shoes) > 0.5", "interest takes one category name in quotes"),
+        ('interest("") > 0.5', "interest takes one category name in quotes"),
+    ]:
+        with pytest.raises(RuleError) as caught:
+            compile_rule("r", text, FEATURES)
+        assert reason in caught.value.reason, (text, caught.value.reason)

@@ -9,7 +9,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.profile import FeatureParams, feature_catalogue
+from features.definitions import feature_catalogue
+from features.profile import FeatureParams
 from segmenter.rule_segmentation import RuleSegmentation
 from segmenter.rules import MAX_LITERAL, RuleError, compile_rule
 from segmenter.settings import load_settings

@@ -19,7 +19,8 @@ def test_defaults_and_environment_overrides() -> None:
     assert settings.redis.url == "redis://cache:6380/2"
     assert settings.metrics.port == 9200
     assert settings.kafka.topics.inputs == {
-        "shop.clicks": "click", "shop.carts": "cart", "shop.orders": "order"}
+        "shop.clicks": "click", "shop.carts": "cart", "shop.orders": "order",
+        "shop.profiles": "profile"}
 
 
 def test_config_file_is_merged_over_defaults(tmp_path: Path) -> None:
