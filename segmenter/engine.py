@@ -47,6 +47,7 @@ from features.events import ShopEvent
 from features.money import Currencies
 from features.profile import DAY, UserFeatures
 from segmenter.behavior import BehaviorSegmentation, StatsDelta
+from segmenter.demographics import AgeBandSegmentation, CountrySegmentation
 from segmenter.lifecycle import LifecycleSegmentation
 from segmenter.population import CustomerValues, Population
 from segmenter.records import SegmentChange, UserRecord
@@ -88,6 +89,10 @@ class SegmentEngine:
             RfmSegmentation(config.rfm, self.population),
             LifecycleSegmentation(config.lifecycle),
         ]
+        if config.demographics.country:
+            self.segmentations.append(CountrySegmentation())
+        if config.demographics.age_bands:
+            self.segmentations.append(AgeBandSegmentation(config.demographics.age_bands))
         for rule in settings.rules:
             self.segmentations.append(RuleSegmentation(rule, self.params))
             minutes = rule.min_dwell_minutes

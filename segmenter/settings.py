@@ -349,11 +349,28 @@ class BehaviorSettings(_Strict):
         return self
 
 
+class DemographicSettings(_Strict):
+    """Segmentations from profile traits: ``country`` (on or off) and ``age_band`` (its
+    ascending band edges; empty: off)."""
+
+    country: bool = True
+    age_bands: list[int] = [18, 25, 35, 45, 55, 65]
+
+    @field_validator("age_bands")
+    @classmethod
+    def _ascending(cls, value: list[int]) -> list[int]:
+        if any(b <= a for a, b in itertools.pairwise(value)) or any(
+                not 1 <= edge <= 130 for edge in value):
+            raise ValueError(f"must be ascending ages between 1 and 130, got {value}")
+        return value
+
+
 class Segmentations(_Strict):
     rfm: RfmSettings
     lifecycle: LifecycleSettings
     rules: RuleSettings
     behavior: BehaviorSettings
+    demographics: DemographicSettings = DemographicSettings()
 
 
 class Settings(_Strict):

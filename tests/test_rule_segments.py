@@ -58,7 +58,8 @@ def start(engine: SegmentEngine, events: list[ShopEvent]) -> tuple[UserRecord, l
 def test_shipped_rules_are_segmentations_with_their_dwell() -> None:
     engine = SegmentEngine(load_settings(environ={}))
     names = [s.name for s in engine.segmentations]
-    assert names == ["rfm", "lifecycle", "cart_abandoners", "vip", "browsers", "one_time_buyers"]
+    assert names == ["rfm", "lifecycle", "country", "age_band", "cart_abandoners", "vip",
+                     "browsers", "one_time_buyers"]
     assert engine.dwell["vip"] == 3600 and engine.dwell["cart_abandoners"] == 0
     assert engine.catalogue()["vip"]["vip"].startswith("Spent 1000 in a year")
 
