@@ -234,16 +234,17 @@ class SegmentEngine:
     def refresh_population(self, force: bool = True) -> set[str]:
         """Recompute the quantiles; return the users whose F or M score may have changed.
 
-        Unless forced, only when the population grew or shrank by 2% (at least 1) since
-        the last refresh, or ``rfm.quantile_refresh_s`` (a minute) has passed: every refresh
-        can re-score whole bins of customers, so refreshing on every tick would cost more than
-        it tells. Once the
-        trainer publishes the shop-wide population, its versions drive the refreshes.
+        Unless forced, only when 2% of the customers (at least 1) came, went or changed their
+        values since the last refresh, or ``rfm.quantile_refresh_s`` (a minute) has passed:
+        every refresh can re-score whole bins of customers, so refreshing on every tick would
+        cost more than it tells. Once the trainer publishes the shop-wide population, its
+        versions drive the refreshes.
         """
         if self.population.shared is not None and not force:
             return set()
         size, now = self.population.size, time.monotonic()
-        grown = abs(size - self._refreshed_size) >= max(1, 0.02 * self._refreshed_size)
+        # Customers who came, went or moved (a second order): 2% of them shift the quantiles.
+        grown = self.population.changes >= max(1, 0.02 * self._refreshed_size)
         if not (force or grown or now - self._refreshed_at >= self._refresh_every_s):
             return set()
         self._refreshed_size, self._refreshed_at = size, now

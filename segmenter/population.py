@@ -97,6 +97,8 @@ class Population:
         #: The shop-wide bin counts (all workers' customers), once a trainer published them;
         #: scores then come from them instead of this worker's own customers.
         self.shared: dict[str, Counter[int]] | None = None
+        #: Customers counted, moved or dropped since the last refresh.
+        self.changes = 0
 
     def update(self, user_id: str, old: CustomerValues | None,
                new: CustomerValues | None) -> None:
@@ -108,6 +110,7 @@ class Population:
         old = self.values.get(user_id)
         if old == new:
             return
+        self.changes += 1
         if new is None:
             del self.values[user_id]
         else:
@@ -133,6 +136,7 @@ class Population:
 
     def refresh(self) -> dict[str, set[int]]:
         """Recompute the scores from the current population; return bins whose score moved."""
+        self.changes = 0
         moved: dict[str, set[int]] = {}
         for dimension in DIMENSIONS:
             frozen = self._freeze(dimension)

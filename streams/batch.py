@@ -304,15 +304,18 @@ class BatchProcessor:
         bounded slice of work however many users are due. ``caught_up``: see
         :meth:`advance_idle`.
 
-        Not while a coalescing backfill catches up: the population and the event time move
-        on every batch then, so these changes would be superseded within the backlog (the
-        very transitions coalescing exists not to emit); the users stay due and queued."""
+        Not while a coalescing backfill catches up with input still waiting: the population
+        and the event time move on every batch then, so these changes would be superseded
+        within the backlog (the very transitions coalescing exists not to emit); the users stay
+        due and queued. Once every input partition is read, a stream that is still behind the
+        wall clock (old history, a quiet shop) is reviewed as usual."""
         outcome = BatchOutcome()
         load = self.loader(load)
         self.advance_idle(caught_up)
         self.follow_wall_clock(caught_up)
-        if self.catching_up(coalesce_after_s):
-            return outcome
+        read = all(caught_up(*key) for key in self.topic_time)
+        if self.catching_up(coalesce_after_s) and not read:
+            return outcome  # a backlog still waits: what it brings would supersede these
         for user_id in self.schedule.pop_due(self.watermark, limit):
             record = load(user_id)
             if record is not None:  # else the user's partition moved to another worker

@@ -76,3 +76,17 @@ def pick(rng: random.Random, pool: str, count: int, prefer: Sequence[str] = (),
     """``count`` products of a pool, each from the preferred categories with chance ``bias``."""
     preferred = _preferred(pool, tuple(prefer)) or POOLS[pool]
     return [rng.choice(preferred if rng.random() < bias else POOLS[pool]) for _ in range(count)]
+
+
+#: Where visits come from (utm_source, utm_medium) and on what, with their weights; who the
+#: known customers are (their profile event at their first logged-in visit).
+SOURCES = ((None, None, 0.35), ("google", "cpc", 0.25), ("newsletter", "email", 0.2),
+           ("instagram", "social", 0.15), ("partner", "affiliate", 0.05))
+DEVICES = (("mobile", 0.6), ("desktop", 0.32), ("tablet", 0.08))
+COUNTRIES = (("DE", "de", 0.45), ("AT", "de", 0.15), ("FR", "fr", 0.2), ("NL", "nl", 0.1),
+             ("IT", "it", 0.1))
+
+
+def weighted(rng: random.Random, choices: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """One of ``choices`` by its last element, the weight."""
+    return rng.choices(choices, weights=[choice[-1] for choice in choices])[0]

@@ -16,13 +16,18 @@ Personas (the planted truth the segments can be checked against):
 
 A visitor first appears with only ``anonymous_id``; with probability ``ANONYMOUS_FIRST_VISIT``
 a known customer's first visit is anonymous (before logging in). Clicks and cart events of known
-customers carry their ``user_id`` and ``anonymous_id``; orders carry the ``user_id``.
+customers carry their ``user_id`` and ``anonymous_id``; orders carry the ``user_id``. Visits come
+from a source (UTM on the landing click) on a device; a known customer's profile event (country,
+language, birth year, consent) comes at their first logged-in visit.
 
 >>> events, plans = plan_events(users=6, days=90, seed=1, end_ts=1_767_225_600.0)
 >>> sorted(plan.persona for plan in plans.values()) == sorted(PERSONAS)
 True
->>> events[0]["event_id"], events[0]["kind"], entity_id(events[0]) in plans
-('1-0', 'click', True)
+>>> events[0]["event_id"], events[0]["kind"]
+('1-0', 'click')
+>>> anonymous = {plan.anonymous_id for plan in plans.values()}
+>>> all(entity_id(event) in plans or entity_id(event) in anonymous for event in events)
+True
 >>> events == plan_events(users=6, days=90, seed=1, end_ts=1_767_225_600.0)[0]
 True
 """
@@ -38,10 +43,14 @@ from typing import Any
 
 from streams.catalogue import (
     CATEGORIES,
+    COUNTRIES,
+    DEVICES,
     REGULAR_CATEGORIES,
     SALE_CATEGORY,
+    SOURCES,
     Product,
     pick,
+    weighted,
 )
 
 DAY = 86_400.0
@@ -99,6 +108,8 @@ class _Visit:
     def __init__(self, user: _UserEvents, identified: bool) -> None:
         self.user, self.rng, self.ids = user, user.rng, user.ids(identified)
         self.session_id, self.offset = user.next_id("s"), 0.0
+        self.source, self.medium, _ = weighted(self.rng, SOURCES)
+        self.device = weighted(self.rng, DEVICES)[0]
         self.events: list[tuple[float, dict[str, Any]]] = []
         self.cart: list[tuple[Product, int]] = []
 
@@ -114,7 +125,10 @@ class _Visit:
             fields |= {"product_id": product.product_id, "category": product.category}
         elif category is not None:
             fields["category"] = category
-        self._emit("click", fields | {"session_id": self.session_id})
+        fields |= {"session_id": self.session_id, "device": self.device}
+        if not self.events and self.source is not None:  # the landing page carries the UTM
+            fields |= {"utm_source": self.source, "utm_medium": self.medium}
+        self._emit("click", fields)
 
     def land(self, categories: Sequence[str] = CATEGORIES) -> None:
         """The first page: the home page or a category page."""
@@ -164,7 +178,7 @@ class _UserEvents:
         self.start, self.end = start, end
         self.days = (end - start) / DAY
         self.visits: list[tuple[float, _Visit]] = []
-        self.counters = {"s": 0, "o": 0}
+        self.counters = {"s": 0, "o": 0, "p": 0}
 
     def ids(self, identified: bool) -> dict[str, str]:
         if identified and self.plan.user_id is not None:
@@ -214,6 +228,8 @@ class _UserEvents:
             self.visit(self.when(0, self.days)).land()
         if self.plan.user_id is not None and self.rng.random() < ANONYMOUS_FIRST_VISIT:
             self._anonymous_first_visit()
+        if self.plan.user_id is not None:
+            self._profile()
         events = []
         for when, visit in self.visits:
             duration = visit.events[-1][0]
@@ -223,6 +239,15 @@ class _UserEvents:
                 events.append(event)
         events.sort(key=itemgetter("ts"))
         return events
+
+    def _profile(self) -> None:
+        """The account's traits, given at the first logged-in visit."""
+        first = min(when for when, visit in self.visits if "user_id" in visit.ids)
+        country, language, _ = weighted(self.rng, COUNTRIES)
+        visit = self.visit(first)
+        visit._emit("profile", {"country": country, "language": language,
+                                "birth_year": self.rng.randint(1950, 2006),
+                                "marketing_consent": self.rng.random() < 0.6})
 
     def _anonymous_first_visit(self) -> None:
         """Browsing before logging in, hours to days before the first known visit."""

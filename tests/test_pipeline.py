@@ -189,17 +189,24 @@ async def test_restart_loses_nothing_and_duplicates_nothing(
     await produce(kafka_bootstrap, [event_message(t, e) for t, e in first])
     after_first = batch_segments(first)
 
-    async def matches(expected: dict[str, dict[str, str]]) -> bool:
-        return await redis_state(store, users) == expected
+    seen: dict[str, dict[str, str]] = {}
 
-    await wait_for(lambda: matches(after_first), what="first batch in Redis")
+    async def matches(expected: dict[str, dict[str, str]]) -> bool:
+        seen.update(await redis_state(store, users))
+        return seen == expected
+
+    def diff(expected: dict[str, dict[str, str]]) -> str:
+        return str([(u, got, expected[u]) for u, got in seen.items() if got != expected[u]][:3])
+
+    await wait_for(lambda: matches(after_first), what=lambda: diff(after_first), timeout=20)
     assert worker.stop() == 0, worker.log()
 
     await produce(kafka_bootstrap, [event_message(t, e) for t, e in second])
     worker.start()
     expected = batch_segments(first + second[:10])
     assert {expected[u]["lifecycle"] for u in users[:10]} == {"repeat"}
-    await wait_for(lambda: matches(expected), what=lambda: f"state after restart\n{worker.log()}")
+    await wait_for(lambda: matches(expected),
+                   what=lambda: f"state after restart {diff(expected)}\n{worker.log()[-3000:]}")
 
     for segmentation in ("rfm", "lifecycle"):
         members: list[str] = []
