@@ -48,6 +48,7 @@ from features.money import Currencies
 from features.profile import DAY, UserFeatures
 from segmenter.behavior import BehaviorSegmentation, StatsDelta
 from segmenter.demographics import AgeBandSegmentation, CountrySegmentation
+from segmenter.kpis import KpiCounter
 from segmenter.lifecycle import LifecycleSegmentation
 from segmenter.population import CustomerValues, Population
 from segmenter.records import SegmentChange, UserRecord
@@ -79,6 +80,8 @@ class SegmentEngine:
         per partition, so that partitions can move between workers)."""
         self.params = settings.features.params()
         self.currencies = Currencies(settings.features.currency, settings.features.exchange_rates)
+        #: What segments' KPIs the engine's work adds up to, taken with each write.
+        self.kpis = KpiCounter()
         config = settings.segmentations
         self.population = Population(partition_of)
         self._refreshed_size, self._refreshed_at = 0, -math.inf
@@ -149,12 +152,19 @@ class SegmentEngine:
         """Fold events into the user's features without evaluating; return the latest event
         that counted (the cause of what may change), None if none did."""
         cause = None
+        counts = record.features.counts
+        orders, cents = counts.get("orders", 0), counts.get("monetary_cents", 0)
         for event in events:
             outcome = record.features.learn_one(event, horizon)
             if outcome == "too_late" and too_late is not None:
                 too_late.append(event)
             if outcome == "accepted" and (cause is None or event.ts >= cause.ts):
                 cause = event
+        orders, cents = counts.get("orders", 0) - orders, counts.get("monetary_cents", 0) - cents
+        if (orders or cents) and cause is not None:  # members' orders: the segments' KPIs
+            record.converted += self.kpis.ordered(record.segments, record.entered,
+                                                  record.converted, int(orders), int(cents),
+                                                  cause.ts)
         return cause
 
     def settle(self, user_id: str, record: UserRecord, now: float,
@@ -182,7 +192,7 @@ class SegmentEngine:
                                  model_version=self.model_version(name))
                    for name, segment in record.segments.items() if name not in names]
         for change in changes:
-            _set_segment(record, change.segmentation, None, now)
+            self._move(record, change.segmentation, None, now)
         return changes + self._evaluate(user_id, record, now, now, cause, dwell={})
 
     def merge(self, user_id: str, record: UserRecord, visitor_id: str, visitor: UserRecord,
@@ -207,10 +217,23 @@ class SegmentEngine:
             self.behavior.withdraw(visitor.behavior)
             self.behavior.forget(visitor_id)
             visitor.behavior = None
+        for name, segment in visitor.segments.items():
+            self.kpis.left(name, segment, ts, visitor.entered.get(name))
+        visitor.converted.clear()
         visitor.segments.clear()
         visitor.entered.clear()
         visitor.customer = visitor.review_at = None
         return changes
+
+    def _move(self, record: UserRecord, segmentation: str, segment: str | None,
+              now: float) -> None:
+        """Put the user in ``segment`` (None: none) of a segmentation, counting the KPIs."""
+        previous = record.segments.get(segmentation)
+        if previous is not None:
+            self.kpis.left(segmentation, previous, now, record.entered.get(segmentation))
+        if segment is not None:
+            self.kpis.entered(segmentation, segment, now)
+        _set_segment(record, segmentation, segment, now)
 
     def model_version(self, segmentation: str) -> int | None:
         """The behaviour model version, for changes of the behaviour segmentation."""
@@ -309,7 +332,7 @@ class SegmentEngine:
                 review_at = min(review_at, dwell_until)
             elif current != previous:
                 changes.append(SegmentChange(user_id, name, previous, current, ts, cause))
-                _set_segment(record, name, current, now)
+                self._move(record, name, current, now)
             if after is not None:
                 # A second past the edge, so the review lands strictly beyond the threshold.
                 review_at = min(review_at, now + after * DAY + 1.0)
@@ -329,7 +352,7 @@ class SegmentEngine:
         previous = record.segments.get("behavior")
         if current is None or current == previous:  # no model yet: keep what the user has
             return []
-        _set_segment(record, "behavior", current, now)
+        self._move(record, "behavior", current, now)
         return [SegmentChange(user_id, "behavior", previous, current, ts, cause,
                               model_version=version)]
 
@@ -343,6 +366,8 @@ def settings_fingerprint(settings: Settings) -> str:
 
 
 def _set_segment(record: UserRecord, segmentation: str, segment: str | None, now: float) -> None:
+    if segmentation in record.converted:  # a new membership converts anew
+        record.converted.remove(segmentation)
     if segment is None:
         del record.segments[segmentation]
         record.entered.pop(segmentation, None)

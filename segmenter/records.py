@@ -110,6 +110,9 @@ class UserRecord:
     #: of the write that left them (see :mod:`streams.change_outbox`).
     outbox: list[str] = field(default_factory=list)
     outbox_seq: int = 0
+    #: Segmentations whose current membership converted (an order within the conversion
+    #: window of entering), so that it counts once (see :mod:`segmenter.kpis`).
+    converted: list[str] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         """JSON in an LZ4 block (marked by a first byte of 4): about 0.7 of the size, about a
@@ -134,6 +137,7 @@ class UserRecord:
             "claimed": self.claimed,
             "outbox": self.outbox,
             "outbox_seq": self.outbox_seq,
+            "converted": self.converted,
         }))
 
     @classmethod
@@ -152,4 +156,5 @@ class UserRecord:
             claimed=state.get("claimed", []),
             outbox=state.get("outbox", []),
             outbox_seq=state.get("outbox_seq", 0),
+            converted=state.get("converted", []),
         )
