@@ -30,6 +30,8 @@ class CountrySegmentation:
     """Segment: the user's country (ISO 3166 code) from their latest profile event."""
 
     name = "country"
+    #: Its segments are whatever countries come: each gets a profile when it first has members.
+    open_ended = True
 
     def predict_one(self, features: Mapping[str, Any]) -> str | None:
         return features.get("country") or None

@@ -114,6 +114,11 @@ class SegmentEngine:
     def load_record(self, data: bytes) -> UserRecord:
         return UserRecord.from_bytes(data, self.params)
 
+    @property
+    def open_ended(self) -> list[str]:
+        """Segmentations whose segments are not known in advance (one per country)."""
+        return [s.name for s in self.segmentations if getattr(s, "open_ended", False)]
+
     def catalogue(self) -> dict[str, dict[str, str]]:
         """Segmentation -> segment -> description, for segment profiles."""
         catalogue = {s.name: s.descriptions() for s in self.segmentations}

@@ -40,17 +40,22 @@ class KpiCount:
 
 @dataclass(slots=True)
 class KpiCounter:
-    """Collects KPI counts as the engine works; the publisher takes them with each write."""
+    """Adds KPI counts up as the engine works (one total per segment, day and counter, so it
+    stays small however long nobody takes them); the publisher takes them with each write."""
 
-    pending: list[KpiCount] = field(default_factory=list)
+    pending: dict[tuple[str, str, int, str], int] = field(default_factory=dict)
 
     def entered(self, segmentation: str, segment: str, ts: float) -> None:
-        self.pending.append(KpiCount(segmentation, segment, _day(ts), "entries", 1))
+        self._add(KpiCount(segmentation, segment, _day(ts), "entries", 1))
 
     def left(self, segmentation: str, segment: str, ts: float, since: float | None) -> None:
-        self.pending.append(KpiCount(segmentation, segment, _day(ts), "exits", 1))
+        self._add(KpiCount(segmentation, segment, _day(ts), "exits", 1))
         if since is not None and ts - since <= QUICK_EXIT_DAYS * DAY:
-            self.pending.append(KpiCount(segmentation, segment, _day(ts), "quick_exits", 1))
+            self._add(KpiCount(segmentation, segment, _day(ts), "quick_exits", 1))
+
+    def _add(self, count: KpiCount) -> None:
+        key = (count.segmentation, count.segment, count.day, count.name)
+        self.pending[key] = self.pending.get(key, 0) + count.amount
 
     def ordered(self, segments: dict[str, str], entered: dict[str, float], converted: list[str],
                 orders: int, cents: int, ts: float) -> list[str]:
@@ -68,12 +73,14 @@ class KpiCounter:
                     and ts - since <= CONVERSION_DAYS * DAY):
                 counts.append(KpiCount(segmentation, segment, _day(since), "conversions", 1))
                 newly.append(segmentation)
-        self.pending += [count for count in counts if count.amount]
+        for count in counts:
+            if count.amount:
+                self._add(count)
         return newly
 
     def take(self) -> list[KpiCount]:
-        taken, self.pending = self.pending, []
-        return taken
+        taken, self.pending = self.pending, {}
+        return [KpiCount(*key, amount) for key, amount in taken.items() if amount]
 
 
 def _day(ts: float) -> int:

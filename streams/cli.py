@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("--timeout", type=_positive(float), default=30.0,
                         help="seconds to wait for Redis to confirm (default 30)")
 
-    segments = commands.add_parser("segments", help="segments with their sizes")
+    segments = commands.add_parser(
+        "segments", help="segments with their sizes and KPIs (entries, exits, conversion, "
+        "revenue, AOV, revenue share, volatility)")
     segments.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
@@ -199,23 +201,43 @@ def _forget(settings: Settings, args: argparse.Namespace) -> int:
 
 def _segments(settings: Settings, args: argparse.Namespace) -> int:
     from streams.reader import MembershipReader
+    from streams.segment_kpis import segment_kpis
 
     async def read() -> dict[str, dict[str, dict[str, object]]]:
         reader = MembershipReader(settings.redis.url, settings.redis.key_prefix)
         try:
-            return await reader.segments()
+            profiles = await reader.segments()
+            kpis = await segment_kpis(reader.client, settings.redis.key_prefix)
         finally:
             await reader.close()
+        for segmentation, segments in kpis.items():
+            for segment, figures in segments.items():
+                profiles.setdefault(segmentation, {}).setdefault(segment, {}).update(figures)
+        return profiles
 
     catalogue = asyncio.run(read())
     if args.json:
         print(orjson.dumps(catalogue, option=orjson.OPT_INDENT_2).decode())
         return 0
+    print(f"  {'segment':<22}{'size':>8}{'in 7d':>7}{'out 7d':>7}{'conv':>7}"
+          f"{'revenue 30d':>13}{'AOV':>9}{'share':>7}{'volat.':>7}  description")
     for segmentation, profiles in catalogue.items():
         print(segmentation)
-        for name, profile in profiles.items():
-            print(f"  {name:<20} {profile.get('size', 0):>8}  {profile.get('description', '')}")
+        for name, p in profiles.items():
+            print(f"  {name:<22}{p.get('size', 0):>8}{p.get('entries_7d', 0):>7}"
+                  f"{p.get('exits_7d', 0):>7}{_share(p.get('conversion')):>7}"
+                  f"{p.get('revenue_30d', 0):>13,.2f}{_money(p.get('aov_30d')):>9}"
+                  f"{_share(p.get('revenue_share_30d')):>7}"
+                  f"{_share(p.get('volatility_30d')):>7}  {p.get('description', '')}")
     return 0
+
+
+def _share(value: object) -> str:
+    return "-" if not isinstance(value, int | float) else f"{value:.0%}"
+
+
+def _money(value: object) -> str:
+    return "-" if not isinstance(value, int | float) else f"{value:,.2f}"
 
 
 if __name__ == "__main__":

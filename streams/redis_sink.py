@@ -5,6 +5,10 @@ Keys (prefix ``seg`` by default):
 - ``seg:user:{user_id}``: hash, segmentation -> segment
 - ``seg:members:{segmentation}:{segment}``: set of user ids
 - ``seg:segments:{segmentation}``: hash, segment -> JSON profile (with ``size``)
+- ``seg:kpi:{segmentation}:{segment}`` (and ``seg:kpi:shop``): hash, ``{day}:{counter}`` ->
+  count, the day as days since 1970-01-01 UTC (see :mod:`segmenter.kpis`)
+- ``seg:size:{segmentation}:{segment}``: hash, hour (hours since 1970, UTC) -> members then,
+  for the last 30 days
 
 A batch's memberships are written by one Lua script call (the users as one JSON argument:
 packing a command per user cost the worker more than Redis spent running them), so a reader
@@ -23,6 +27,7 @@ import orjson
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from segmenter.kpis import KpiCount
 from streams import metrics
 
 log = logging.getLogger(__name__)
@@ -70,10 +75,14 @@ return profile['size']
 class RedisMembership:
     """Writes memberships and segment profiles; retries until Redis takes them."""
 
-    def __init__(self, url: str, prefix: str, catalogue: Mapping[str, Mapping[str, str]]) -> None:
+    def __init__(self, url: str, prefix: str, catalogue: Mapping[str, Mapping[str, str]],
+                 open_ended: Iterable[str] = ()) -> None:
+        """``open_ended``: segmentations whose segments are not known in advance (country):
+        every segment of theirs gets a profile."""
         self.client = redis.Redis.from_url(url)
         self.prefix = prefix
         self.catalogue = {name: dict(segments) for name, segments in catalogue.items()}
+        self.open_ended = frozenset(open_ended)
         #: Segmentation -> segment -> more profile fields (the behaviour model's profiles).
         self.details: dict[str, Mapping[str, Mapping[str, object]]] = {}
         self._set_memberships = self.client.register_script(SET_MEMBERSHIPS)
@@ -86,16 +95,22 @@ class RedisMembership:
         self,
         memberships: Mapping[str, Mapping[str, str]],
         touched_segments: Iterable[tuple[str, str]],
+        kpis: Iterable[KpiCount] = (),
     ) -> dict[tuple[str, str], int]:
-        """Store each user's full membership, refresh touched profiles; return their sizes.
+        """Store each user's full membership, refresh touched profiles, add the KPI counts;
+        return the touched segments' sizes.
 
         Only segments still in the catalogue get a profile: a user leaving a behaviour segment
-        that a new model version dropped must not bring its profile back."""
-        touched = sorted(t for t in set(touched_segments) if t[1] in self.catalogue.get(t[0], ()))
+        that a new model version dropped must not bring its profile back. KPI counts are
+        added, not set: a batch written again after a crash counts them again (they are
+        statistics; memberships stay exact)."""
+        touched = sorted(t for t in set(touched_segments)
+                         if t[0] in self.open_ended or t[1] in self.catalogue.get(t[0], ()))
+        kpis = list(kpis)
         attempt = 0
         while True:
             try:
-                return await self._write_once(memberships, touched)
+                return await self._write_once(memberships, touched, kpis)
             except (RedisError, OSError) as exc:
                 attempt += 1
                 metrics.REDIS_ERRORS.inc()
@@ -104,7 +119,8 @@ class RedisMembership:
                 await asyncio.sleep(delay)
 
     async def _write_once(
-        self, memberships: Mapping[str, Mapping[str, str]], touched: list[tuple[str, str]]
+        self, memberships: Mapping[str, Mapping[str, str]], touched: list[tuple[str, str]],
+        kpis: list[KpiCount],
     ) -> dict[tuple[str, str], int]:
         members = f"{self.prefix}:members:"
         async with self.client.pipeline(transaction=False) as pipe:
@@ -121,7 +137,11 @@ class RedisMembership:
                     args=[segment, self._profile(segmentation, segment)],
                     client=pipe,
                 )
+            for count in kpis:
+                pipe.hincrby(self.kpi_key(count.segmentation, count.segment),
+                             f"{count.day}:{count.name}", count.amount)
             results = await pipe.execute()
+        results = results[:len(results) - len(kpis)]
         sizes = results[1:] if memberships else results
         return dict(zip(touched, sizes, strict=True))
 
@@ -162,6 +182,30 @@ class RedisMembership:
             log.warning("could not drop the profiles of removed segmentations: %s", exc)
         every = [(s, name) for s, names in self.catalogue.items() for name in names]
         return await self.write({}, every)
+
+    def kpi_key(self, segmentation: str, segment: str) -> str:
+        if not segmentation:
+            return f"{self.prefix}:kpi:shop"
+        return f"{self.prefix}:kpi:{segmentation}:{segment}"
+
+    async def record_sizes(self, hour: int, keep_hours: int = 30 * 24) -> None:
+        """Every segment's size now, as hour ``hour`` of its size history (one worker or
+        several write the same figures); the hour ``keep_hours`` before is dropped."""
+        members = f"{self.prefix}:members:"
+        try:
+            keys = [key async for key in self.client.scan_iter(match=f"{members}*", count=500)]
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.scard(key)
+                sizes = await pipe.execute()
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, size in zip(keys, sizes, strict=True):
+                    history = f"{self.prefix}:size:" + key.decode().removeprefix(members)
+                    pipe.hset(history, str(hour), size)
+                    pipe.hdel(history, str(hour - keep_hours))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:  # a missed hour is a gap in a plot, no more
+            log.warning("could not record the segments' sizes: %s", exc)
 
     async def close(self) -> None:
         await self.client.aclose()

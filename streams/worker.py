@@ -38,6 +38,8 @@ from streams.redis_sink import RedisMembership
 log = logging.getLogger(__name__)
 
 REVIEW_INTERVAL_S = 1.0
+#: How often the worker looks whether a new hour of segment sizes is due.
+SIZES_INTERVAL_S = 30.0
 #: Batches written at once: a batch's change events wait for its records to be stored (see
 #: streams.change_outbox), two round trips to the broker; with one batch in flight the next
 #: batch waited for them.
@@ -69,7 +71,8 @@ class SegmentWorker:
         self.processor.quiet_lag_s = (self.engine.params.lateness_s if lag is None
                                       else 60 * lag)
         self.redis = RedisMembership(
-            settings.redis.url, settings.redis.key_prefix, self.engine.catalogue()
+            settings.redis.url, settings.redis.key_prefix, self.engine.catalogue(),
+            self.engine.open_ended,
         )
         self.app = app = create_app(settings)
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -108,6 +111,8 @@ class SegmentWorker:
         app.task(self._watch_progress)
         app.timer(REVIEW_INTERVAL_S, name="review")(self.review)
         app.timer(REVIEW_INTERVAL_S, name="redis_rebuild")(self.rebuild_redis)
+        app.timer(SIZES_INTERVAL_S, name="segment_sizes")(self.record_sizes)
+        self._sizes_hour = -1
         self.users.on_recover(self.on_recovered)
         behavior = settings.segmentations.behavior
         self.sync = ModelSync(settings, self.apply_model) if behavior.enabled else None
@@ -237,6 +242,13 @@ class SegmentWorker:
             if reviewed + swept < REVIEW_SLICE:  # nothing more is due now
                 return
             await asyncio.sleep(0)
+
+    async def record_sizes(self) -> None:
+        """Once an hour (UTC, wall clock): every segment's size, for its size history."""
+        hour = int(time.time() // 3600)
+        if hour != self._sizes_hour and self.health.ready:
+            self._sizes_hour = hour
+            await self.redis.record_sizes(hour)
 
     async def rebuild_redis(self) -> None:
         """Redis lost its data: write the owned users again (:mod:`streams.redis_rebuild`),

@@ -57,6 +57,9 @@ async def test_segments_command(memberships: str, capsys: pytest.CaptureFixture[
                      "churned": 0}
     assert catalogue["rfm"]["champions"]["size"] == 0
     assert catalogue["rfm"]["at_risk"]["description"]
+    # With the KPIs (no orders written here: none to show).
+    assert catalogue["rfm"]["at_risk"]["entries_7d"] == 0
+    assert catalogue["rfm"]["at_risk"]["conversion"] is None
     assert await _main(["segments"]) == 0
     text = capsys.readouterr().out
     assert "lifecycle" in text and "lapsing" in text

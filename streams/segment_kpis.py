@@ -1,0 +1,86 @@
+"""Reading the segments' KPIs from Redis (written by the workers, see
+:mod:`segmenter.kpis` and :mod:`streams.redis_sink`): what marketers judge a segment by.
+
+For each segment, as of UTC day ``today``:
+
+- ``entries_7d``, ``exits_7d``: users who entered and left it in the last 7 days;
+- ``conversion``: of the users who entered it 7 to 37 days ago (their 7 days are over), the
+  share who ordered within 7 days of entering (None: nobody entered then);
+- ``revenue_30d``, ``orders_30d``, ``aov_30d``: members' net orders in the last 30 days, and
+  ``revenue_share_30d``: their share of the shop's revenue then;
+- ``volatility_30d``: of the last 30 days' entries, the share of exits within 7 days of entering;
+- ``size``, ``size_1d_ago``, ``size_7d_ago``: from the hourly size history.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis.asyncio as redis
+
+
+async def segment_kpis(client: redis.Redis, prefix: str,
+                       today: int | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """Segmentation -> segment -> KPIs (see the module's doc)."""
+    today = int(time.time() // 86_400) if today is None else today
+    shop = _counts(await client.hgetall(f"{prefix}:kpi:shop"))
+    shop_revenue = _sum(shop, "revenue_cents", today - 29, today)
+    result: dict[str, dict[str, dict[str, Any]]] = {}
+    async for key in client.scan_iter(match=f"{prefix}:members:*", count=500):
+        name = _text(key).removeprefix(f"{prefix}:members:")
+        segmentation, _, segment = name.partition(":")
+        counts = _counts(await client.hgetall(f"{prefix}:kpi:{name}"))
+        sizes = {int(hour): int(size) for hour, size in
+                 (await client.hgetall(f"{prefix}:size:{name}")).items()}
+        kpis = _summary(counts, today, shop_revenue)
+        kpis["size"] = await client.scard(key)
+        hour = today * 24 + int(time.time() % 86_400 // 3600)
+        kpis["size_1d_ago"] = sizes.get(hour - 24)
+        kpis["size_7d_ago"] = sizes.get(hour - 7 * 24)
+        result.setdefault(segmentation, {})[segment] = kpis
+    return {name: dict(sorted(segments.items())) for name, segments in sorted(result.items())}
+
+
+async def size_history(client: redis.Redis, prefix: str, segmentation: str,
+                       segment: str) -> list[tuple[int, int]]:
+    """(hour since 1970, members) of a segment's last 30 days, oldest first."""
+    raw = await client.hgetall(f"{prefix}:size:{segmentation}:{segment}")
+    return sorted((int(hour), int(size)) for hour, size in raw.items())
+
+
+def _summary(counts: dict[tuple[int, str], int], today: int,
+             shop_revenue: int) -> dict[str, Any]:
+    cohort = (today - 37, today - 7)
+    entered = _sum(counts, "entries", *cohort)
+    revenue = _sum(counts, "revenue_cents", today - 29, today)
+    orders = _sum(counts, "orders", today - 29, today)
+    entries_30d = _sum(counts, "entries", today - 29, today)
+    return {
+        "entries_7d": _sum(counts, "entries", today - 6, today),
+        "exits_7d": _sum(counts, "exits", today - 6, today),
+        "conversion": _sum(counts, "conversions", *cohort) / entered if entered else None,
+        "revenue_30d": revenue / 100,
+        "orders_30d": orders,
+        "aov_30d": round(revenue / 100 / orders, 2) if orders > 0 else None,
+        "revenue_share_30d": revenue / shop_revenue if shop_revenue > 0 else None,
+        "volatility_30d": (_sum(counts, "quick_exits", today - 29, today) / entries_30d
+                           if entries_30d else None),
+    }
+
+
+def _counts(raw: dict[Any, Any]) -> dict[tuple[int, str], int]:
+    counts = {}
+    for field, value in raw.items():
+        day, _, name = _text(field).partition(":")
+        counts[int(day), name] = int(value)
+    return counts
+
+
+def _sum(counts: dict[tuple[int, str], int], name: str, first: int, last: int) -> int:
+    return sum(value for (day, counter), value in counts.items()
+               if counter == name and first <= day <= last)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
