@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from segmenter.kpis import KpiCount
+
 if TYPE_CHECKING:
     from streams.messages import BatchOutcome
 
@@ -54,7 +56,16 @@ LOOP_LAG = Gauge("segmenter_loop_lag_seconds",
 LOOP_LAG_MAX = Gauge("segmenter_loop_lag_max_seconds", "Largest loop lag since the start")
 INPUT_LAG = Gauge("segmenter_input_lag_messages",
                   "Input messages waiting on this worker's partitions (high watermark - read)")
+SEGMENT_KPIS = Counter(
+    "segmenter_segment_kpi", "Segment KPI counts (segment \"\": the shop): entries, exits, "
+    "quick_exits, orders, revenue_cents, conversions", ["segmentation", "segment", "kpi"])
 WATERMARK = Gauge("segmenter_watermark_seconds", "Event time the worker has reached (epoch s)")
+
+
+def record_kpis(counts: list[KpiCount]) -> None:
+    for count in counts:
+        if count.amount > 0:  # a counter only grows: refunds and exits have counters of their own
+            SEGMENT_KPIS.labels(count.segmentation, count.segment, count.name).inc(count.amount)
 
 
 def record_sizes(sizes: dict[tuple[str, str], int]) -> None:

@@ -64,7 +64,9 @@ class OutcomePublisher:
         memberships = {user_id: record.segments for user_id, record in outcome.records.items()}
         touched = touched_segments(outcome.changes)
         started = time.perf_counter()
-        sizes = await self.redis.write(memberships, touched, self.engine.kpis.take())
+        kpis = self.engine.kpis.take()
+        sizes = await self.redis.write(memberships, touched, kpis)
+        metrics.record_kpis(kpis)
         written_at = time.time()
         metrics.STAGE_SECONDS.labels("redis").inc(time.perf_counter() - started)
         backfill_after_s = 60 * self.settings.worker.backfill_after_minutes
