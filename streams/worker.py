@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Coroutine, Iterator
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from segmenter.behavior import BehaviorModel
@@ -22,8 +22,7 @@ from segmenter.settings import Settings
 from streams import metrics
 from streams.batch import BatchProcessor
 from streams.behavior_sync import ModelSync, read_latest_model
-from streams.change_outbox import PARKED_PREFIX, is_user_key, parked_partition_seq
-from streams.changelog import read_changelog_tail
+from streams.change_outbox import is_user_key
 from streams.faust_app import create_app
 from streams.health import WorkerHealth
 from streams.held_input import HeldInput
@@ -32,6 +31,7 @@ from streams.kafka_options import client_options
 from streams.messages import BatchOutcome, Message
 from streams.publisher import OutcomePublisher
 from streams.record_batches import key_hash, written
+from streams.recovery import complete_changelog, restore_owned
 from streams.redis_rebuild import RedisRebuild
 from streams.redis_sink import RedisMembership
 
@@ -46,8 +46,6 @@ SIZES_INTERVAL_S = 30.0
 WRITES_IN_FLIGHT = 4
 #: Users re-evaluated per slice of time-driven work (about 50 ms of the loop at most).
 REVIEW_SLICE = 256
-#: Stored records counted per slice of a recovery.
-RECOVERY_SLICE = 2048
 #: How long a worker holding a backlog's input waits for more before it flushes.
 HELD_WAIT_S = 0.2
 #: Held input messages acknowledged per step of the loop, after a flush.
@@ -299,59 +297,17 @@ class SegmentWorker:
 
     async def on_recovered(self) -> None:
         """After each rebalance: finish the table, then schedule the users this worker owns
-        (in slices: a worker with a million users must not hold the loop while it does)."""
+        (:mod:`streams.recovery`, in slices)."""
         inputs = self.settings.kafka.topics.inputs
         self.owned = {tp.partition for tp in self.app.assignor.assigned_actives()
                       if tp.topic in inputs}
         self.rebuild.forget(set(range(self.settings.kafka.partitions)) - self.owned)
         async with self.lock:
-            await self._complete_recovery()
+            await complete_changelog(self.kafka, self.users, self.owned)
             await self._load_model()
-            # Only the customers of the partitions owned now count here (and shop-wide).
-            self.engine.population.retain(self.owns)
-            owned, parked = self._owned_keys()
-            outbox = self.publisher.outbox
-            outbox.recovered(self.owned)
-            # Two passes, each decoding the records again: the population must be whole before
-            # anyone is re-scored, and keeping a million decoded records between the passes
-            # would cost far more memory than the second decoding costs time.
-            again = outbox.unparked(parked)  # deleted users' exits: before any later outbox
-            for chunk in _chunks(owned, RECOVERY_SLICE):
-                records = self._records(chunk)
-                for user_id, changes in outbox.undelivered(records, self.partition).items():
-                    again.setdefault(user_id, []).extend(changes)
-                self.processor.adopt(records)
-                await asyncio.sleep(0)
-            # Before anything new: what the last life may not have delivered, as it was.
-            await outbox.republish(again, self.owned)
-            rescored = self.engine.refresh_population()
-            reevaluated = 0
-            for chunk in _chunks(owned, REVIEW_SLICE):
-                outcome = self.processor.restore(self._records(chunk), rescored)
-                reevaluated += len(outcome.records)
-                await self.commit(outcome)
-            await self.commit(BatchOutcome())  # sends the population's counts to the trainer
-            if reevaluated:
-                log.info("re-evaluated %d users under new settings or quantiles", reevaluated)
-            metrics.record_sizes(await self.redis.refresh_all_profiles())
+            recovered = await restore_owned(self)
         self.health.recovered()
-        log.info("recovered %d users", len(owned))
-
-    def _owned_keys(self) -> tuple[list[bytes], list[bytes]]:
-        """The stored users of the partitions owned here, and the parked exits there."""
-        users, parked = [], []
-        for key in list(self.users.data.keys()):
-            if is_user_key(key):
-                if self.owns(key.decode()):
-                    users.append(key)
-            elif key.startswith(PARKED_PREFIX) and parked_partition_seq(key)[0] in self.owned:
-                parked.append(key)
-        return users, parked
-
-    def _records(self, keys: list[bytes]) -> list[tuple[str, UserRecord]]:
-        store = self.users.data
-        return [(key.decode(), self.engine.load_record(store[key])) for key in keys
-                if key in store]
+        log.info("recovered %d users", recovered)
 
     async def _load_model(self) -> None:
         """Predict with the latest behaviour model before any event (a restart changes no one),
@@ -376,17 +332,6 @@ class SegmentWorker:
         profiles = {segment: {**profile, "model_version": model.version}
                     for segment, profile in model.profiles.items()}
         metrics.record_sizes(await self.redis.replace_profiles("behavior", profiles))
-
-    async def _complete_recovery(self) -> None:
-        tail = await read_changelog_tail(self.kafka,
-                                         self.users.changelog_topic.get_topic_name(), self.owned)
-        for key, value in tail:  # straight into the store: these are already in the changelog
-            if value is None:
-                self.users.data.pop(key, None)
-            else:
-                self.users.data[key] = value
-        if tail:
-            log.info("read %d changelog records past the broker's reported end", len(tail))
 
     async def _watch_loop(self) -> None:
         await self.health.watch_loop(lambda: self.app.should_stop)
@@ -429,8 +374,3 @@ async def _make_room(writing: deque[asyncio.Future[None]]) -> None:
 def _message(message: Any) -> Message:
     return Message(message.topic, message.partition, message.offset, message.key,
                    message.value, message.timestamp)
-
-
-def _chunks(items: list[bytes], size: int) -> Iterator[list[bytes]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
