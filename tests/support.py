@@ -15,7 +15,9 @@ from features.events import EVENT_TYPES
 from segmenter.engine import SegmentEngine
 from segmenter.settings import load_settings
 
-KIND = {"shop.clicks": "click", "shop.carts": "cart", "shop.orders": "order"}
+#: Input topic -> event kind, and back, as configured by default.
+KIND = load_settings(environ={}).kafka.topics.inputs
+TOPIC = load_settings(environ={}).kafka.topics.by_kind
 
 
 async def produce(bootstrap: str, messages: Iterable[tuple[str, bytes | None, bytes]]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as redis
-from support import consume_all, event_message, produce, wait_for
+from support import TOPIC, consume_all, event_message, produce, wait_for
 
 from streams.embedded import free_port
 from streams.personas import plan_events
@@ -19,7 +19,6 @@ from streams.services import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-TOPIC = {"click": "shop.clicks", "cart": "shop.carts", "order": "shop.orders"}
 VERSION = "segmenter_behavior_model_version"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+from support import TOPIC
 
 from features.events import EVENT_TYPES
 from features.profile import FeatureParams, UserFeatures
@@ -13,7 +14,6 @@ from streams.messages import Message
 
 T0 = 1_767_225_600.0
 SETTINGS = load_settings(environ={})
-TOPIC = {"click": "shop.clicks", "cart": "shop.carts", "order": "shop.orders"}
 
 
 def message(offset: int, event: dict) -> Message:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as redis
-from support import consume_all, produce, wait_for
+from support import TOPIC, consume_all, produce, wait_for
 
 from segmenter.settings import load_settings
 from streams.bench_state import order_history
@@ -28,7 +28,6 @@ from streams.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
-TOPIC = {"click": "shop.clicks", "cart": "shop.carts", "order": "shop.orders"}
 #: The loop's budget is 100 ms per step; the test allows for a shared, busy CI machine.
 LOOP_BUDGET_S = 0.25
 #: Nearer the budget where a backlog is the whole load (no other service is busy meanwhile).
