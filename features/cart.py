@@ -24,6 +24,7 @@ expired, is the caller's business (:mod:`features.profile`).
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,15 +42,22 @@ class OpenCart:
     log: list[Entry] = field(default_factory=list)
 
     def add(self, ts: float, product: str, quantity: int, unit_cents: int) -> None:
-        self.log.append([ts, ADD, product, quantity, unit_cents])
+        self._log([ts, ADD, product, quantity, unit_cents])
 
     def remove(self, ts: float, product: str, quantity: int) -> None:
-        self.log.append([ts, REMOVE, product, quantity, 0])
+        self._log([ts, REMOVE, product, quantity, 0])
 
     def order(self, ts: float, bought: list[tuple[str, int]] | None) -> None:
         """An order placed; ``bought``: (product, quantity) of its items (None: not listed)."""
-        self.log.append([ts, ORDER, None, 0, None if bought is None else
-                         [[product, quantity] for product, quantity in bought]])
+        self._log([ts, ORDER, None, 0, None if bought is None else
+                   [[product, quantity] for product, quantity in bought]])
+
+    def _log(self, entry: Entry) -> None:
+        """Keep the log in event-time order (events mostly come in order: an append)."""
+        if not self.log or _in_event_time(self.log[-1]) <= _in_event_time(entry):
+            self.log.append(entry)
+        else:
+            bisect.insort(self.log, entry, key=_in_event_time)
 
     def current(self) -> dict[str, list[int]]:
         """product -> [quantity, unit cents] in the cart now."""
@@ -63,30 +71,30 @@ class OpenCart:
 
     def fold(self, horizon: float) -> None:
         """Fold the changes older than ``horizon`` into the base (none older can come)."""
-        old = [entry for entry in self.log if entry[0] < horizon]
-        if old:
-            self.base = _replay(self.base, old)
-            self.log = [entry for entry in self.log if entry[0] >= horizon]
+        if self.log and self.log[0][0] < horizon:
+            cut = bisect.bisect_left(self.log, horizon, key=lambda entry: entry[0])
+            self.base = _replay(self.base, self.log[:cut])
+            del self.log[:cut]
 
     def merge(self, other: OpenCart) -> None:
         """Another identity's cart (a visitor's, at login) joins this one."""
         for product, (quantity, cents) in other.base.items():
             mine = self.base.setdefault(product, [0, cents])
             mine[0] += quantity
-        self.log.extend(list(entry) for entry in other.log)
+        self.log = sorted([*self.log, *(list(entry) for entry in other.log)],
+                          key=_in_event_time)
 
     def to_state(self) -> dict[str, Any]:
         return {"base": self.base, "log": self.log}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> OpenCart:
-        return cls({product: list(item) for product, item in state["base"].items()},
-                   [list(entry) for entry in state["log"]])
+        return cls(state["base"], state["log"])  # fresh lists from the decoder
 
 
 def _replay(base: dict[str, list[int]], log: list[Entry]) -> dict[str, list[int]]:
     cart = {product: list(item) for product, item in base.items()}
-    for _ts, kind, product, quantity, detail in sorted(log, key=_in_event_time):
+    for _ts, kind, product, quantity, detail in log:  # kept in event-time order
         if kind == ADD:
             item = cart.setdefault(product, [0, detail])
             item[0] += quantity

@@ -54,8 +54,7 @@ class Currencies:
             raise UnknownCurrency(f"currency {code!r} has no rate in features.exchange_rates "
                                   f"(known: {known})")
         if code == self.shop:
-            return event if event.currency == self.shop else event.model_copy(
-                update={"currency": self.shop})
+            return event  # no currency means the shop's: nothing to convert
         if isinstance(event, CartEvent):
             return event.model_copy(update={"price": _convert(event.price, rate),
                                             "currency": self.shop})

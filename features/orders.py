@@ -102,7 +102,7 @@ class OrderLedger:
 
     @classmethod
     def from_state(cls, state: dict[str, list[Any]] | None) -> OrderLedger:
-        return cls({order_id: list(entry) for order_id, entry in (state or {}).items()})
+        return cls(state or {})  # fresh lists from the decoder: no copy needed
 
 
 def _net(entry: list[Any]) -> tuple[int, int]:

@@ -189,12 +189,13 @@ class UserFeatures:
         self._count("orders", orders)
         self._count("monetary_cents", cents)
         self.days.add(placed_at, orders=orders, monetary=cents)
-        times = self.ledger.placed_times()
-        if orders < 0 and len(times) == self.counts["orders"]:
-            # The ledger knows every order still counted (a record stored before it existed
-            # does not): the first and last order are those of the orders left.
-            self.first_order_at = min(times, default=math.inf)
-            self.last_order_at = max(times, default=-math.inf)
+        if orders < 0:
+            times = self.ledger.placed_times()
+            if len(times) == self.counts["orders"]:
+                # The ledger knows every order still counted (a record stored before it
+                # existed does not): the first and last order are those of the orders left.
+                self.first_order_at = min(times, default=math.inf)
+                self.last_order_at = max(times, default=-math.inf)
 
     def merge(self, other: UserFeatures) -> None:
         """Fold another identity's history in: the visitor a customer was before logging in.
@@ -231,8 +232,7 @@ class UserFeatures:
         """Drop what no accepted event can change any more, keeping the state small: nothing
         older than ``horizon`` or than the latest event less the allowed lateness can come."""
         horizon = min(horizon, self.last_seen - self.params.lateness_s)
-        if len(self.recent_ids) > 16:
-            self.recent_ids.prune(horizon)
+        self.recent_ids.prune(horizon)
         self.cart.fold(horizon)
         self.days.prune(self.last_seen)
 

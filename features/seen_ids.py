@@ -15,7 +15,7 @@ one user within the lateness window share a hash with a probability of about n^2
 >>> again = SeenIds.from_state(seen.to_state())
 >>> "evt-1" in again, len(again)
 (True, 1)
->>> again.prune(horizon=1_700_000_002.0)
+>>> again.prune(horizon=1_700_000_002.0, at_least=0)
 >>> len(again)
 0
 """
@@ -37,10 +37,13 @@ def id_hash(event_id: str) -> int:
 class SeenIds:
     """Hashes of recent event ids -> their event time (whole seconds, rounded up)."""
 
-    __slots__ = ("times",)
+    __slots__ = ("kept", "times")
 
     def __init__(self, times: dict[int, int] | None = None) -> None:
         self.times: dict[int, int] = times if times is not None else {}
+        #: Ids left by the last pruning: the next waits until there are twice as many, so
+        #: pruning costs O(1) an event (ids stay at most that much longer than needed).
+        self.kept = 0
 
     def __contains__(self, event_id: str) -> bool:
         return id_hash(event_id) in self.times
@@ -54,9 +57,13 @@ class SeenIds:
     def update(self, other: SeenIds) -> None:
         self.times.update(other.times)
 
-    def prune(self, horizon: float) -> None:
-        """Forget the ids of events older than ``horizon`` (no such event is accepted)."""
+    def prune(self, horizon: float, at_least: int = 16) -> None:
+        """Forget the ids of events older than ``horizon`` (no such event is accepted), once
+        there are over ``at_least`` and twice as many as the last pruning left."""
+        if len(self.times) <= max(at_least, 2 * self.kept):
+            return
         self.times = {key: ts for key, ts in self.times.items() if ts >= horizon}
+        self.kept = len(self.times)
 
     def to_state(self) -> dict[str, Any]:
         """JSON-ready: the hashes and times as base64 of packed 64-bit arrays (no per-id

@@ -48,6 +48,10 @@ WRITES_IN_FLIGHT = 4
 REVIEW_SLICE = 256
 #: How long a worker holding a backlog's input waits for more before it flushes.
 HELD_WAIT_S = 0.2
+#: A batch step's target time on the loop (the worker's loop budget is 100 ms), and the
+#: smallest batch it may come to.
+BATCH_BUDGET_S = 0.04
+MIN_BATCH = 50
 #: Held input messages acknowledged per step of the loop, after a flush.
 ACK_SLICE = 2000
 #: Time-driven work per review tick; what is left waits for the next tick.
@@ -130,9 +134,10 @@ class SegmentWorker:
         coalesce_after_s = self.coalesce_after_s
         writing: deque[asyncio.Future[None]] = deque()
         waited_since = time.perf_counter()
+        limit = worker.batch_size
         while not self.app.should_stop:
             # Holding a backlog's input, a short wait: input going quiet means it was all read.
-            taken = await self.inbox.take(worker.batch_size, HELD_WAIT_S if self.held else 1.0,
+            taken = await self.inbox.take(limit, HELD_WAIT_S if self.held else 1.0,
                                           worker.batch_max_bytes)
             deferred = False
             if taken:
@@ -144,7 +149,9 @@ class SegmentWorker:
                     metrics.STAGE_SECONDS.labels("lock").inc(locked - started)
                     outcome = self.processor.process(map(_message, taken), self.load, self.owns,
                                                      coalesce_after_s)
-                    metrics.STAGE_SECONDS.labels("process").inc(time.perf_counter() - locked)
+                    took = time.perf_counter() - locked
+                    metrics.STAGE_SECONDS.labels("process").inc(took)
+                    limit = next_batch_limit(limit, len(taken), took, worker.batch_size)
                     deferred, events = outcome.deferred, outcome.events_by_topic
                     if deferred:  # counted once written, by the flush
                         outcome.events_by_topic = Counter()
@@ -362,6 +369,20 @@ class SegmentWorker:
 
     async def publish(self, outcome: BatchOutcome) -> list[Awaitable[Any]]:
         return await self.publisher.publish(outcome, self.processor.watermark)
+
+
+def next_batch_limit(limit: int, taken: int, took_s: float, most: int) -> int:
+    """The next batch's size limit: one batch step holds the loop for about
+    :data:`BATCH_BUDGET_S`, whatever an event costs (users with long histories, slow CPUs).
+
+    >>> next_batch_limit(500, 500, 0.2, 500), next_batch_limit(100, 100, 0.01, 500)
+    (100, 126)
+    """
+    if took_s > BATCH_BUDGET_S:
+        return max(MIN_BATCH, int(taken * BATCH_BUDGET_S / took_s))
+    if taken >= limit and took_s < BATCH_BUDGET_S / 2:
+        return min(most, int(limit * 1.25) + 1)
+    return limit
 
 
 async def _make_room(writing: deque[asyncio.Future[None]]) -> None:

@@ -24,12 +24,21 @@ def test_a_record_stored_with_plain_ids_is_read_as_hashes() -> None:
     legacy = {"evt-1": 100.2, "evt-2": 250.0}
     seen = SeenIds.from_state(legacy)
     assert "evt-1" in seen and "evt-2" in seen and "evt-3" not in seen
-    seen.prune(horizon=200.0)
+    seen.prune(horizon=200.0, at_least=0)
     assert "evt-1" not in seen and "evt-2" in seen
 
 
 def test_an_id_is_kept_until_its_second_has_passed() -> None:
     seen = SeenIds()
     seen.add("e", 100.4)  # rounded up to 101: never forgotten before it could be late
-    seen.prune(horizon=100.9)
+    seen.prune(horizon=100.9, at_least=0)
     assert "e" in seen
+
+
+def test_pruning_waits_until_the_ids_have_doubled() -> None:
+    seen = SeenIds()
+    for n in range(40):
+        seen.add(f"e{n}", float(n))
+        seen.prune(horizon=n - 10.0)
+    # Pruned when over 16 (to 11 left), then only past 22 ids again: never over twice.
+    assert 11 <= len(seen) <= 22 and "e39" in seen and "e0" not in seen
