@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,10 +15,26 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from features.events import EVENT_TYPES
 from segmenter.engine import SegmentEngine
 from segmenter.settings import load_settings
+from streams.embedded import free_port
 
 #: Input topic -> event kind, and back, as configured by default.
 KIND = load_settings(environ={}).kafka.topics.inputs
 TOPIC = load_settings(environ={}).kafka.topics.by_kind
+
+
+def worker_env(kafka: str, redis_url: str, tmp_path: Path, *, rules: str | None = None,
+               config: str = "") -> dict[str, str]:
+    """The environment of a test's worker: its own data directory and metrics port, a short
+    session timeout, ``config`` (YAML) on top, and ``rules`` as its rule file if given."""
+    path = tmp_path / "test.yaml"
+    path.write_text("kafka:\n  session_timeout_s: 6\n"
+                    f"worker:\n  data_dir: {tmp_path / 'data'}\n  log_level: info\n" + config)
+    env = {"SEGMENTER_KAFKA_BOOTSTRAP": kafka, "SEGMENTER_REDIS_URL": redis_url,
+           "SEGMENTER_METRICS_PORT": str(free_port()), "SEGMENTER_CONFIG": str(path)}
+    if rules is not None:
+        (tmp_path / "rules.yaml").write_text(rules)
+        env["SEGMENTER_RULES_FILE"] = str(tmp_path / "rules.yaml")
+    return env
 
 
 async def produce(bootstrap: str, messages: Iterable[tuple[str, bytes | None, bytes]]) -> None:

@@ -17,6 +17,7 @@ import orjson
 import pytest
 import redis.asyncio as redis
 from support import batch_segments, consume_all, event_message, produce, wait_for
+from support import worker_env as support_env
 
 from streams.embedded import EmbeddedKafka, EmbeddedObjectStore, free_port
 from streams.services import WorkerProcess
@@ -40,15 +41,8 @@ RULES = """segments:
 
 
 def worker_env(kafka: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
-    config = tmp_path / "test.yaml"
-    config.write_text("kafka:\n  session_timeout_s: 6\n"
-                      f"worker:\n  data_dir: {tmp_path / 'data'}\n  log_level: info\n"
-                      "segmentations:\n  rfm:\n    quantile_refresh_s: 3\n")
-    return {"SEGMENTER_KAFKA_BOOTSTRAP": kafka, "SEGMENTER_REDIS_URL": redis_url,
-            "SEGMENTER_METRICS_PORT": str(free_port()), "SEGMENTER_CONFIG": str(config),
-            "SEGMENTER_RULES_FILE": str(rules)}
+    return support_env(kafka, redis_url, tmp_path, rules=RULES,
+                       config="segmentations:\n  rfm:\n    quantile_refresh_s: 3\n")
 
 
 def orders_of(user: int) -> int:

@@ -10,12 +10,11 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as redis
-from support import consume_all, produce, wait_for
+from support import consume_all, produce, wait_for, worker_env
 from test_faults import ready
 
 from features.money import Currencies
 from features.orders import OrderLedger
-from streams.embedded import free_port
 from streams.services import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -66,15 +65,8 @@ def test_a_cancellation_before_its_order_still_cancels_it() -> None:
 async def test_currencies_retries_refunds_and_cancellations_net_out_in_a_live_worker(
     kafka_bootstrap: str, redis_url: str, tmp_path: Path
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
-    config = tmp_path / "test.yaml"
-    config.write_text("kafka:\n  session_timeout_s: 6\n"
-                      f"worker:\n  data_dir: {tmp_path / 'data'}\n"
-                      "features:\n  currency: EUR\n  exchange_rates: {USD: 0.5, JPY: 0.01}\n")
-    env = {"SEGMENTER_KAFKA_BOOTSTRAP": kafka_bootstrap, "SEGMENTER_REDIS_URL": redis_url,
-           "SEGMENTER_METRICS_PORT": str(free_port()), "SEGMENTER_CONFIG": str(config),
-           "SEGMENTER_RULES_FILE": str(rules)}
+    env = worker_env(kafka_bootstrap, redis_url, tmp_path, rules=RULES, config=(
+        "features:\n  currency: EUR\n  exchange_rates: {USD: 0.5, JPY: 0.01}\n"))
     now = time.time() - 600
     messages = [
         order("u1", "usd", "o1", 200.0, now, currency="USD"),         # 100 EUR: big

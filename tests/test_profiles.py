@@ -10,10 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 import redis.asyncio as redis
-from support import produce, wait_for
+from support import produce, wait_for, worker_env
 from test_faults import ready
 
-from streams.embedded import free_port
 from streams.services import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -31,14 +30,7 @@ RULES = """segments:
 async def test_profiles_channels_and_interests_become_segments(
     kafka_bootstrap: str, redis_url: str, tmp_path: Path
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
-    config = tmp_path / "test.yaml"
-    config.write_text("kafka:\n  session_timeout_s: 6\n"
-                      f"worker:\n  data_dir: {tmp_path / 'data'}\n")
-    env = {"SEGMENTER_KAFKA_BOOTSTRAP": kafka_bootstrap, "SEGMENTER_REDIS_URL": redis_url,
-           "SEGMENTER_METRICS_PORT": str(free_port()), "SEGMENTER_CONFIG": str(config),
-           "SEGMENTER_RULES_FILE": str(rules)}
+    env = worker_env(kafka_bootstrap, redis_url, tmp_path, rules=RULES)
     now = time.time() - 600
 
     def message(topic: str, user: str, **event: object) -> tuple[str, bytes, bytes]:

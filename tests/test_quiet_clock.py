@@ -9,13 +9,12 @@ from pathlib import Path
 import orjson
 import pytest
 import redis.asyncio as redis
-from support import produce, wait_for
+from support import produce, wait_for, worker_env
 from test_faults import ready
 
 from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.settings import load_settings
 from streams.batch import BatchProcessor
-from streams.embedded import free_port
 from streams.messages import Message
 from streams.services import WorkerProcess
 
@@ -66,12 +65,8 @@ def test_the_clock_follows_the_wall_clock_once_the_input_is_read_and_quiet() -> 
 async def test_a_worker_lapses_a_customer_on_schedule_with_no_events_coming(
     kafka_bootstrap: str, redis_url: str, tmp_path: Path
 ) -> None:
-    config = tmp_path / "test.yaml"
-    config.write_text("kafka:\n  session_timeout_s: 6\n"
-                      f"worker:\n  data_dir: {tmp_path / 'data'}\n  quiet_after_s: 2\n"
-                      "  quiet_clock_lag_minutes: 0\n")
-    env = {"SEGMENTER_KAFKA_BOOTSTRAP": kafka_bootstrap, "SEGMENTER_REDIS_URL": redis_url,
-           "SEGMENTER_METRICS_PORT": str(free_port()), "SEGMENTER_CONFIG": str(config)}
+    env = worker_env(kafka_bootstrap, redis_url, tmp_path,
+                     config="  quiet_after_s: 2\n  quiet_clock_lag_minutes: 0\n")
     # Their only order: LAPSING_DAYS ago, less 10 seconds. Event time alone would stop there.
     last_order = time.time() - LAPSING_DAYS * DAY + 10
     message = an_order("quiet-night", last_order)

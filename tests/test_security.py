@@ -13,10 +13,10 @@ import orjson
 import pytest
 import redis.asyncio as redis
 import trustme
-from support import produce, wait_for
+from support import produce, wait_for, worker_env
 from test_faults import ready
 
-from streams.embedded import EmbeddedRedis, free_port
+from streams.embedded import EmbeddedRedis
 from streams.services import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -73,11 +73,7 @@ def tls_redis(tmp_path: Path) -> Iterator[TlsRedis]:
 async def test_a_worker_writes_to_redis_over_tls_as_its_acl_user(
     kafka_bootstrap: str, tls_redis: TlsRedis, tmp_path: Path
 ) -> None:
-    config = tmp_path / "test.yaml"
-    config.write_text("kafka:\n  session_timeout_s: 6\n"
-                      f"worker:\n  data_dir: {tmp_path / 'data'}\n  log_level: info\n")
-    env = {"SEGMENTER_KAFKA_BOOTSTRAP": kafka_bootstrap, "SEGMENTER_REDIS_URL": tls_redis.url(),
-           "SEGMENTER_METRICS_PORT": str(free_port()), "SEGMENTER_CONFIG": str(config)}
+    env = worker_env(kafka_bootstrap, tls_redis.url(), tmp_path)
     order = {"event_id": "o1", "ts": time.time() - 60, "user_id": "over-tls", "order_id": "o1",
              "total": 30.0}
     store = redis.Redis.from_url(tls_redis.url(), decode_responses=True)
