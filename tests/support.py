@@ -84,6 +84,29 @@ async def consume_all(
     return messages
 
 
+async def consume_to_end(bootstrap: str, topic: str) -> list[Any]:
+    """Every message of ``topic`` up to its end as of the call (no waiting for more)."""
+    from aiokafka import TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                group_id=None)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches the metadata
+        partitions = [TopicPartition(topic, p)
+                      for p in sorted(consumer.partitions_for_topic(topic) or set())]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        messages: list[Any] = []
+        while any(await consumer.position(tp) < end for tp, end in ends.items()):
+            batch = await consumer.getmany(timeout_ms=200)
+            messages.extend(record for records in batch.values() for record in records)
+        return messages
+    finally:
+        await consumer.stop()
+
+
 async def wait_for(
     check: Callable[[], Awaitable[bool]],
     timeout: float = 60.0,

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as redis
-from support import batch_segments, consume_all, event_message, produce, wait_for
+from support import batch_segments, consume_to_end, event_message, produce, wait_for
 from support import worker_env as support_env
 
 from streams.embedded import EmbeddedKafka, EmbeddedObjectStore, free_port
@@ -179,11 +179,19 @@ async def assert_one_exact_history(
         return f"Redis to equal the batch recomputation; {len(wrong)} differ, e.g. " + str(
             list(wrong.items())[:3])
 
+    changes: list[dict[str, Any]] = []
+
+    async def topic_agrees() -> bool:
+        """Change events follow Redis by a round trip: read the topic until its last changes
+        are what Redis holds."""
+        changes[:] = [orjson.loads(m.value)
+                      for m in await consume_to_end(bootstrap, "segments.changes")]
+        return all(_last_published(chains(changes), user) == held[user] for user in expected)
+
     try:
         await wait_for(redis_is_exact, timeout=120, what=difference)
-        changes = [orjson.loads(m.value) for m in await consume_all(
-            bootstrap, "segments.changes", until=lambda got: False, timeout=8)]
         held.update({user: await store.hgetall(f"seg:user:{user}") for user in expected})
+        await wait_for(topic_agrees, timeout=30, what="the change topic to end where Redis is")
     finally:
         await store.aclose()
     by_key = chains(changes)
@@ -192,15 +200,18 @@ async def assert_one_exact_history(
               if a["current"] != b["previous"]]
     assert breaks == [], f"{len(breaks)} breaks in the per-user chains, e.g. {breaks[:5]}"
     for user in expected:
-        published = {segmentation: chain[-1]["current"]
-                     for (who, segmentation), chain in by_key.items()
-                     if who == user and chain[-1]["current"] is not None}
-        assert published == held[user], user
+        assert _last_published(by_key, user) == held[user], user
     # Every exact-count segment a user passed through was entered and left once each.
     for user in range(USERS):
         entered = [c["current"] for c in by_key[(f"u{user}", "four")]]
         assert entered == (["four", None] if orders_of(user) > 4 else
                            ["four"] if orders_of(user) == 4 else [])
+
+
+def _last_published(by_key: dict[tuple[str, str], list[dict[str, Any]]],
+                    user: str) -> dict[str, str]:
+    return {segmentation: chain[-1]["current"] for (who, segmentation), chain in by_key.items()
+            if who == user and chain[-1]["current"] is not None}
 
 
 def _without_behavior(segments: dict[str, str]) -> dict[str, str]:

@@ -155,7 +155,7 @@ async def test_a_long_backlog_never_holds_the_loop_past_its_budget(
     settings = env(kafka_bootstrap, redis_url, tmp_path, "  backfill_max_users: 5000\n",
                    kafka_extra="  partitions: 8\n")
     await ensure_topics(load_settings(environ=settings))
-    history = await backlog_of_orders(kafka_bootstrap, 60_000, 20_000, seed=4)
+    history = await backlog_of_orders(kafka_bootstrap, 40_000, 14_000, seed=4)
     with WorkerProcess(settings, tmp_path / "w.log") as worker:
         await wait_for(lambda: _true(worker.handled() >= len(history)), timeout=180,
                        what=lambda: f"{worker.handled()} of {len(history)} orders")
