@@ -24,7 +24,7 @@ from streams.services import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-USERS = 300
+USERS = 200
 ROUNDS = 6
 #: Rule segments on exact order counts: a replay that reached another state would show.
 RULES = """segments:
