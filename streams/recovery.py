@@ -8,16 +8,31 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from segmenter.engine import SegmentEngine, UserRecord
 from streams import metrics
+from streams.batch import BatchProcessor
 from streams.change_outbox import PARKED_PREFIX, is_user_key, parked_partition_seq
 from streams.changelog import read_changelog_tail
 from streams.messages import BatchOutcome
+from streams.publisher import OutcomePublisher
+from streams.redis_sink import RedisMembership
 
-if TYPE_CHECKING:
-    from streams.worker import SegmentWorker
+
+class Recovering(Protocol):
+    """What a recovery needs of the worker (:class:`streams.worker.SegmentWorker`)."""
+
+    engine: SegmentEngine
+    processor: BatchProcessor
+    publisher: OutcomePublisher
+    redis: RedisMembership
+    users: Any
+    owned: set[int]
+
+    def owns(self, user_id: str) -> bool: ...
+    def partition(self, user_id: str) -> int: ...
+    async def commit(self, outcome: BatchOutcome) -> None: ...
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +55,7 @@ async def complete_changelog(kafka: Any, users: Any, owned: set[int]) -> None:
         log.info("read %d changelog records past the broker's reported end", len(tail))
 
 
-async def restore_owned(worker: SegmentWorker) -> int:
+async def restore_owned(worker: Recovering) -> int:
     """Count the owned users, re-send undelivered change events, re-evaluate who needs it;
     return how many users the worker owns."""
     engine, processor, outbox = worker.engine, worker.processor, worker.publisher.outbox
