@@ -113,10 +113,23 @@ class WorkerHealth:
                 self.stalled = True
                 log.error("worker stalled: %d input messages wait and no batch was processed "
                           "for %.0f s (lost group membership?); exiting with code %d so that "
-                          "it is restarted", waiting, self.stall_timeout_s, STALLED_EXIT_CODE)
+                          "it is restarted; its tasks:\n%s", waiting, self.stall_timeout_s,
+                          STALLED_EXIT_CODE, task_stacks())
                 logging.shutdown()
                 exit(STALLED_EXIT_CODE)
                 return
+
+
+def task_stacks(limit: int = 40) -> str:
+    """Where each of the loop's tasks waits (at most ``limit`` tasks): what a stall is stuck
+    on, so that the log names it."""
+    lines = []
+    for task in list(asyncio.all_tasks())[:limit]:
+        frames = task.get_stack(limit=6)
+        where = " <- ".join(f"{frame.f_code.co_name} ({frame.f_code.co_filename.rsplit('/', 1)[-1]}"
+                            f":{frame.f_lineno})" for frame in reversed(frames))
+        lines.append(f"  {task.get_name()}: {where or 'not started'}")
+    return "\n".join(lines)
 
 
 class _Server(ThreadingMixIn, WSGIServer):

@@ -344,8 +344,11 @@ class SegmentWorker:
         await self.health.watch_loop(lambda: self.app.should_stop)
 
     async def _watch_progress(self) -> None:
-        await self.health.watch_progress(lambda: self.app.input_backlog(self.inbox.topics),
-                                         lambda: self.app.should_stop)
+        # Messages fetched into the inbox but never taken wait too: a consume loop stuck
+        # on something else leaves the broker's backlog at zero.
+        await self.health.watch_progress(
+            lambda: [*self.app.input_backlog(self.inbox.topics), ("inbox", len(self.inbox))],
+            lambda: self.app.should_stop)
 
     def partition(self, user_id: str) -> int:
         """The user's input partition (Kafka's default partitioner, keyed by user id)."""

@@ -4,7 +4,10 @@ watchdogs, without I/O."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from types import SimpleNamespace
+
+import pytest
 
 from streams.health import STALLED_EXIT_CODE, WorkerHealth
 from streams.inbox import BatchInbox
@@ -88,13 +91,20 @@ async def test_a_batch_is_cut_by_bytes_and_clear_hands_back_what_waits() -> None
     assert await inbox.take(100, timeout=0.01) == []
 
 
-async def test_a_stalled_worker_exits_and_a_progressing_one_does_not() -> None:
+async def test_a_stalled_worker_exits_and_a_progressing_one_does_not(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     exits: list[int] = []
     stalled = WorkerHealth(stall_timeout_s=0.2)
     stalled.recovered()
-    await asyncio.wait_for(stalled.watch_progress(lambda: [("clicks/0", 5)], lambda: False,
-                                                  exits.append), 2)
+    stuck = asyncio.create_task(asyncio.Event().wait(), name="stuck-consumer")
+    with caplog.at_level(logging.ERROR, logger="streams.health"):
+        await asyncio.wait_for(stalled.watch_progress(lambda: [("clicks/0", 5)], lambda: False,
+                                                      exits.append), 2)
+    stuck.cancel()
     assert exits == [STALLED_EXIT_CODE] and not stalled.live
+    # The log names where each task waits, the stuck one included.
+    assert "stuck-consumer: wait (locks.py" in caplog.text
 
     busy = WorkerHealth(stall_timeout_s=0.2)
     busy.recovered()

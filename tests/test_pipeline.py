@@ -28,6 +28,8 @@ def worker_env(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> dict[str
     config.write_text(
         "kafka:\n  session_timeout_s: 6\n"
         f"worker:\n  data_dir: {tmp_path / 'data'}\n  log_level: info\n"
+        # A worker that stops consuming logs where its tasks wait, within the tests' waits.
+        "  stall_timeout_s: 25\n"
     )
     return {
         "SEGMENTER_KAFKA_BOOTSTRAP": kafka_bootstrap,

@@ -65,6 +65,7 @@ async def test_every_planned_event_lands_on_its_topic_keyed_by_entity(
         key: plan.persona for key, plan in plans.items()}
 
 
+@pytest.mark.serial
 async def test_rate_and_duration_bound_what_is_sent(kafka_bootstrap: str) -> None:
     result = await simulate(kafka_bootstrap, TOPICS, users=40, rate=200, duration=1.0, seed=4,
                             end_ts=END)

@@ -26,7 +26,7 @@ from streams.personas import entity_id, plan_events
 from streams.services import WorkerProcess
 from streams.topics import ensure_topics
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 #: The loop's budget is 100 ms per step; the test allows for a shared, busy CI machine.
 LOOP_BUDGET_S = 0.25
