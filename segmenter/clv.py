@@ -14,18 +14,40 @@ papers' published CDNOW results.
 1.226
 >>> round(model.expected_spend(x=2, m=22.35), 2)
 24.66
+
+Online, the trainer fits a :class:`ValueModel` on its sample of customers
+(:func:`fit_value_model`) and publishes it with the model version; every worker predicts each
+customer's value from their features with it (:meth:`ValueModel.predict`), and places them in
+a value tier by the population's quantiles of predicted value, fixed at the fit:
+
+>>> value = ValueModel(model, horizon_weeks=52, thresholds=[("top", 60.0), ("rest", 0.0)],
+...                    customers=1000)
+>>> day = 86_400.0
+>>> loyal = {"orders": 6, "avg_order_value": 40.0, "days_since_first_order": 300.0,
+...          "days_since_last_order": 10.0}
+>>> predicted = value.predict(loyal)
+>>> round(predicted["expected_orders"], 2), round(predicted["predicted_value"], 2)
+(3.91, 154.89)
+>>> value.tier(predicted["predicted_value"]), value.tier(value.predict(
+...     {**loyal, "days_since_last_order": 290.0})["predicted_value"])
+('top', 'rest')
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, hyp2f1
 
 WEEK = 7 * 86_400.0
+DAY = 86_400.0
+#: What the value model adds to every user's features (0 without orders or before a model).
+VALUE_FEATURES = ("predicted_value", "expected_orders", "p_alive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +92,82 @@ class BuyTillYouDie:
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ValueModel:
+    """A fitted :class:`BuyTillYouDie`, its horizon and the value tiers' lower bounds."""
+
+    params: BuyTillYouDie
+    horizon_weeks: float
+    #: (tier, lowest predicted value in it), highest tier first; the last bound is 0.
+    thresholds: list[tuple[str, float]]
+    #: Customers the fit saw.
+    customers: int
+
+    def predict(self, features: Mapping[str, Any]) -> dict[str, float]:
+        """Predicted value and orders over the horizon, and the chance to be still active,
+        from a user's features as of their evaluation (zeros without orders)."""
+        orders = features["orders"]
+        if orders <= 0:
+            return dict.fromkeys(VALUE_FEATURES, 0.0)
+        age = features["days_since_first_order"] / 7
+        last = age - features["days_since_last_order"] / 7
+        x = orders - 1
+        purchases = self.params.expected_purchases(self.horizon_weeks, x, last, age)
+        spend = self.params.expected_spend(x, features["avg_order_value"])
+        return {"predicted_value": round(purchases * spend, 2),
+                "expected_orders": round(purchases, 4),
+                "p_alive": round(self.params.alive(x, last, age), 4)}
+
+    def tier(self, predicted_value: float) -> str:
+        for name, bound in self.thresholds:
+            if predicted_value >= bound:
+                return name
+        return self.thresholds[-1][0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"params": self.params.to_dict(), "horizon_weeks": self.horizon_weeks,
+                "thresholds": self.thresholds, "customers": self.customers}
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any]) -> ValueModel:
+        return cls(BuyTillYouDie(**state["params"]), state["horizon_weeks"],
+                   [(name, bound) for name, bound in state["thresholds"]], state["customers"])
+
+
+def customer_summary(features: Mapping[str, Any], now: float) -> list[float] | None:
+    """What the trainer needs of a customer, independent of when it fits: orders, the times
+    of the first and the last, and the mean order value (None without orders)."""
+    orders = features["orders"]
+    if orders <= 0:
+        return None
+    return [float(orders), now - features["days_since_first_order"] * DAY,
+            now - features["days_since_last_order"] * DAY, float(features["avg_order_value"])]
+
+
+def fit_value_model(summaries: list[list[float]], horizon_weeks: float,
+                    tiers: list[tuple[str, float]]) -> ValueModel:
+    """Fit on customers' summaries (:func:`customer_summary`) as of the latest order among
+    them (event time, so history replayed today fits as it would have then); ``tiers``:
+    (name, cumulative top share), ascending shares ending at 1.
+
+    The Gamma-Gamma part takes each repeat customer's mean order value for the mean of their
+    repeat purchases (the first order's value is not kept apart).
+    """
+    data = np.asarray(summaries, dtype=float)
+    now = data[:, 2].max()
+    x = data[:, 0] - 1
+    T = (now - data[:, 1]) / WEEK
+    t_x = (data[:, 2] - data[:, 1]) / WEEK
+    m = np.maximum(data[:, 3], 0.01)
+    keep = T > 0  # a first order at the very fit time says nothing yet
+    params = fit(x[keep], t_x[keep], T[keep], m[keep])
+    values = np.array([params.value(horizon_weeks, *row) for row in
+                       zip(x[keep], t_x[keep], T[keep], m[keep], strict=True)])
+    thresholds = [(name, float(np.quantile(values, 1 - share)) if share < 1 else 0.0)
+                  for name, share in tiers]
+    return ValueModel(params, horizon_weeks, thresholds, int(keep.sum()))
 
 
 def fit(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, m: np.ndarray) -> BuyTillYouDie:

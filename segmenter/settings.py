@@ -15,7 +15,6 @@ metrics.port (from SEGMENTER_METRICS_PORT)
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import re
@@ -25,8 +24,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
@@ -39,6 +36,22 @@ from features.definitions import feature_catalogue
 from features.profile import FeatureParams
 from segmenter.rule_file import load_rules
 from segmenter.rules import Rule, RuleError
+from segmenter.segmentation_settings import (
+    BehaviorSettings,
+    DemographicSettings,
+    LifecycleSettings,
+    RfmSegment,
+    RfmSettings,
+    RuleSettings,
+    Segmentations,
+    StrictModel,
+    ValueSettings,
+    ValueTier,
+)
+
+__all__ = ["BehaviorSettings", "DemographicSettings", "LifecycleSettings", "RfmSegment",
+           "RfmSettings", "RuleSettings", "Segmentations", "Settings", "SettingsError",
+           "StrictModel", "ValueSettings", "ValueTier", "load_settings", "redact"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
@@ -57,18 +70,14 @@ ENV_OVERRIDES: dict[str, str] = {
     "SEGMENTER_RULES_FILE": "segmentations.rules.file",
 }
 #: Segmentation names a rule segment cannot take.
-RESERVED_NAMES = frozenset({"rfm", "lifecycle", "behavior"})
+RESERVED_NAMES = frozenset({"rfm", "lifecycle", "behavior", "value_tier", "country", "age_band"})
 
 
 class SettingsError(ValueError):
     """A setting is missing or has a bad value; the message names it."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Topics(_Strict):
+class Topics(StrictModel):
     clicks: str = Field(min_length=1)
     carts: str = Field(min_length=1)
     orders: str = Field(min_length=1)
@@ -97,7 +106,7 @@ class Topics(_Strict):
         return {kind: topic for topic, kind in self.inputs.items()}
 
 
-class KafkaSecurity(_Strict):
+class KafkaSecurity(StrictModel):
     """How the clients authenticate and encrypt (passed to aiokafka and Faust as they are).
     The password comes from the environment (``SEGMENTER_KAFKA_SASL_PASSWORD``) and is never
     printed."""
@@ -121,7 +130,7 @@ class KafkaSecurity(_Strict):
         return self
 
 
-class KafkaSettings(_Strict):
+class KafkaSettings(StrictModel):
     bootstrap: str = Field(pattern=r"^[^\s,]+:\d+(,[^\s,]+:\d+)*$")
     partitions: int = Field(ge=1, le=1024)
     replication_factor: int = Field(ge=1)
@@ -133,17 +142,17 @@ class KafkaSettings(_Strict):
     topics: Topics
 
 
-class RedisSettings(_Strict):
+class RedisSettings(StrictModel):
     url: str = Field(pattern=r"^(redis|rediss|unix)://")
     key_prefix: str = Field(min_length=1, pattern=r"^[^\s{}]+$")
 
 
-class MetricsSettings(_Strict):
+class MetricsSettings(StrictModel):
     host: str = Field(min_length=1)
     port: int = Field(ge=0, le=65535)
 
 
-class WorkerSettings(_Strict):
+class WorkerSettings(StrictModel):
     batch_size: int = Field(ge=1, le=100_000)
     # ... and at most about this many bytes of message values (envelopes carry many events).
     batch_max_bytes: int = Field(ge=1024, le=64 * 2**20)
@@ -176,7 +185,7 @@ class WorkerSettings(_Strict):
     quiet_clock_lag_minutes: float | None = Field(None, ge=0)
 
 
-class FeatureSettings(_Strict):
+class FeatureSettings(StrictModel):
     session_gap_minutes: float = Field(gt=0)
     allowed_lateness_minutes: float = Field(ge=0)
     windows_days: list[int] = Field(min_length=1)
@@ -184,10 +193,10 @@ class FeatureSettings(_Strict):
     cart_abandon_hours: float = Field(gt=0)
     cart_expiry_days: float = Field(14.0, gt=0, le=3660)
     low_price: float = Field(ge=0)
-    discount_categories: list[str] = []
+    discount_categories: list[str] = Field(default_factory=list)
     #: The shop's currency, and the value of one unit of each other currency in it.
     currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
-    exchange_rates: dict[str, float] = {}
+    exchange_rates: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("exchange_rates")
     @classmethod
@@ -227,153 +236,7 @@ class FeatureSettings(_Strict):
         )
 
 
-class RfmSegment(_Strict):
-    """Score ranges a segment takes: R, the rounded mean FM of F and M, and optionally F and
-    M alone (e.g. first-time buyers are F=1 whatever they spent)."""
-
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    r: tuple[int, int]
-    fm: tuple[int, int] = (1, 5)
-    f: tuple[int, int] = (1, 5)
-    m: tuple[int, int] = (1, 5)
-    description: str = ""
-
-    @field_validator("r", "fm", "f", "m")
-    @classmethod
-    def _score_range(cls, value: tuple[int, int]) -> tuple[int, int]:
-        low, high = value
-        if not 1 <= low <= high <= 5:
-            raise ValueError(f"must be [low, high] with 1 <= low <= high <= 5, got {list(value)}")
-        return value
-
-
-def _ascending_edges(value: list[float]) -> list[float]:
-    if len(value) != 4 or any(b <= a for a, b in itertools.pairwise(value)):
-        raise ValueError(f"must be 4 strictly ascending edges, got {value}")
-    return value
-
-
-class RfmSettings(_Strict):
-    scoring: Literal["quantiles", "edges"]
-    recency_days: list[float]
-    frequency_orders: list[float]
-    monetary: list[float]
-    segments: list[RfmSegment] = Field(min_length=1)
-    #: quantiles: at most this long between refreshes of a worker's own quantiles while the
-    #: number of customers stays put (a 2% change refreshes at once).
-    quantile_refresh_s: float = Field(60.0, gt=0, le=86_400)
-
-    _edges = field_validator("recency_days", "frequency_orders", "monetary")(_ascending_edges)
-
-    @model_validator(mode="after")
-    def _covers_every_score(self) -> RfmSettings:
-        names = [segment.name for segment in self.segments]
-        if len(set(names)) != len(names):
-            raise ValueError(f"segment names must be unique, got {names}")
-        for r, f, m in itertools.product(range(1, 6), repeat=3):
-            if self.segment_for(r, f, m) is None:
-                raise ValueError(f"no segment covers r={r}, f={f}, m={m}")
-        return self
-
-    def segment_for(self, r: int, f: int, m: int) -> str | None:
-        """The first segment whose ranges take the scores; FM is the mean of F and M, halves
-        rounded up."""
-        fm = (f + m + 1) // 2
-        for s in self.segments:
-            if (s.r[0] <= r <= s.r[1] and s.fm[0] <= fm <= s.fm[1] and s.f[0] <= f <= s.f[1]
-                    and s.m[0] <= m <= s.m[1]):
-                return s.name
-        return None
-
-
-class LifecycleSettings(_Strict):
-    lapsing_after_days: float = Field(gt=0)
-    churned_after_days: float = Field(gt=0)
-    loyal_min_orders: int = Field(ge=3)
-
-    @model_validator(mode="after")
-    def _churn_after_lapse(self) -> LifecycleSettings:
-        if self.churned_after_days <= self.lapsing_after_days:
-            raise ValueError("churned_after_days must be greater than lapsing_after_days")
-        return self
-
-
-class RuleSettings(_Strict):
-    #: The marketers' rule file; a relative path is relative to the config file naming it.
-    file: Path
-    #: A user stays in a rule segment at least this long (event time) unless the rule says
-    #: otherwise with its own min_dwell_minutes: a user near a threshold does not flap.
-    min_dwell_minutes: float = Field(ge=0)
-
-
-class BehaviorSettings(_Strict):
-    enabled: bool
-    #: A number of segments, or "auto": the best silhouette in auto_range on the reservoir.
-    clusters: int | Literal["auto"]
-    auto_range: tuple[int, int]
-    #: Segments with a smaller share of the users are not created, or dropped.
-    min_share: float = Field(ge=0, lt=0.5)
-    #: Users sampled before the first fit; the reservoir keeps this many recent vectors.
-    warmup_users: int = Field(ge=10)
-    reservoir_size: int = Field(ge=10)
-    #: Share of users whose vectors train the model (all are predicted).
-    learn_sample: float = Field(gt=0, le=1)
-    #: How often workers send statistics and the trainer considers a new version.
-    publish_interval_s: float = Field(gt=0)
-    #: A new version only when a centre moved this far (in standard deviations).
-    min_centre_shift: float = Field(ge=0)
-    refit_interval_s: float = Field(gt=0)
-    #: A re-fit replaces the centres only if it lowers the reservoir's inertia this much.
-    refit_gain: float = Field(gt=0, lt=1)
-    #: A re-fitted centre keeps an old id if it is this close (standard deviations).
-    match_distance: float = Field(gt=0)
-    #: Users re-evaluated per second after a new version.
-    sweep_per_second: int = Field(ge=1)
-    seed: int
-
-    @field_validator("clusters")
-    @classmethod
-    def _enough_clusters(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and not 2 <= value <= 50:
-            raise ValueError(f"must be 'auto' or between 2 and 50, got {value}")
-        return value
-
-    @model_validator(mode="after")
-    def _sizes(self) -> BehaviorSettings:
-        low, high = self.auto_range
-        if not 2 <= low <= high <= 50:
-            raise ValueError(f"auto_range must be [low, high] with 2 <= low <= high <= 50, "
-                             f"got {list(self.auto_range)}")
-        if self.reservoir_size < self.warmup_users:
-            raise ValueError("reservoir_size must be at least warmup_users")
-        return self
-
-
-class DemographicSettings(_Strict):
-    """Segmentations from profile traits: ``country`` (on or off) and ``age_band`` (its
-    ascending band edges; empty: off)."""
-
-    country: bool = True
-    age_bands: list[int] = [18, 25, 35, 45, 55, 65]
-
-    @field_validator("age_bands")
-    @classmethod
-    def _ascending(cls, value: list[int]) -> list[int]:
-        if any(b <= a for a, b in itertools.pairwise(value)) or any(
-                not 1 <= edge <= 130 for edge in value):
-            raise ValueError(f"must be ascending ages between 1 and 130, got {value}")
-        return value
-
-
-class Segmentations(_Strict):
-    rfm: RfmSettings
-    lifecycle: LifecycleSettings
-    rules: RuleSettings
-    behavior: BehaviorSettings
-    demographics: DemographicSettings = DemographicSettings()
-
-
-class Settings(_Strict):
+class Settings(StrictModel):
     app_id: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
     kafka: KafkaSettings
     redis: RedisSettings
