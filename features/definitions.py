@@ -45,6 +45,14 @@ _BASE_FEATURES: dict[str, tuple[str, str]] = {
     "preferred_device": ("text", "the device of most of the user's clicks ('' none)"),
     "first_channel": ("text", "the utm_source of the user's earliest click with one ('' none)"),
 }
+#: Features the customer value model adds when a user is evaluated (segmenter/clv.py): 0 for
+#: users without orders and until the trainer's first fit.
+MODEL_FEATURES: dict[str, tuple[str, str]] = {
+    "predicted_value": ("currency", "predicted value of the customer's orders over the next "
+                                    "segmentations.value.horizon_weeks (52), BG/NBD x Gamma-Gamma"),
+    "expected_orders": ("count", "orders predicted over the same horizon"),
+    "p_alive": ("share 0-1", "probability that the customer still buys (BG/NBD)"),
+}
 #: Features whose values are text: rules compare them with strings, with == and != only.
 TEXT_FEATURES = frozenset(name for name, (unit, _) in _BASE_FEATURES.items() if unit == "text")
 

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from segmenter.clv import ValueModel
+
 #: Recency is capped: a year without a visit is as lapsed as it gets.
 MAX_DAYS = 365.0
 
@@ -97,6 +99,8 @@ class BehaviorModel:
     #: The shop-wide customer population (dimension -> money or order bin -> customers), so
     #: that every worker scores RFM on the same quintiles.
     population: dict[str, dict[int, int]] | None = None
+    #: The customer value model (predicted value and tiers), once the trainer has fitted one.
+    value: ValueModel | None = None
     _scaled: Any = field(init=False, repr=False)
     _rows: list[tuple[float, ...]] = field(init=False, repr=False)
     _inverse_scale: list[float] = field(init=False, repr=False)
@@ -134,6 +138,7 @@ class BehaviorModel:
             "scale": self.scale.tolist(), "mean": self.mean.tolist(),
             "profiles": self.profiles, "training": self.training,
             "population": self.population,
+            "value": None if self.value is None else self.value.to_dict(),
         }, option=orjson.OPT_NON_STR_KEYS)
 
     @classmethod
@@ -142,7 +147,8 @@ class BehaviorModel:
         population = {d: {int(i): n for i, n in bins.items()}
                       for d, bins in (state.get("population") or {}).items()}
         return cls(state["version"], state["ids"], state["centres"], state["scale"],
-                   state["mean"], state["profiles"], state.get("training"), population or None)
+                   state["mean"], state["profiles"], state.get("training"), population or None,
+                   ValueModel.from_dict(state["value"]) if state.get("value") else None)
 
     def same_centres(self, other: BehaviorModel | None) -> bool:
         """Whether ``other`` places users exactly as this version does."""
@@ -213,6 +219,9 @@ class StatsDelta:
     sample: dict[str, list[float] | None] = field(default_factory=dict)
     #: Whole customer bin counts of changed partitions: partition -> dimension -> bin -> n.
     population: dict[int, dict[str, dict[int, int]]] = field(default_factory=dict)
+    #: User id -> customer summary (:func:`segmenter.clv.customer_summary`; None: gone), for
+    #: the sampled users who ordered: what the trainer fits the value model on.
+    customers: dict[str, list[float] | None] = field(default_factory=dict)
 
     def add(self, segment: str, vector: list[float], sign: int) -> None:
         entry = self.deltas.get(segment)
@@ -224,13 +233,14 @@ class StatsDelta:
         entry[2] += sign * point * point
 
     def __bool__(self) -> bool:
-        return bool(self.deltas or self.sample or self.population)
+        return bool(self.deltas or self.sample or self.population or self.customers)
 
     def to_json(self) -> bytes:
         return orjson.dumps({
             "deltas": {s: [n, a.tolist(), b.tolist()] for s, (n, a, b) in self.deltas.items()},
             "sample": self.sample,
             "population": self.population,
+            "customers": self.customers,
         }, option=orjson.OPT_NON_STR_KEYS)
 
     @classmethod
@@ -240,7 +250,8 @@ class StatsDelta:
                                for d, bins in dims.items()}
                       for p, dims in state.get("population", {}).items()}
         return cls({s: [n, np.asarray(a), np.asarray(b)] for s, (n, a, b) in
-                    state["deltas"].items()}, state["sample"], population)
+                    state["deltas"].items()}, state["sample"], population,
+                   state.get("customers", {}))
 
 
 class BehaviorSegmentation:
@@ -262,8 +273,10 @@ class BehaviorSegmentation:
         return self.learn_sample >= 1.0 or sample_hash(user_id) < self.learn_sample
 
     def assign(self, user_id: str, contributed: list[Any] | None,
-               features: Mapping[str, float]) -> tuple[str | None, list[Any]]:
-        """The user's segment, and their new contribution ``[segment, vector]``."""
+               features: Mapping[str, float], customer: list[float] | None = None,
+               ) -> tuple[str | None, list[Any]]:
+        """The user's segment, and their new contribution ``[segment, vector]``;
+        ``customer``: their customer summary, sent with their vector when they are sampled."""
         vector = behavior_vector(features)
         segment = None if self.model is None else self.model.predict_one(vector)
         if self.learns(user_id):
@@ -274,11 +287,14 @@ class BehaviorSegmentation:
                 "sample_below", 1.0)
             if sample_hash(user_id) < below:  # in the trainer's reservoir: keep it current
                 self.pending.sample[user_id] = vector
+                if customer is not None:
+                    self.pending.customers[user_id] = customer
         return segment, [segment, vector]
 
     def forget(self, user_id: str) -> None:
         """The user is gone (merged into a customer): out of the trainer's reservoir too."""
         self.pending.sample[user_id] = None
+        self.pending.customers[user_id] = None
 
     def withdraw(self, contributed: list[Any] | None) -> None:
         """Take a user's earlier contribution out (they moved, changed, or were merged)."""

@@ -27,7 +27,7 @@ a value tier by the population's quantiles of predicted value, fixed at the fit:
 ...          "days_since_last_order": 10.0}
 >>> predicted = value.predict(loyal)
 >>> round(predicted["expected_orders"], 2), round(predicted["predicted_value"], 2)
-(3.91, 154.89)
+(3.91, 155.12)
 >>> value.tier(predicted["predicted_value"]), value.tier(value.predict(
 ...     {**loyal, "days_since_last_order": 290.0})["predicted_value"])
 ('top', 'rest')
@@ -44,10 +44,17 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, hyp2f1
 
+from features.definitions import MODEL_FEATURES
+
 WEEK = 7 * 86_400.0
 DAY = 86_400.0
+#: Parameters are kept within e^-LOG_BOUND..e^LOG_BOUND. Where a shop's customers all buy at
+#: about one rate, or drop out at one rate, the likelihood's optimum lies at infinity (the
+#: model's homogeneous limit), where the closed forms overflow; a large finite value gives the
+#: same predictions within a fraction of a percent.
+LOG_BOUND = 9.0
 #: What the value model adds to every user's features (0 without orders or before a model).
-VALUE_FEATURES = ("predicted_value", "expected_orders", "p_alive")
+VALUE_FEATURES = tuple(MODEL_FEATURES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +122,10 @@ class ValueModel:
         last = age - features["days_since_last_order"] / 7
         x = orders - 1
         purchases = self.params.expected_purchases(self.horizon_weeks, x, last, age)
-        spend = self.params.expected_spend(x, features["avg_order_value"])
+        # Spend was fitted on all of a customer's orders (see fit_value_model).
+        spend = self.params.expected_spend(orders, features["avg_order_value"])
+        if not math.isfinite(purchases * spend):  # beyond the closed forms' range: no claim
+            return dict.fromkeys(VALUE_FEATURES, 0.0)
         return {"predicted_value": round(purchases * spend, 2),
                 "expected_orders": round(purchases, 4),
                 "p_alive": round(self.params.alive(x, last, age), 4)}
@@ -152,8 +162,9 @@ def fit_value_model(summaries: list[list[float]], horizon_weeks: float,
     them (event time, so history replayed today fits as it would have then); ``tiers``:
     (name, cumulative top share), ascending shares ending at 1.
 
-    The Gamma-Gamma part takes each repeat customer's mean order value for the mean of their
-    repeat purchases (the first order's value is not kept apart).
+    The Gamma-Gamma part is fitted on every customer's orders, the first included (their
+    mean order value is what is kept), not on repeat orders alone as in the paper: the same
+    model of spend, with one more observation per customer.
     """
     data = np.asarray(summaries, dtype=float)
     now = data[:, 2].max()
@@ -162,37 +173,52 @@ def fit_value_model(summaries: list[list[float]], horizon_weeks: float,
     t_x = (data[:, 2] - data[:, 1]) / WEEK
     m = np.maximum(data[:, 3], 0.01)
     keep = T > 0  # a first order at the very fit time says nothing yet
-    params = fit(x[keep], t_x[keep], T[keep], m[keep])
-    values = np.array([params.value(horizon_weeks, *row) for row in
+    params = fit(x[keep], t_x[keep], T[keep], m[keep], spend_counts=x[keep] + 1)
+    values = np.array([params.expected_purchases(horizon_weeks, *row[:3])
+                       * params.expected_spend(row[0] + 1, row[3]) for row in
                        zip(x[keep], t_x[keep], T[keep], m[keep], strict=True)])
+    values = values[np.isfinite(values)]
+    if not len(values):
+        raise ValueError("no customer's value could be predicted")
     thresholds = [(name, float(np.quantile(values, 1 - share)) if share < 1 else 0.0)
                   for name, share in tiers]
     return ValueModel(params, horizon_weeks, thresholds, int(keep.sum()))
 
 
-def fit(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, m: np.ndarray) -> BuyTillYouDie:
+def fit(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, m: np.ndarray,
+        spend_counts: np.ndarray | None = None) -> BuyTillYouDie:
     """Fit both models on a population: repeat purchases, time of the last, age (weeks) and
-    mean repeat-purchase value of each customer."""
+    mean purchase value of each customer. ``spend_counts``: how many purchases each ``m``
+    averages (default: the repeat purchases ``x``, as in the paper)."""
     r, alpha, a, b = _fit(lambda params: -_bgnbd_ll(params, x, t_x, T).sum(),
-                          np.array([1.0, 1.0, 1.0, 1.0]))
-    repeat = x > 0
-    p, q, gamma = _fit(lambda params: -_gamma_gamma_ll(params, x[repeat], m[repeat]).sum(),
-                       np.array([1.0, 1.0, 1.0]))
+                          [1.0, 1.0, 1.0, 1.0])
+    counts = x if spend_counts is None else spend_counts
+    spent = counts > 0
+    p, q, gamma = _fit(lambda params: -_gamma_gamma_ll(params, counts[spent], m[spent]).sum(),
+                       [1.0, 2.0, float(np.mean(m[spent]))])
     return BuyTillYouDie(r, alpha, a, b, p, q, gamma)
 
 
-def _fit(negative_ll, start: np.ndarray) -> list[float]:
-    # Parameters are positive: optimise their logarithms.
-    result = minimize(lambda logs: negative_ll(np.exp(logs)), np.log(start),
-                      method="Nelder-Mead", options={"xatol": 1e-7, "fatol": 1e-7,
-                                                     "maxiter": 20_000, "maxfev": 40_000})
+def _fit(negative_ll, start: list[float]) -> list[float]:
+    """Quasi-Newton, then Nelder-Mead to polish: Nelder-Mead alone wandered off to a
+    degenerate optimum (p and gamma without bound) on a shop drawn from the model itself.
+    Parameters are positive: their logarithms are optimised."""
+    def objective(logs: np.ndarray) -> float:
+        with np.errstate(all="ignore"):
+            value = negative_ll(np.exp(logs))
+        return float(value) if np.isfinite(value) else 1e300
+
+    bounds = [(-LOG_BOUND, LOG_BOUND)] * len(start)
+    first = minimize(objective, np.log(start), method="L-BFGS-B", bounds=bounds)
+    result = minimize(objective, first.x, method="Nelder-Mead", bounds=bounds,
+                      options={"xatol": 1e-7, "fatol": 1e-7, "maxiter": 20_000, "maxfev": 40_000})
     return [float(v) for v in np.exp(result.x)]
 
 
 def _bgnbd_ll(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
               ) -> np.ndarray:
     r, alpha, a, b = params
-    a1 = gammaln(r + x) - gammaln(r) + r * math.log(alpha)
+    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
     a2 = betaln(a, b + x) - betaln(a, b)
     a3 = -(r + x) * np.log(alpha + T)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -203,5 +229,5 @@ def _bgnbd_ll(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
 
 def _gamma_gamma_ll(params: np.ndarray, x: np.ndarray, m: np.ndarray) -> np.ndarray:
     p, q, gamma = params
-    return (gammaln(p * x + q) - gammaln(p * x) - gammaln(q) + q * math.log(gamma)
+    return (gammaln(p * x + q) - gammaln(p * x) - gammaln(q) + q * np.log(gamma)
             + (p * x - 1) * np.log(m) + p * x * np.log(x) - (p * x + q) * np.log(gamma + x * m))

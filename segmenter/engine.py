@@ -46,7 +46,8 @@ import orjson
 from features.events import ShopEvent
 from features.money import Currencies
 from features.profile import DAY, UserFeatures
-from segmenter.behavior import BehaviorSegmentation, StatsDelta
+from segmenter.behavior import BehaviorModel, BehaviorSegmentation, StatsDelta
+from segmenter.clv import customer_summary
 from segmenter.demographics import AgeBandSegmentation, CountrySegmentation
 from segmenter.kpis import KpiCounter
 from segmenter.lifecycle import LifecycleSegmentation
@@ -55,6 +56,7 @@ from segmenter.records import SegmentChange, UserRecord
 from segmenter.rfm import RfmSegmentation
 from segmenter.rule_segmentation import RuleSegmentation
 from segmenter.settings import Settings
+from segmenter.value_tiers import ValueTierSegmentation
 
 __all__ = ["SegmentChange", "SegmentEngine", "Segmentation", "UserRecord"]
 
@@ -107,6 +109,20 @@ class SegmentEngine:
         behavior = config.behavior
         self.behavior = (BehaviorSegmentation(behavior.learn_sample) if behavior.enabled
                          else None)
+        #: Customer value tiers: the value model comes with the behaviour model's versions.
+        self.value_tiers = ValueTierSegmentation(config.value)
+        if behavior.enabled and config.value.enabled:
+            self.segmentations.append(self.value_tiers)
+
+    def use_model(self, model: BehaviorModel) -> bool:
+        """Predict with a new model version; whether anyone's segments may change with it
+        (its centres or its value model differ from the current ones)."""
+        assert self.behavior is not None, "a model needs the behaviour segmentation"
+        moved = (not model.same_centres(self.behavior.model)
+                 or model.value != self.value_tiers.model)
+        self.behavior.model = model
+        self.value_tiers.model = model.value
+        return moved
 
     def new_record(self) -> UserRecord:
         return UserRecord(UserFeatures(self.params))
@@ -322,6 +338,7 @@ class SegmentEngine:
         if self.reads_interests:
             snapshot.update({"interest:" + name: share
                              for name, share in record.features.interests().items()})
+        snapshot.update(self.value_tiers.features(snapshot))
         # Every segmentation placed before the record changes: one that raises leaves the
         # user's segments as they were, not half moved.
         placed = [(segmentation, segmentation.predict_one(snapshot),
@@ -351,7 +368,8 @@ class SegmentEngine:
                 now: float, ts: float, cause: str) -> list[SegmentChange]:
         behavior = self.behavior
         assert behavior is not None
-        current, record.behavior = behavior.assign(user_id, record.behavior, snapshot)
+        current, record.behavior = behavior.assign(user_id, record.behavior, snapshot,
+                                                   customer_summary(snapshot, now))
         version = behavior.model.version if behavior.model is not None else 0
         record.behavior_version = version
         previous = record.segments.get("behavior")

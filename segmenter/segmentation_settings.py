@@ -191,8 +191,9 @@ class ValueSettings(StrictModel):
         names = [tier.name for tier in value]
         if (not value or any(b <= a for a, b in itertools.pairwise(shares))
                 or shares[-1] != 1.0 or len(set(names)) != len(names)):
+            got = [[tier.name, tier.top_share] for tier in value]
             raise ValueError(f"must have unique names and strictly ascending top_share ending "
-                             f"at 1.0, got {[(n, s) for n, s in zip(names, shares)]}")
+                             f"at 1.0, got {got}")
         return value
 
 

@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from features.definitions import feature_catalogue
+from features.definitions import MODEL_FEATURES, feature_catalogue
 from features.profile import FeatureParams
 from segmenter.rule_file import load_rules
 from segmenter.rules import Rule, RuleError
@@ -271,7 +271,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def _load_rule_segments(settings: Settings) -> list[Rule]:
     path = settings.segmentations.rules.file
-    known = feature_catalogue(tuple(settings.features.windows_days))
+    known = feature_catalogue(tuple(settings.features.windows_days)) | MODEL_FEATURES
     try:
         rules = load_rules(path, known)
     except RuleError as exc:

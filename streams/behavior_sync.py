@@ -93,7 +93,8 @@ class ModelSync:
     async def _train(self) -> None:
         kafka = self.kafka
         latest = await read_latest_model(kafka, self.topics.behavior_model)
-        trainer = BehaviorTrainer(self.settings.segmentations.behavior, latest)
+        segmentations = self.settings.segmentations
+        trainer = BehaviorTrainer(segmentations.behavior, latest, segmentations.value)
         log.info("training the behaviour model from version %s",
                  latest.version if latest else "none")
         consumer, producer = _consumer(kafka), AIOKafkaProducer(**kafka)
@@ -111,11 +112,15 @@ class ModelSync:
                     for message in batch.get(tp, []):
                         trainer.learn(StatsDelta.from_json(message.value), message.offset)
                 model = await asyncio.to_thread(trainer.next_version, time.monotonic())
+                if trainer.value_problem:
+                    log.warning("%s; the previous value model stays", trainer.value_problem)
+                    trainer.value_problem = None
                 if model is not None:
                     await producer.send_and_wait(self.topics.behavior_model, model.to_json(),
                                                  key=MODEL_KEY)
-                    log.info("published behaviour model version %d (%d segments)",
-                             model.version, len(model.ids))
+                    log.info("published behaviour model version %d (%d segments; value "
+                             "model fitted on %d customers)", model.version, len(model.ids),
+                             model.value.customers if model.value else 0)
         except asyncio.CancelledError:
             raise
         except Exception:  # the trainer must not take the worker down; the next lead retries

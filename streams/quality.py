@@ -58,7 +58,8 @@ class ShopRun:
         self.settings = settings.model_copy(update={"features": features})
         self.partitions = partitions
         self.workers = [self._worker() for _ in range(workers)]
-        self.trainer = BehaviorTrainer(settings.segmentations.behavior)
+        self.trainer = BehaviorTrainer(settings.segmentations.behavior,
+                                       value=settings.segmentations.value)
         self.model: BehaviorModel | None = None
         self.clock = 0.0
         self.offset = 0
@@ -141,13 +142,11 @@ class ShopRun:
         model = self.trainer.next_version(self.clock)
         if model is None:
             return False
-        moved = not model.same_centres(self.model)
         self.model = model
         started = time.perf_counter()
         for worker in self.workers:
             engine = worker.engine
-            assert engine.behavior is not None
-            engine.behavior.model = model
+            moved = engine.use_model(model)
             outcome = worker.processor.process([], worker.store.get)
             rescore = engine.use_population(model.population) if model.population else set()
             for user_id, record in worker.store.items():

@@ -287,12 +287,10 @@ class SegmentWorker:
         """A new model version: predict with it, publish its profiles, queue the users to
         re-place and the customers to re-score by its shop-wide population (done in slices
         by :meth:`review`)."""
-        behavior = self.engine.behavior
-        if behavior is None:
+        if self.engine.behavior is None:
             raise RuntimeError("a behaviour model arrived with the behaviour segmentation off")
         async with self.lock:
-            moved = not model.same_centres(behavior.model)
-            behavior.model = model
+            moved = self.engine.use_model(model)
             await self._publish_profiles(model)
             if moved:
                 # Owned or not: checked when swept.
@@ -326,7 +324,8 @@ class SegmentWorker:
             model = await read_latest_model(self.kafka,
                                             self.settings.kafka.topics.behavior_model)
             if model is not None:
-                behavior.model = self.sync.model = model
+                self.engine.use_model(model)
+                self.sync.model = model
                 if model.population is not None:
                     self.engine.population.use_shared(model.population)
                 await self._publish_profiles(model)

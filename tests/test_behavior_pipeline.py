@@ -33,6 +33,7 @@ def config(tmp_path: Path) -> Path:
         "features:\n  allowed_lateness_minutes: 200000\n"
         "segmentations:\n  behavior:\n    warmup_users: 60\n    publish_interval_s: 0.5\n"
         "    refit_interval_s: 5\n"
+        "  value:\n    min_customers: 50\n"
     )
     return path
 
@@ -48,8 +49,9 @@ async def shop(kafka: str, users: int) -> list[str]:
     return sorted(plans)
 
 
-async def placed(store: Any, users: list[str]) -> dict[str, str | None]:
-    return {user: await store.hget(f"seg:user:{user}", "behavior") for user in users}
+async def placed(store: Any, users: list[str], segmentation: str = "behavior",
+                 ) -> dict[str, str | None]:
+    return {user: await store.hget(f"seg:user:{user}", segmentation) for user in users}
 
 
 async def settled(store: Any, users: list[str], workers: list[WorkerProcess]) -> dict:
@@ -101,12 +103,26 @@ async def test_a_restart_keeps_the_model_its_ids_and_everyone_s_segment(
         assert version >= 1 and len(profiles) == len(set(before.values()))
         profile = orjson.loads(next(iter(profiles.values())))
         assert profile["model_version"] == version and profile["name"] and profile["size"] > 0
+        # The value model came with the versions: every customer has a value tier, no visitor.
+        customers = {u for u, rfm in (await placed(store, users, "rfm")).items() if rfm}
+        tiers: dict[str, str | None] = {}
+
+        async def customers_tiered() -> bool:
+            tiers.update(await placed(store, users, "value_tier"))
+            return {u for u, tier in tiers.items() if tier} == customers
+
+        await wait_for(customers_tiered, timeout=30,
+                       what=lambda: f"value tiers {tiers}\n{worker.log()[-2000:]}")
+        assert len(customers) >= 50 and len(set(tiers.values()) - {None}) >= 2, tiers
+        await settled(store, users, [worker])
+        version = worker.metric(VERSION)
         assert worker.stop() == 0, worker.log()
         stopped_at = time.time()
 
         worker.start()
         await loads_version(worker, version)
         assert await placed(store, users) == before
+        assert await placed(store, users, "value_tier") == tiers
     finally:
         worker.stop()
         await store.aclose()

@@ -157,10 +157,10 @@ def test_a_good_customer_who_stops_buying_drifts_to_at_risk() -> None:
 def test_every_feature_is_documented() -> None:
     from pathlib import Path
 
-    from features.definitions import _BASE_FEATURES, WINDOWED
+    from features.definitions import _BASE_FEATURES, MODEL_FEATURES, WINDOWED
 
     docs = (Path(__file__).resolve().parent.parent / "docs" / "features.md").read_text()
-    for name in [*_BASE_FEATURES, *(f"{n}_{{W}}d" for n in WINDOWED)]:
+    for name in [*_BASE_FEATURES, *MODEL_FEATURES, *(f"{n}_{{W}}d" for n in WINDOWED)]:
         assert f"`{name}`" in docs, name
 
 
