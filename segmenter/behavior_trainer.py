@@ -48,7 +48,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
 from segmenter.behavior import DIMENSIONS, BehaviorModel, StatsDelta, describe, sample_hash
-from segmenter.clv import ValueModel, fit_value_model
+from segmenter.clv import ValueTrainer
 from segmenter.segmentation_settings import BehaviorSettings, ValueSettings
 
 
@@ -59,15 +59,8 @@ class BehaviorTrainer:
                  value: ValueSettings | None = None) -> None:
         """``value``: the customer value model's settings (None: no value model)."""
         self.settings = settings
-        self.value_settings = value if value is not None and value.enabled else None
-        #: Sampled customers -> summary (segmenter.clv.customer_summary).
-        self.customers: dict[str, list[float]] = {}
-        self.value: ValueModel | None = model.value if model is not None else None
-        self.value_fitted_at = -np.inf
-        #: Customers in the sample at which to fit again before the interval is over.
-        self.value_refit_size = 0
-        #: Why the last value fit was not used (for the log), None if it was.
-        self.value_problem: str | None = None
+        #: The customer value model, fitted on the customers among the sampled users.
+        self.value = ValueTrainer(value, model.value if model is not None else None)
         self.model = model
         self.rng = random.Random(settings.seed)
         #: A bottom-k sample of users (smallest id hashes) -> their current vector.
@@ -122,11 +115,7 @@ class BehaviorTrainer:
                 self.reservoir.pop(user_id, None)
             else:
                 self._keep(user_id, vector)
-        for user_id, summary in delta.customers.items():
-            if summary is None:
-                self.customers.pop(user_id, None)
-            else:
-                self.customers[user_id] = summary
+        self.value.learn(delta.customers)
 
     def _keep(self, user_id: str, vector: list[float]) -> None:
         """Bottom-k sampling: the users with the smallest id hashes, always their latest
@@ -144,43 +133,13 @@ class BehaviorTrainer:
 
     def next_version(self, now: float) -> BehaviorModel | None:
         """The next model version if there is one to publish, else None."""
-        refitted = self._fit_value(now)  # first: a version published now carries it
+        # First: a version published now carries it.
+        refitted = self.value.fit(now, self.reservoir.keys())
         version = self._next_grouping(now)
         if refitted and version is None and self.model is not None:
             model = self.model  # the same grouping, with the new value model
             version = self._publish(model.ids, model.centres, (model.mean, model.scale))
         return version
-
-    def _fit_value(self, now: float) -> bool:
-        """Fit the value model again when due; whether it changed."""
-        settings = self.value_settings
-        if settings is None:
-            return False
-        # Early on the sample grows fast: fit again whenever it has doubled (grown by a tenth
-        # after a fit that could not be used).
-        grown = len(self.customers) >= self.value_refit_size
-        if not grown and now - self.value_fitted_at < settings.refit_interval_s:
-            return False
-        # Customers who left the sample are dropped; the rest is a sample of all customers.
-        self.customers = {u: c for u, c in self.customers.items() if u in self.reservoir}
-        if len(self.customers) < settings.min_customers:
-            return False
-        self.value_fitted_at = now
-        self.value_refit_size = int(1.1 * len(self.customers)) + 1
-        tiers = [(tier.name, tier.top_share) for tier in settings.tiers]
-        try:
-            value = fit_value_model(list(self.customers.values()), settings.horizon_weeks, tiers)
-        except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
-            self.value_problem = f"value model fit failed: {exc}"  # degenerate data
-            return False
-        params = value.params
-        # Expected spend divides by p * orders + q - 1: it must be positive from one order on.
-        if not (all(np.isfinite(list(params.to_dict().values()))) and params.p + params.q > 1):
-            self.value_problem = f"value model fit unusable: {params}"
-            return False
-        self.value, self.value_problem = value, None
-        self.value_refit_size = 2 * len(self.customers)
-        return True
 
     def _next_grouping(self, now: float) -> BehaviorModel | None:
         """A version for moved centres, a re-fit or a new population, else None."""
@@ -330,7 +289,7 @@ class BehaviorTrainer:
         self.population_changed = False
         self.model = BehaviorModel(version, ids, centres, scale, mean, profiles, training,
                                    {d: dict(bins) for d, bins in population.items()} or None,
-                                   self.value)
+                                   self.value.model)
         return self.model
 
 

@@ -36,7 +36,7 @@ a value tier by the population's quantiles of predicted value, fixed at the fit:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -45,6 +45,7 @@ from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, hyp2f1
 
 from features.definitions import MODEL_FEATURES
+from segmenter.segmentation_settings import ValueSettings
 
 WEEK = 7 * 86_400.0
 DAY = 86_400.0
@@ -183,6 +184,62 @@ def fit_value_model(summaries: list[list[float]], horizon_weeks: float,
     thresholds = [(name, float(np.quantile(values, 1 - share)) if share < 1 else 0.0)
                   for name, share in tiers]
     return ValueModel(params, horizon_weeks, thresholds, int(keep.sum()))
+
+
+
+class ValueTrainer:
+    """Keeps the trainer's sample of customer summaries and fits the value model on it."""
+
+    def __init__(self, settings: ValueSettings | None, model: ValueModel | None = None) -> None:
+        """``settings``: None or not enabled: no value model."""
+        self.settings = settings if settings is not None and settings.enabled else None
+        #: Sampled customers -> summary (:func:`customer_summary`).
+        self.customers: dict[str, list[float]] = {}
+        self.model = model
+        self.fitted_at = -np.inf
+        #: Customers in the sample at which to fit again before the interval is over.
+        self.refit_size = 0
+        #: Why the last fit was not used (for the log), None if it was.
+        self.problem: str | None = None
+
+    def learn(self, customers: Mapping[str, list[float] | None]) -> None:
+        for user_id, summary in customers.items():
+            if summary is None:
+                self.customers.pop(user_id, None)
+            else:
+                self.customers[user_id] = summary
+
+    def fit(self, now: float, sampled: Collection[str]) -> bool:
+        """Fit again when due, on the customers still ``sampled``; whether the model
+        changed."""
+        settings = self.settings
+        if settings is None:
+            return False
+        # Early on the sample grows fast: fit again whenever it has doubled (grown by a tenth
+        # after a fit that could not be used).
+        grown = len(self.customers) >= self.refit_size
+        if not grown and now - self.fitted_at < settings.refit_interval_s:
+            return False
+        # Customers who left the sample are dropped; the rest is a sample of all customers.
+        self.customers = {u: c for u, c in self.customers.items() if u in sampled}
+        if len(self.customers) < settings.min_customers:
+            return False
+        self.fitted_at = now
+        self.refit_size = int(1.1 * len(self.customers)) + 1
+        tiers = [(tier.name, tier.top_share) for tier in settings.tiers]
+        try:
+            value = fit_value_model(list(self.customers.values()), settings.horizon_weeks, tiers)
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
+            self.problem = f"value model fit failed: {exc}"  # degenerate data
+            return False
+        params = value.params
+        # Expected spend divides by p * orders + q - 1: it must be positive from one order on.
+        if not (all(np.isfinite(list(params.to_dict().values()))) and params.p + params.q > 1):
+            self.problem = f"value model fit unusable: {params}"
+            return False
+        self.model, self.problem = value, None
+        self.refit_size = 2 * len(self.customers)
+        return True
 
 
 def fit(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, m: np.ndarray,

@@ -112,9 +112,9 @@ class ModelSync:
                     for message in batch.get(tp, []):
                         trainer.learn(StatsDelta.from_json(message.value), message.offset)
                 model = await asyncio.to_thread(trainer.next_version, time.monotonic())
-                if trainer.value_problem:
-                    log.warning("%s; the previous value model stays", trainer.value_problem)
-                    trainer.value_problem = None
+                if trainer.value.problem:
+                    log.warning("%s; the previous value model stays", trainer.value.problem)
+                    trainer.value.problem = None
                 if model is not None:
                     await producer.send_and_wait(self.topics.behavior_model, model.to_json(),
                                                  key=MODEL_KEY)

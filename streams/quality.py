@@ -67,6 +67,13 @@ class ShopRun:
         self.changes: Counter[str] = Counter()
         self.sweep_seconds = 0.0
         self.swept = 0
+        #: Users whose own events were processed since the last version.
+        self.touched: set[str] = set()
+        #: Per version after the first: (version, quiet users it moved, quiet users); quiet:
+        #: no new events since the previous version. Moved: placed elsewhere by the new
+        #: version than by the previous one, on the same vectors (time passing moves users
+        #: whatever the version; that is not the model's doing).
+        self.version_churn: list[tuple[int, int, int]] = []
 
     def _worker(self) -> _Worker:
         engine = SegmentEngine(self.settings, self.partition)
@@ -117,6 +124,7 @@ class ShopRun:
                 def owns(user_id: str, n: int = n) -> bool:
                     return self.partition(user_id) % len(self.workers) == n
                 outcome = worker.processor.process(messages, worker.store.get, owns)
+                self.touched.update(outcome.records)
                 handoffs += [(identity, key, value) for key, value in outcome.handoffs]
                 self._commit(worker, outcome)
         return handoffs
@@ -142,6 +150,7 @@ class ShopRun:
         model = self.trainer.next_version(self.clock)
         if model is None:
             return False
+        self._count_churn(self.model, model)
         self.model = model
         started = time.perf_counter()
         for worker in self.workers:
@@ -161,6 +170,17 @@ class ShopRun:
             self._commit(worker, outcome)
         self.sweep_seconds += time.perf_counter() - started
         return True
+
+    def _count_churn(self, previous: BehaviorModel | None, model: BehaviorModel) -> None:
+        vectors = {user: vector for user, vector in self.vectors().items()
+                   if user not in self.touched}
+        self.touched.clear()
+        if previous is None or not vectors:
+            return
+        points = list(vectors.values())
+        moved = sum(1 for old, new in zip(previous.predict_many(points),
+                                          model.predict_many(points), strict=True) if old != new)
+        self.version_churn.append((model.version, moved, len(points)))
 
     def assignments(self, segmentation: str = "behavior") -> dict[str, str | None]:
         """User -> segment of ``segmentation``, over every worker."""

@@ -57,6 +57,7 @@ def run_quality(settings: Settings, args: argparse.Namespace) -> int:
     one_seconds = time.perf_counter() - started
     print(f"model        version {one.model.version}, {clusters} segments, "
           f"{one_seconds:.1f} s")
+    _version_churn(one)
     offline = ari_against_offline_kmeans(final, one.vectors(), clusters)
     print(f"ARI          vs planted personas {ari_against_personas(final, plans):.4f}; "
           f"vs scikit-learn KMeans offline {offline:.4f}")
@@ -89,6 +90,17 @@ def _sampled(settings: Settings, events: list[dict[str, Any]], plans: dict[str, 
     print(f"sampled      learning from 25% of the users: ARI vs planted personas "
           f"{ari_against_personas(run.assignments(), plans):.4f}, {seconds:.1f} s "
           f"({seconds / full_seconds:.2f} of learning from all)")
+
+
+def _version_churn(run: ShopRun) -> None:
+    """Per version, the share of users without new events since the previous one that the
+    version moved (the stability target: at most 1%)."""
+    shares = [(version, moved / quiet) for version, moved, quiet in run.version_churn]
+    worst = max(shares, key=lambda pair: pair[1], default=(0, 0.0))
+    over = sum(1 for _, share in shares if share > 0.01)
+    print(f"per version  quiet users moved: worst {worst[1]:.2%} (version {worst[0]}), "
+          f"{over} of {len(shares)} versions above 1%; behaviour changes by cause "
+          f"{dict(run.changes)}")
 
 
 def _only(assignments: dict[str, str | None], users: set[str]) -> dict[str, str | None]:

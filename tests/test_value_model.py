@@ -101,7 +101,7 @@ def test_a_published_value_model_survives_the_topic_and_a_resume() -> None:
     copy = BehaviorModel.from_json(model.to_json())
     assert copy.value == model.value
     resumed = BehaviorTrainer(trainer.settings, copy, VALUE)
-    assert resumed.value == model.value
+    assert resumed.value.model == model.value
     # Statistics carry the customer summaries through their topic too.
     delta = StatsDelta(customers={"c1": customers["c1"], "gone": None})
     assert StatsDelta.from_json(delta.to_json()).customers == delta.customers
@@ -112,13 +112,13 @@ def test_too_few_customers_or_no_repeat_buyers_publish_no_value_model() -> None:
     trainer = BehaviorTrainer(BEHAVIOR, value=VALUE)
     sample = {u: [0.0] * DIMENSIONS for u in customers}
     trainer.learn(StatsDelta(sample=sample, customers=customers), offset=0)
-    assert trainer.next_version(now=0.0) is None or trainer.value is None
+    assert trainer.next_version(now=0.0) is None or trainer.value.model is None
     once = {u: [1.0, T_END - n * DAY, T_END - n * DAY, 30.0] for n, u in enumerate(
         f"o{n}" for n in range(300))}  # everyone bought once: nothing to learn repeat rates from
     lonely = BehaviorTrainer(BEHAVIOR, value=VALUE)
     lonely.learn(StatsDelta(sample={u: [0.0] * DIMENSIONS for u in once}, customers=once), 0)
     lonely.next_version(now=0.0)
-    assert lonely.value is None or lonely.value.params.q > 1
+    assert lonely.value.model is None or lonely.value.model.params.q > 1
 
 
 def test_the_engine_places_customers_in_tiers_and_rules_read_the_prediction() -> None:
