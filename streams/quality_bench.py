@@ -87,6 +87,10 @@ def _sampled(settings: Settings, events: list[dict[str, Any]], plans: dict[str, 
     run.feed(events)
     run.settle()
     seconds = time.perf_counter() - started
+    if run.model is None:
+        print(f"sampled      learning from 25% of the users: no model, fewer learned users "
+              f"than behavior.warmup_users ({behavior.warmup_users})")
+        return
     print(f"sampled      learning from 25% of the users: ARI vs planted personas "
           f"{ari_against_personas(run.assignments(), plans):.4f}, {seconds:.1f} s "
           f"({seconds / full_seconds:.2f} of learning from all)")
