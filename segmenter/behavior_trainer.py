@@ -43,6 +43,7 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+from river.drift import ADWIN
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
@@ -76,6 +77,9 @@ class BehaviorTrainer:
         self.offset = -1
         self.next_id = 1
         self.refitted_at = 0.0
+        #: ADWIN over changed users' distances to their centres; a change allows a refit.
+        self.drift = ADWIN(delta=settings.drift_delta)
+        self.drifted = False
         #: Users in the reservoir when the centres were last fitted or checked.
         self.fitted_on = 0
         #: Segment id -> when its centre was placed (a new centre gets time to gather users).
@@ -115,7 +119,21 @@ class BehaviorTrainer:
                 self.reservoir.pop(user_id, None)
             else:
                 self._keep(user_id, vector)
+        self._watch_drift([v for v in delta.sample.values() if v is not None])
         self.value.learn(delta.customers)
+
+    def _watch_drift(self, vectors: list[list[float]]) -> None:
+        """Feed each changed user's distance to their nearest centre (in standard deviations)
+        to ADWIN: a new kind of shopper, or one kind changing habits, shifts its mean."""
+        if self.model is None or not vectors:
+            return
+        points = np.asarray(vectors, dtype=float) / self.model.scale
+        centres = self.model.centres / self.model.scale
+        nearest = np.sqrt(((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).min(1))
+        for distance in nearest.tolist():
+            self.drift.update(distance)
+            if self.drift.drift_detected:
+                self.drifted = True
 
     def _keep(self, user_id: str, vector: list[float]) -> None:
         """Bottom-k sampling: the users with the smallest id hashes, always their latest
@@ -147,14 +165,18 @@ class BehaviorTrainer:
             if len(self.reservoir) < self.settings.warmup_users:
                 return None
             self.refitted_at, self.fitted_on = now, len(self.reservoir)
-            ids, centres = self._fit()
+            centres = self._fit()
+            ids = [self._new_id() for _ in centres]
             self.born = dict.fromkeys(ids, now)
             return self._publish(ids, centres)
         # Early on the sample grows fast and the first centres were fitted on few users:
-        # look again whenever it has doubled, not only every refit_interval_s.
+        # look again whenever it has doubled. Later, only when the users' distances to their
+        # centres drifted (ADWIN), at most every refit_interval_s: a refit is for a new
+        # grouping, not a schedule.
         grown = len(self.reservoir) >= 2 * self.fitted_on
-        if grown or now - self.refitted_at >= self.settings.refit_interval_s:
+        if grown or (self.drifted and now - self.refitted_at >= self.settings.refit_interval_s):
             self.refitted_at, self.fitted_on = now, len(self.reservoir)
+            self.drifted = False
             refit = self._refit(now)
             if refit is not None:
                 return refit
@@ -185,31 +207,59 @@ class BehaviorTrainer:
                 centres[row] = total / count
             if self._too_small(segment, count, users, now):
                 small.append(row)
+        if not small:
+            centres, scale = self._damped(model, centres, scale)
         moved = np.abs((centres - model.centres) / scale).max()
         rescaled = np.abs(scale / model.scale - 1).max()
         if (moved < self.settings.min_centre_shift and rescaled < 0.01 and not small
-                and not self.population_changed):
+                and not self.population_changed and not self._shares_moved(model, users)):
             return None
         if moved < self.settings.min_centre_shift and rescaled < 0.01 and not small:
-            # Only the customer population moved: the same centres, so no one is re-placed.
+            # Only the customer population or the segments' sizes moved: the same centres,
+            # so no one is re-placed.
             return self._publish(model.ids, model.centres, (model.mean, model.scale))
         # A segment too small is merged away: its users go to their nearest other segment.
         keep = [row for row in range(len(model.ids)) if row not in small[:len(model.ids) - 2]]
-        return self._publish([model.ids[row] for row in keep], centres[keep])
+        return self._publish([model.ids[row] for row in keep], centres[keep],
+                             (self._spread()[1], scale))
+
+    def _shares_moved(self, model: BehaviorModel, users: float) -> bool:
+        """Whether a segment's share of the users is a point off its published profile (its
+        members arrive after a refit or a merge; the profiles must catch up)."""
+        if users <= 0:
+            return False
+        return any(abs(float(self.stats.get(s, (0,))[0]) / users
+                       - model.profiles.get(s, {}).get("share", 0.0)) > 0.01 for s in model.ids)
+
+    def _damped(self, model: BehaviorModel, centres: Any, scale: Any) -> tuple[Any, Any]:
+        """The longest step from the current centres and scale toward these that re-places
+        at most ``max_churn`` of the sampled users (halving down to a sixteenth; none if even
+        that is too much): each version moves few users who did nothing, and the centres
+        still get where the members' means are, over several versions."""
+        sample = list(self.reservoir.values())
+        if not sample:
+            return centres, scale
+        before = model.predict_many(sample)
+        for step in (1.0, 0.5, 0.25, 0.125, 0.0625):
+            moved = model.centres + step * (centres - model.centres)
+            rescaled = model.scale + step * (scale - model.scale)
+            after = BehaviorModel(0, model.ids, moved, rescaled).predict_many(sample)
+            if _churn(before, after) <= self.settings.max_churn:
+                return moved, rescaled
+        return model.centres, model.scale
 
     def _too_small(self, segment: str, count: float, users: float, now: float) -> bool:
         """Below min_share once its users had time to arrive (a few publishing rounds)."""
         settled = now - self.born.get(segment, -np.inf) > 5 * self.settings.publish_interval_s
         return settled and users > 0 and count / users < self.settings.min_share
 
-    def _fit(self) -> tuple[list[str], Any]:
+    def _fit(self) -> Any:
+        """Fresh centres for the reservoir (no ids: a fit that is not taken uses none up)."""
         points = np.asarray(list(self.reservoir.values()))
         scale = np.maximum(points.std(axis=0), 1e-9)
         centres, labels = self._kmeans(points / scale)
         shares = np.bincount(labels, minlength=len(centres)) / len(points)
-        centres = centres[shares >= self.settings.min_share] * scale
-        ids = [self._new_id() for _ in centres]
-        return ids, centres
+        return centres[shares >= self.settings.min_share] * scale
 
     def _kmeans(self, scaled: Any) -> tuple[Any, Any]:
         """k-means++ with restarts; the number of clusters from config or by silhouette."""
@@ -241,10 +291,15 @@ class BehaviorTrainer:
         # that a refit is taken for a better optimum, never for a few Lloyd steps.
         current = KMeans(len(model.ids), init=model.centres / model.scale,
                          n_init=1).fit(points).inertia_
-        _, fresh = self._fit()
+        fresh = self._fit()
         fresh_inertia = _inertia(points, fresh / model.scale)
         if fresh_inertia > (1 - self.settings.refit_gain) * current:
             return None
+        sample = list(self.reservoir.values())
+        trial = BehaviorModel(0, [str(n) for n in range(len(fresh))], fresh, model.scale)
+        if _churn(model.predict_many(sample), trial.predict_many(sample), model.ids,
+                  trial.ids) <= self.settings.max_churn:
+            return None  # the same grouping: nothing worth moving anyone for
         ids = self._match(model, fresh)
         self.born.update({segment: now for segment in ids if segment not in model.ids})
         return self._publish(ids, fresh)
@@ -291,6 +346,22 @@ class BehaviorTrainer:
                                    {d: dict(bins) for d, bins in population.items()} or None,
                                    self.value.model)
         return self.model
+
+
+def _churn(before: list[str], after: list[str], before_ids: list[str] | None = None,
+           after_ids: list[str] | None = None) -> float:
+    """Share of points placed differently. With ids given, the two groupings' ids are first
+    matched one to one by their overlap (a refit's ids are not the current ones yet)."""
+    if not before:
+        return 0.0
+    if before_ids is None or after_ids is None:
+        return sum(1 for a, b in zip(before, after, strict=True) if a != b) / len(before)
+    table = np.zeros((len(before_ids), len(after_ids)))
+    row, col = {s: n for n, s in enumerate(before_ids)}, {s: n for n, s in enumerate(after_ids)}
+    for a, b in zip(before, after, strict=True):
+        table[row[a], col[b]] += 1
+    rows, cols = linear_sum_assignment(-table)
+    return 1.0 - table[rows, cols].sum() / len(before)
 
 
 def _inertia(points: Any, centres: Any) -> float:

@@ -116,6 +116,12 @@ class BehaviorSettings(StrictModel):
     refit_gain: float = Field(gt=0, lt=1)
     #: A re-fitted centre keeps an old id if it is this close (standard deviations).
     match_distance: float = Field(gt=0)
+    #: A version moves at most this share of the sampled users whose vectors did not change
+    #: (centre steps are shortened to fit), unless the grouping itself changed (a refit
+    #: after drift, a segment merged away).
+    max_churn: float = Field(0.005, ge=0, le=1)
+    #: ADWIN's confidence over users' distances to their centres: smaller detects less.
+    drift_delta: float = Field(0.002, gt=0, lt=1)
     #: Users re-evaluated per second after a new version.
     sweep_per_second: int = Field(ge=1)
     seed: int

@@ -69,11 +69,12 @@ class ShopRun:
         self.swept = 0
         #: Users whose own events were processed since the last version.
         self.touched: set[str] = set()
-        #: Per version after the first: (version, quiet users it moved, quiet users); quiet:
+        #: Per version after the first: (version, quiet users it moved, quiet users, whether
+        #: its ids differ from the previous version's: a regrouping); quiet:
         #: no new events since the previous version. Moved: placed elsewhere by the new
         #: version than by the previous one, on the same vectors (time passing moves users
         #: whatever the version; that is not the model's doing).
-        self.version_churn: list[tuple[int, int, int]] = []
+        self.version_churn: list[tuple[int, int, int, bool]] = []
 
     def _worker(self) -> _Worker:
         engine = SegmentEngine(self.settings, self.partition)
@@ -180,7 +181,8 @@ class ShopRun:
         points = list(vectors.values())
         moved = sum(1 for old, new in zip(previous.predict_many(points),
                                           model.predict_many(points), strict=True) if old != new)
-        self.version_churn.append((model.version, moved, len(points)))
+        self.version_churn.append((model.version, moved, len(points),
+                                   previous.ids != model.ids))
 
     def assignments(self, segmentation: str = "behavior") -> dict[str, str | None]:
         """User -> segment of ``segmentation``, over every worker."""

@@ -98,12 +98,17 @@ def _sampled(settings: Settings, events: list[dict[str, Any]], plans: dict[str, 
 
 def _version_churn(run: ShopRun) -> None:
     """Per version, the share of users without new events since the previous one that the
-    version moved (the stability target: at most 1%)."""
-    shares = [(version, moved / quiet) for version, moved, quiet in run.version_churn]
-    worst = max(shares, key=lambda pair: pair[1], default=(0, 0.0))
-    over = sum(1 for _, share in shares if share > 0.01)
-    print(f"per version  quiet users moved: worst {worst[1]:.2%} (version {worst[0]}), "
-          f"{over} of {len(shares)} versions above 1%; behaviour changes by cause "
+    version moved (the stability target: at most 1%), apart for versions that regrouped
+    (ids changed: a refit after drift or growth, a segment merged away)."""
+    steps = [(version, moved / quiet) for version, moved, quiet, regroup in run.version_churn
+             if not regroup]
+    regroups = [f"v{version} {moved / quiet:.1%}"
+                for version, moved, quiet, regroup in run.version_churn if regroup]
+    worst = max(steps, key=lambda pair: pair[1], default=(0, 0.0))
+    over = sum(1 for _, share in steps if share > 0.01)
+    print(f"per version  quiet users moved by a version that kept the grouping: worst "
+          f"{worst[1]:.2%} (v{worst[0]}), {over} of {len(steps)} above 1%; regroupings "
+          f"{len(regroups)} ({', '.join(regroups) or 'none'}); behaviour changes by cause "
           f"{dict(run.changes)}")
 
 
