@@ -44,11 +44,10 @@ from typing import Any
 
 import numpy as np
 from river.drift import ADWIN
-from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_score
 
 from segmenter.behavior import DIMENSIONS, BehaviorModel, StatsDelta, describe, sample_hash
+from segmenter.clusterers import kmeans_plus_plus, match_ids, moved_share
 from segmenter.clv import ValueTrainer
 from segmenter.segmentation_settings import BehaviorSettings, ValueSettings
 
@@ -97,6 +96,9 @@ class BehaviorTrainer:
         self.offset = state.get("offset", -1)
         self.next_id = state.get("next_id", len(model.ids) + 1)
         self.sample_below = state.get("sample_below", 1.0)
+        # The sample the centres were fitted on, not this trainer's (empty) one: a trainer
+        # taking over must not take its refilling sample for growth and re-fit at once.
+        self.fitted_on = state.get("fitted_on", self.settings.reservoir_size)
         self.partitions = {int(p): {d: {int(i): n for i, n in bins.items()}
                                     for d, bins in dims.items()}
                            for p, dims in state.get("partitions", {}).items()}
@@ -111,9 +113,10 @@ class BehaviorTrainer:
             entry[0] += count
             entry[1] = entry[1] + total
             entry[2] = entry[2] + squares
-        if delta.population:
-            self.partitions.update(delta.population)  # whole counts: the latest wins
-            self.population_changed = True
+        for partition, counts in delta.population.items():  # whole counts: the latest wins
+            if self.partitions.get(partition) != counts:  # a new owner sends the same again
+                self.partitions[partition] = counts
+                self.population_changed = True
         for user_id, vector in delta.sample.items():
             if vector is None:  # the user is gone (a visitor merged into a customer)
                 self.reservoir.pop(user_id, None)
@@ -224,12 +227,18 @@ class BehaviorTrainer:
                              (self._spread()[1], scale))
 
     def _shares_moved(self, model: BehaviorModel, users: float) -> bool:
-        """Whether a segment's share of the users is a point off its published profile (its
-        members arrive after a refit or a merge; the profiles must catch up)."""
+        """Whether a segment's share of the users is half again or half less than its
+        published profile says (its members arrive after a refit or a merge, and the profile
+        must catch up; smaller swings, as when partitions move between workers, wait for the
+        next version)."""
         if users <= 0:
             return False
-        return any(abs(float(self.stats.get(s, (0,))[0]) / users
-                       - model.profiles.get(s, {}).get("share", 0.0)) > 0.01 for s in model.ids)
+        for segment in model.ids:
+            share = float(self.stats.get(segment, (0,))[0]) / users
+            published = model.profiles.get(segment, {}).get("share", 0.0)
+            if abs(share - published) > max(0.01, 0.5 * published):
+                return True
+        return False
 
     def _damped(self, model: BehaviorModel, centres: Any, scale: Any) -> tuple[Any, Any]:
         """The longest step from the current centres and scale toward these that re-places
@@ -237,14 +246,16 @@ class BehaviorTrainer:
         that is too much): each version moves few users who did nothing, and the centres
         still get where the members' means are, over several versions."""
         sample = list(self.reservoir.values())
-        if not sample:
-            return centres, scale
+        if len(sample) < self.settings.warmup_users:
+            # Too few users to tell whom a step moves (a trainer that just took over, whose
+            # sample refills as users change): stay where the last version is.
+            return model.centres, model.scale
         before = model.predict_many(sample)
         for step in (1.0, 0.5, 0.25, 0.125, 0.0625):
             moved = model.centres + step * (centres - model.centres)
             rescaled = model.scale + step * (scale - model.scale)
             after = BehaviorModel(0, model.ids, moved, rescaled).predict_many(sample)
-            if _churn(before, after) <= self.settings.max_churn:
+            if moved_share(before, after) <= self.settings.max_churn:
                 return moved, rescaled
         return model.centres, model.scale
 
@@ -264,21 +275,9 @@ class BehaviorTrainer:
     def _kmeans(self, scaled: Any) -> tuple[Any, Any]:
         """k-means++ with restarts; the number of clusters from config or by silhouette."""
         clusters = self.settings.clusters
-        options = [clusters] if isinstance(clusters, int) else list(
-            range(self.settings.auto_range[0], self.settings.auto_range[1] + 1))
-        best: tuple[float, Any, Any] | None = None
-        for k in options:
-            if k >= len(scaled):
-                break
-            fit = KMeans(k, init="k-means++", n_init=5, random_state=self.settings.seed)
-            labels = fit.fit_predict(scaled)
-            score = 0.0 if len(options) == 1 else silhouette_score(
-                scaled, labels, sample_size=min(2000, len(scaled)),
-                random_state=self.settings.seed)
-            if best is None or score > best[0]:
-                best = (score, fit.cluster_centers_, labels)
-        assert best is not None, "the reservoir holds fewer users than clusters"
-        return best[1], best[2]
+        options = clusters if isinstance(clusters, int) else range(
+            self.settings.auto_range[0], self.settings.auto_range[1] + 1)
+        return kmeans_plus_plus(scaled, options, self.settings.seed)
 
     def _refit(self, now: float) -> BehaviorModel | None:
         """A fresh fit on the reservoir, if it is clearly better; its centres keep old ids."""
@@ -297,24 +296,18 @@ class BehaviorTrainer:
             return None
         sample = list(self.reservoir.values())
         trial = BehaviorModel(0, [str(n) for n in range(len(fresh))], fresh, model.scale)
-        if _churn(model.predict_many(sample), trial.predict_many(sample), model.ids,
-                  trial.ids) <= self.settings.max_churn:
+        if moved_share(model.predict_many(sample), trial.predict_many(sample),
+                       match=True) <= self.settings.max_churn:
             return None  # the same grouping: nothing worth moving anyone for
         ids = self._match(model, fresh)
         self.born.update({segment: now for segment in ids if segment not in model.ids})
         return self._publish(ids, fresh)
 
     def _match(self, model: BehaviorModel, fresh: Any) -> list[str]:
-        """Ids for fresh centres: an old centre's id when matched to it (Hungarian method)."""
-        old, new = model.centres / model.scale, fresh / model.scale
-        # Distances, not their squares: one far new centre must not pull matches apart.
-        cost = np.sqrt(((new[:, None, :] - old[None, :, :]) ** 2).sum(axis=2))
-        rows, cols = linear_sum_assignment(cost)
-        ids = [""] * len(new)
-        for row, col in zip(rows, cols, strict=True):
-            if cost[row, col] <= self.settings.match_distance:
-                ids[row] = model.ids[col]
-        return [segment or self._new_id() for segment in ids]
+        """Ids for fresh centres: the id of the old centre each continues, else a new one."""
+        matched = match_ids(model.centres / model.scale, fresh / model.scale,
+                            self.settings.match_distance)
+        return [self._new_id() if row is None else model.ids[row] for row in matched]
 
     def _new_id(self) -> str:
         segment = f"b{self.next_id}"
@@ -336,7 +329,8 @@ class BehaviorTrainer:
                     for s, c in zip(ids, centres, strict=True)}
         stats = {s: [n, a.tolist(), b.tolist()] for s, (n, a, b) in self.stats.items()}
         training = {"stats": stats, "offset": self.offset, "next_id": self.next_id,
-                    "sample_below": self.sample_below, "partitions": self.partitions}
+                    "sample_below": self.sample_below, "partitions": self.partitions,
+                    "fitted_on": self.fitted_on}
         population: dict[str, Counter[int]] = {}
         for dimensions in self.partitions.values():
             for dimension, bins in dimensions.items():
@@ -346,22 +340,6 @@ class BehaviorTrainer:
                                    {d: dict(bins) for d, bins in population.items()} or None,
                                    self.value.model)
         return self.model
-
-
-def _churn(before: list[str], after: list[str], before_ids: list[str] | None = None,
-           after_ids: list[str] | None = None) -> float:
-    """Share of points placed differently. With ids given, the two groupings' ids are first
-    matched one to one by their overlap (a refit's ids are not the current ones yet)."""
-    if not before:
-        return 0.0
-    if before_ids is None or after_ids is None:
-        return sum(1 for a, b in zip(before, after, strict=True) if a != b) / len(before)
-    table = np.zeros((len(before_ids), len(after_ids)))
-    row, col = {s: n for n, s in enumerate(before_ids)}, {s: n for n, s in enumerate(after_ids)}
-    for a, b in zip(before, after, strict=True):
-        table[row[a], col[b]] += 1
-    rows, cols = linear_sum_assignment(-table)
-    return 1.0 - table[rows, cols].sum() / len(before)
 
 
 def _inertia(points: Any, centres: Any) -> float:

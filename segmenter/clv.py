@@ -167,23 +167,35 @@ def fit_value_model(summaries: list[list[float]], horizon_weeks: float,
     mean order value is what is kept), not on repeat orders alone as in the paper: the same
     model of spend, with one more observation per customer.
     """
-    data = np.asarray(summaries, dtype=float)
-    now = data[:, 2].max()
-    x = data[:, 0] - 1
-    T = (now - data[:, 1]) / WEEK
-    t_x = (data[:, 2] - data[:, 1]) / WEEK
-    m = np.maximum(data[:, 3], 0.01)
+    x, t_x, T, m = _arrays(summaries)
     keep = T > 0  # a first order at the very fit time says nothing yet
     params = fit(x[keep], t_x[keep], T[keep], m[keep], spend_counts=x[keep] + 1)
-    values = np.array([params.expected_purchases(horizon_weeks, *row[:3])
-                       * params.expected_spend(row[0] + 1, row[3]) for row in
-                       zip(x[keep], t_x[keep], T[keep], m[keep], strict=True)])
+    values = predicted_values(params, horizon_weeks, summaries)[keep]
     values = values[np.isfinite(values)]
     if not len(values):
         raise ValueError("no customer's value could be predicted")
     thresholds = [(name, float(np.quantile(values, 1 - share)) if share < 1 else 0.0)
                   for name, share in tiers]
     return ValueModel(params, horizon_weeks, thresholds, int(keep.sum()))
+
+
+def predicted_values(params: BuyTillYouDie, horizon_weeks: float,
+                     summaries: list[list[float]]) -> np.ndarray:
+    """Each summarised customer's predicted value as of the latest order among them."""
+    x, t_x, T, m = _arrays(summaries)
+    return np.array([params.expected_purchases(horizon_weeks, *row[:3])
+                     * params.expected_spend(row[0] + 1, row[3])
+                     for row in zip(x, t_x, T, m, strict=True)])
+
+
+def _arrays(summaries: list[list[float]]) -> tuple[np.ndarray, ...]:
+    """Repeat orders, time of the last and age (weeks, as of the latest order among them),
+    mean order value."""
+    data = np.asarray(summaries, dtype=float)
+    now = data[:, 2].max()
+    x = data[:, 0] - 1
+    return (x, (data[:, 2] - data[:, 1]) / WEEK, (now - data[:, 1]) / WEEK,
+            np.maximum(data[:, 3], 0.01))
 
 
 
@@ -196,9 +208,10 @@ class ValueTrainer:
         #: Sampled customers -> summary (:func:`customer_summary`).
         self.customers: dict[str, list[float]] = {}
         self.model = model
-        self.fitted_at = -np.inf
+        #: None: resumed from a published model; the interval counts from the first call.
+        self.fitted_at: float | None = -np.inf if model is None else None
         #: Customers in the sample at which to fit again before the interval is over.
-        self.refit_size = 0
+        self.refit_size = 0 if model is None else 2 * model.customers
         #: Why the last fit was not used (for the log), None if it was.
         self.problem: str | None = None
 
@@ -217,6 +230,8 @@ class ValueTrainer:
             return False
         # Early on the sample grows fast: fit again whenever it has doubled (grown by a tenth
         # after a fit that could not be used).
+        if self.fitted_at is None:
+            self.fitted_at = now
         grown = len(self.customers) >= self.refit_size
         if not grown and now - self.fitted_at < settings.refit_interval_s:
             return False
@@ -237,9 +252,21 @@ class ValueTrainer:
         if not (all(np.isfinite(list(params.to_dict().values()))) and params.p + params.q > 1):
             self.problem = f"value model fit unusable: {params}"
             return False
-        self.model, self.problem = value, None
         self.refit_size = 2 * len(self.customers)
+        if self.model is not None and self._same_tiers(self.model, value):
+            self.problem = None
+            return False  # a refit that moves (almost) no one is not worth a version
+        self.model, self.problem = value, None
         return True
+
+    def _same_tiers(self, old: ValueModel, new: ValueModel) -> bool:
+        """Whether the new model puts at most 1% of the sampled customers in another tier."""
+        summaries = list(self.customers.values())
+        before = [old.tier(v) for v in predicted_values(old.params, old.horizon_weeks,
+                                                        summaries)]
+        after = [new.tier(v) for v in predicted_values(new.params, new.horizon_weeks,
+                                                       summaries)]
+        return sum(a != b for a, b in zip(before, after, strict=True)) <= 0.01 * len(before)
 
 
 def fit(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, m: np.ndarray,

@@ -75,6 +75,10 @@ class ShopRun:
         #: version than by the previous one, on the same vectors (time passing moves users
         #: whatever the version; that is not the model's doing).
         self.version_churn: list[tuple[int, int, int, bool]] = []
+        #: Every user's behaviour vector each time their events changed it, in order (kept
+        #: when ``record_vectors`` is set: the stream other clusterers learn from).
+        self.record_vectors = False
+        self.vector_stream: list[tuple[str, list[float]]] = []
 
     def _worker(self) -> _Worker:
         engine = SegmentEngine(self.settings, self.partition)
@@ -126,6 +130,10 @@ class ShopRun:
                     return self.partition(user_id) % len(self.workers) == n
                 outcome = worker.processor.process(messages, worker.store.get, owns)
                 self.touched.update(outcome.records)
+                if self.record_vectors:
+                    now = worker.processor.watermark
+                    self.vector_stream += [(user, behavior_vector(record.features.snapshot(now)))
+                                           for user, record in outcome.records.items()]
                 handoffs += [(identity, key, value) for key, value in outcome.handoffs]
                 self._commit(worker, outcome)
         return handoffs

@@ -24,6 +24,7 @@ import numpy as np
 from features.profile import DAY
 from segmenter.behavior import behavior_vector
 from segmenter.settings import Settings
+from streams.clusterer_compare import compare_clusterers
 from streams.personas import UserPlan, plan_events
 from streams.quality import (
     ShopRun,
@@ -41,6 +42,8 @@ def add_quality_parser(commands: argparse._SubParsersAction) -> None:
     quality.add_argument("--users", type=int, default=3000)
     quality.add_argument("--days", type=float, default=90.0)
     quality.add_argument("--seed", type=int, default=7)
+    quality.add_argument("--compare", action="store_true",
+                         help="also River's own clusterers on the same stream")
 
 
 def run_quality(settings: Settings, args: argparse.Namespace) -> int:
@@ -49,6 +52,7 @@ def run_quality(settings: Settings, args: argparse.Namespace) -> int:
           f"({args.days:g} days, 6 planted personas)")
     started = time.perf_counter()
     one = ShopRun(settings, workers=1)
+    one.record_vectors = args.compare
     one.feed(events)
     one.settle()
     assert one.model is not None, "no model: fewer users than behavior.warmup_users?"
@@ -58,6 +62,8 @@ def run_quality(settings: Settings, args: argparse.Namespace) -> int:
     print(f"model        version {one.model.version}, {clusters} segments, "
           f"{one_seconds:.1f} s")
     _version_churn(one)
+    if args.compare:
+        compare_clusterers(one, plans, clusters, args.seed)
     offline = ari_against_offline_kmeans(final, one.vectors(), clusters)
     print(f"ARI          vs planted personas {ari_against_personas(final, plans):.4f}; "
           f"vs scikit-learn KMeans offline {offline:.4f}")

@@ -32,7 +32,7 @@ def config(tmp_path: Path) -> Path:
         # a compressed history: three topics consumed side by side drift apart in event time
         "features:\n  allowed_lateness_minutes: 200000\n"
         "segmentations:\n  behavior:\n    warmup_users: 60\n    publish_interval_s: 0.5\n"
-        "    refit_interval_s: 5\n"
+        "    refit_interval_s: 3600\n"
         "  value:\n    min_customers: 50\n"
     )
     return path

@@ -50,7 +50,7 @@ async def test_segments_command(memberships: str, capsys: pytest.CaptureFixture[
     assert await _main(["segments", "--json"]) == 0
     catalogue = orjson.loads(capsys.readouterr().out)
     assert set(catalogue) == {"rfm", "lifecycle", "age_band", "cart_abandoners", "vip",
-                              "browsers", "one_time_buyers"}
+                              "browsers", "one_time_buyers", "value_tier"}
     assert catalogue["vip"]["vip"]["description"].startswith("Spent 1000")
     sizes = {name: p["size"] for name, p in catalogue["lifecycle"].items()}
     assert sizes == {"visitor": 1, "lapsing": 1, "loyal": 0, "new_customer": 0, "repeat": 0,

@@ -59,7 +59,7 @@ def test_shipped_rules_are_segmentations_with_their_dwell() -> None:
     engine = SegmentEngine(load_settings(environ={}))
     names = [s.name for s in engine.segmentations]
     assert names == ["rfm", "lifecycle", "country", "age_band", "cart_abandoners", "vip",
-                     "browsers", "one_time_buyers"]
+                     "browsers", "one_time_buyers", "value_tier"]
     assert engine.dwell["vip"] == 3600 and engine.dwell["cart_abandoners"] == 0
     assert engine.catalogue()["vip"]["vip"].startswith("Spent 1000 in a year")
 
