@@ -25,7 +25,7 @@ from features.profile import DAY
 from segmenter.behavior import behavior_vector
 from segmenter.settings import Settings
 from streams.clusterer_compare import compare_clusterers
-from streams.personas import UserPlan, plan_events
+from streams.personas import PERSONAS, UserPlan, plan_events
 from streams.quality import (
     ShopRun,
     agreement,
@@ -77,6 +77,7 @@ def run_quality(settings: Settings, args: argparse.Namespace) -> int:
     print(f"two workers  {alike:.2%} of users placed as by one worker; ARI of the two-worker "
           f"run vs planted personas {ari_against_personas(two.assignments(), plans):.4f}")
     _drift(one, plans, args.seed)
+    _new_kind(settings, args.users, args.seed)
     _costs(one)
     _sampled(settings, events, plans, one_seconds)
     return 0
@@ -177,6 +178,57 @@ def _drift(run: ShopRun, plans: dict[str, UserPlan], seed: int) -> None:
           f"left the window shoppers' segment after {fed:,} of {len(shift):,} shifted events "
           f"({(run.model.version if run.model else 0) - version} versions); {joined:.0%} are "
           "in the bargain hunters' segment")
+
+
+def _new_kind(settings: Settings, users: int, seed: int) -> None:
+    """A kind of shopper the shop did not have appears midway: cart abandoners arrive for the
+    last 30 of 90 days. Do they get a segment of their own, and when; does the rest keep
+    theirs?"""
+    others = {name: 1.0 for name in PERSONAS if name != "cart_abandoner"}
+    early, plans = plan_events(users, 60, seed, END - 30 * DAY, mix=others)
+    late, late_plans = plan_events(users // 5, 30, seed + 1, END,
+                                   mix={"cart_abandoner": 1.0})
+    for event in late:  # their own ids: the two plans number users alike
+        event["event_id"] = f"new-{event['event_id']}"
+        for key in ("user_id", "anonymous_id"):
+            if event.get(key):
+                event[key] = f"new-{event[key]}"
+    plans |= {f"new-{user}": plan for user, plan in late_plans.items()}
+    newcomers = {f"new-{user}" for user in late_plans}
+    run = ShopRun(settings, workers=1)
+    run.feed(early)
+    run.settle()
+    before = run.assignments()
+    version, fed, own = run.model.version if run.model else 0, 0, None
+
+    def their_own() -> str | None:
+        """Their segment, if 80% of them share one that none held before they came."""
+        placed = run.assignments()
+        segment, count = Counter(placed.get(u) for u in newcomers).most_common(1)[0]
+        return segment if (segment not in set(before.values())
+                           and count >= 0.8 * len(newcomers)) else None
+
+    for n in range(0, len(late), 1000):
+        run.feed(late[n:n + 1000])
+        fed += len(late[n:n + 1000])
+        own = their_own()
+        if own:
+            break
+    run.settle()
+    own = own or their_own()
+    placed = run.assignments()
+    kept = agreement(_only(before, set(before)), _only(placed, set(before)))
+    steps = [moved / quiet for _, moved, quiet, regroup in run.version_churn if not regroup]
+    regroups = sum(1 for *_, regroup in run.version_churn if regroup)
+    found = (f"a segment of their own ({own}, 80% of them) after {fed:,} of {len(late):,} of "
+             "their events" if own else "no segment of their own")
+    clusters = len(run.model.ids) if run.model else 1
+    offline = ari_against_offline_kmeans(placed, run.vectors(), clusters)
+    print(f"new kind     cart abandoners arrive for the last 30 days: {found} "
+          f"({(run.model.version if run.model else 0) - version} versions); the others "
+          f"{kept:.2%} placed as before; ARI vs planted {ari_against_personas(placed, plans):.4f}"
+          f", vs offline KMeans {offline:.4f}; versions keeping the grouping: worst "
+          f"{max(steps, default=0):.2%}, {regroups} regroupings")
 
 
 def _costs(run: ShopRun) -> None:
