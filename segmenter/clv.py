@@ -54,6 +54,8 @@ DAY = 86_400.0
 #: model's homogeneous limit), where the closed forms overflow; a large finite value gives the
 #: same predictions within a fraction of a percent.
 LOG_BOUND = 9.0
+#: How often the trainer checks whether the value tiers' shares drifted from their targets.
+TIER_CHECK_S = 60.0
 #: What the value model adds to every user's features (0 without orders or before a model).
 VALUE_FEATURES = tuple(MODEL_FEATURES)
 
@@ -214,6 +216,7 @@ class ValueTrainer:
         self.refit_size = 0 if model is None else 2 * model.customers
         #: Why the last fit was not used (for the log), None if it was.
         self.problem: str | None = None
+        self.checked_at = -np.inf
 
     def learn(self, customers: Mapping[str, list[float] | None]) -> None:
         for user_id, summary in customers.items():
@@ -233,7 +236,8 @@ class ValueTrainer:
         if self.fitted_at is None:
             self.fitted_at = now
         grown = len(self.customers) >= self.refit_size
-        if not grown and now - self.fitted_at < settings.refit_interval_s:
+        if (not grown and now - self.fitted_at < settings.refit_interval_s
+                and not self._tiers_drifted(now, sampled)):
             return False
         # Customers who left the sample are dropped; the rest is a sample of all customers.
         self.customers = {u: c for u, c in self.customers.items() if u in sampled}
@@ -258,6 +262,25 @@ class ValueTrainer:
             return False  # a refit that moves (almost) no one is not worth a version
         self.model, self.problem = value, None
         return True
+
+    def _tiers_drifted(self, now: float, sampled: Collection[str]) -> bool:
+        """Once a minute: whether a tier's share of the sampled customers is 5 points off
+        its target (customers' orders moved the predictions since the fit)."""
+        if self.model is None or self.settings is None or now - self.checked_at < TIER_CHECK_S:
+            return False
+        self.checked_at = now
+        summaries = [c for u, c in self.customers.items() if u in sampled]
+        if len(summaries) < self.settings.min_customers:
+            return False
+        values = predicted_values(self.model.params, self.model.horizon_weeks, summaries)
+        tiers = [self.model.tier(v) for v in values]
+        target = 0.0
+        for tier in self.settings.tiers:
+            share = tiers.count(tier.name) / len(tiers)
+            if abs(share - (tier.top_share - target)) > 0.05:
+                return True
+            target = tier.top_share
+        return False
 
     def _same_tiers(self, old: ValueModel, new: ValueModel) -> bool:
         """Whether the new model puts at most 1% of the sampled customers in another tier."""

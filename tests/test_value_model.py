@@ -154,3 +154,20 @@ def _order(user: str, n: int, ts: float, total: float) -> OrderEvent:
 def _rule(name: str, text: str) -> RuleSegmentation:
     known = feature_catalogue(tuple(SETTINGS.features.windows_days)) | MODEL_FEATURES
     return RuleSegmentation(compile_rule(name, text, list(known)), SETTINGS.features.params())
+
+
+def test_tiers_whose_shares_drift_from_their_targets_are_refitted_before_the_hour() -> None:
+    from segmenter.clv import TIER_CHECK_S, ValueTrainer
+
+    customers, _ = shop(1000, seed=5)
+    trainer = ValueTrainer(VALUE)
+    trainer.learn(customers)
+    assert trainer.fit(0.0, customers.keys()) and trainer.model is not None
+    first = trainer.model
+    assert not trainer.fit(TIER_CHECK_S + 1, customers.keys())  # on target: nothing to do
+    # A third of the customers order again and again: the top tier swells past its 10%.
+    busy = {u: [s[0] + 20, s[1], T_END, s[3]] for u, s in list(customers.items())[::3]}
+    trainer.learn(busy)
+    assert trainer.fit(2 * TIER_CHECK_S + 2, customers.keys())
+    assert trainer.model is not first
+    assert 2 * TIER_CHECK_S + 2 < VALUE.refit_interval_s
