@@ -46,8 +46,15 @@ import numpy as np
 from river.drift import ADWIN
 from sklearn.cluster import KMeans
 
-from segmenter.behavior import DIMENSIONS, BehaviorModel, StatsDelta, describe, sample_hash
-from segmenter.clusterers import kmeans_plus_plus, match_ids, moved_share
+from segmenter.behavior import (
+    DIMENSIONS,
+    NAMES,
+    BehaviorModel,
+    StatsDelta,
+    describe,
+    sample_hash,
+)
+from segmenter.clusterers import OnlineCentres, kmeans_plus_plus, match_ids, moved_share
 from segmenter.clv import ValueTrainer
 from segmenter.segmentation_settings import BehaviorSettings, ValueSettings
 
@@ -76,6 +83,11 @@ class BehaviorTrainer:
         self.offset = -1
         self.next_id = 1
         self.refitted_at = 0.0
+        clusters = settings.clusters if isinstance(settings.clusters, int) else (
+            settings.auto_range[1])
+        #: A River clusterer learning the sample, if configured instead of the trainer's own.
+        self.online = (None if settings.algorithm == "trainer" else OnlineCentres(
+            settings.algorithm, clusters, NAMES, settings.seed))
         #: ADWIN over changed users' distances to their centres; a change allows a refit.
         self.drift = ADWIN(delta=settings.drift_delta)
         self.drifted = False
@@ -122,7 +134,10 @@ class BehaviorTrainer:
                 self.reservoir.pop(user_id, None)
             else:
                 self._keep(user_id, vector)
-        self._watch_drift([v for v in delta.sample.values() if v is not None])
+        vectors = [v for v in delta.sample.values() if v is not None]
+        if self.online is not None:
+            self.online.learn(vectors)
+        self._watch_drift(vectors)
         self.value.learn(delta.customers)
 
     def _watch_drift(self, vectors: list[list[float]]) -> None:
@@ -164,6 +179,8 @@ class BehaviorTrainer:
 
     def _next_grouping(self, now: float) -> BehaviorModel | None:
         """A version for moved centres, a re-fit or a new population, else None."""
+        if self.online is not None:
+            return self._online_version(now)
         if self.model is None:
             if len(self.reservoir) < self.settings.warmup_users:
                 return None
@@ -184,6 +201,22 @@ class BehaviorTrainer:
             if refit is not None:
                 return refit
         return self._step(now)
+
+    def _online_version(self, now: float) -> BehaviorModel | None:
+        """The configured River clusterer's centres, when they moved; matched ids."""
+        centres = self.online.centres() if self.online is not None else None
+        if centres is None or len(self.reservoir) < self.settings.warmup_users:
+            return None
+        model = self.model
+        if model is None:
+            ids = [self._new_id() for _ in centres]
+            self.born = dict.fromkeys(ids, now)
+            return self._publish(ids, centres)
+        ids = self._match(model, centres)
+        if ids == model.ids and np.abs((centres - model.centres) / model.scale).max() < (
+                self.settings.min_centre_shift):
+            return None
+        return self._publish(ids, centres)
 
     def _spread(self) -> tuple[float, Any, Any]:
         """Number of users, mean and standard deviation per dimension, from all the sums."""

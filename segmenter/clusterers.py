@@ -278,3 +278,40 @@ CANDIDATES: dict[str, Any] = {
     "denstream": _denstream,
     "clustream": _clustream,
 }
+
+
+class OnlineCentres:
+    """One of :data:`CANDIDATES` behind River's online scaling, learning the trainer's sampled
+    vectors one at a time (``segmentations.behavior.algorithm``): its cluster centres, back in
+    the vectors' own units, are what the trainer publishes instead of its own.
+
+    >>> import random
+    >>> online = OnlineCentres("river_kmeans", clusters=2, names=("spend", "visits"), seed=1)
+    >>> rng = random.Random(0)
+    >>> online.learn([[10.0 * (n % 2) + rng.gauss(0, 1), rng.gauss(0, 1)] for n in range(400)])
+    >>> sorted(round(row[0]) for row in online.centres())
+    [0, 10]
+    """
+
+    def __init__(self, algorithm: str, clusters: int, names: Sequence[str],
+                 seed: int | None) -> None:
+        from river import compose, preprocessing
+
+        self.names = tuple(names)
+        self.scaler = preprocessing.StandardScaler()
+        self.clusterer = CANDIDATES[algorithm](clusters, seed=seed)
+        self.model = compose.Pipeline(self.scaler, self.clusterer)
+
+    def learn(self, vectors: Sequence[Sequence[float]]) -> None:
+        for vector in vectors:
+            self.model.learn_one(dict(zip(self.names, vector, strict=True)))
+
+    def centres(self) -> Any:
+        """Centres (one row each, unscaled), or None before the clusterer has two."""
+        centers = list(self.clusterer.centers.values())
+        if len(centers) < 2:
+            return None
+        means = np.array([self.scaler.means[name] for name in self.names])
+        deviations = np.sqrt([max(self.scaler.vars[name], 0.0) for name in self.names])
+        scaled = np.array([[centre.get(name, 0.0) for name in self.names] for centre in centers])
+        return scaled * deviations + means

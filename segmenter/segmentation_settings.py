@@ -97,6 +97,11 @@ class RuleSettings(StrictModel):
 
 class BehaviorSettings(StrictModel):
     enabled: bool
+    #: "trainer": k-means over every worker's statistics (docs/outputs.md); or one of River's
+    #: clusterers (segmenter.clusterers.CANDIDATES) learning the trainer's sample, whose
+    #: centres the trainer publishes instead.
+    algorithm: Literal["trainer", "seeded_kmeans", "river_kmeans", "streamkmeans",
+                       "dbstream", "denstream", "clustream"] = "trainer"
     #: A number of segments, or "auto": the best silhouette in auto_range on the reservoir.
     clusters: int | Literal["auto"]
     auto_range: tuple[int, int]

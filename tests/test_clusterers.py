@@ -105,3 +105,32 @@ def test_the_shared_rules() -> None:
     assert match_ids(centres, np.asarray([[50.0, 50.0]]), 1.0) == [None]
     assert moved_share([1, 1, 2, 2], [7, 7, 8, 8], match=True) == 0.0
     assert moved_share([1, 1, 2, 2], [1, 2, 2, 2]) == 0.25
+
+
+def test_a_river_clusterer_chosen_in_config_drives_the_published_versions() -> None:
+    from segmenter.behavior import DIMENSIONS, StatsDelta
+    from segmenter.behavior_trainer import BehaviorTrainer
+    from segmenter.settings import load_settings
+
+    behavior = load_settings(environ={}).segmentations.behavior.model_copy(
+        update={"algorithm": "clustream", "clusters": 2, "warmup_users": 50})
+    trainer = BehaviorTrainer(behavior)
+    rng = np.random.default_rng(0)
+
+    def sample(start: int, shift: float) -> StatsDelta:
+        return StatsDelta(sample={f"u{n}": list(rng.normal(6.0 * (n % 2) + shift, 0.3,
+                                                           DIMENSIONS))
+                                  for n in range(start, start + 400)})
+
+    for offset in range(3):  # CluStream forms its macro clusters after time_gap points
+        trainer.learn(sample(400 * offset, 0.0), offset=offset)
+    first = trainer.next_version(now=0.0)
+    assert first is not None and len(first.ids) == 2
+    near_zero = first.predict_one([0.0] * DIMENSIONS)
+    assert near_zero != first.predict_one([6.0] * DIMENSIONS)
+    # The groups move a little: the centres follow, and each keeps its id.
+    for offset in range(3, 9):
+        trainer.learn(sample(400 * offset, 0.5), offset=offset)
+    second = trainer.next_version(now=1.0)
+    assert second is not None and second.ids == first.ids
+    assert second.predict_one([0.5] * DIMENSIONS) == near_zero
