@@ -24,7 +24,7 @@ from mode import Service
 
 from segmenter.settings import Settings
 from streams.inbox import BatchInbox
-from streams.kafka_options import faust_credentials
+from streams.kafka_options import faust_credentials, request_timeout_s
 
 #: Records of one partition handed over per turn of the consumer's fetch loop.
 PARTITION_RECORDS = 500
@@ -181,6 +181,7 @@ def create_app(settings: Settings) -> SegmenterApp:
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=session,
+        broker_request_timeout=request_timeout_s(settings.kafka),
         broker_rebalance_timeout=session,
         broker_heartbeat_interval=max(0.5, session / 10),
         producer_linger=0.005,

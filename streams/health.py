@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -100,35 +100,68 @@ class WorkerHealth:
                 log.warning("event loop held for %.2f s so far, by:\n%s", held, stack)
 
     async def watch_progress(self, backlog: Backlog, stopping: Callable[[], bool],
-                             exit: Callable[[int], Any] = os._exit) -> None:
-        """Exit when input waits and nothing has been processed for ``stall_timeout_s``."""
+                             exit: Callable[[int], Any] = os._exit,
+                             other_loops: Callable[[], Iterable[Any]] = tuple,
+                             reread: Callable[[], Awaitable[Any]] | None = None) -> None:
+        """Exit when input waits and nothing has been processed for ``stall_timeout_s``.
+
+        ``reread``: first, at a third of that, read the input again from the committed
+        offsets. Faust drops records fetched for a partition that a rebalance or a recovery
+        paused meanwhile, after the consumer's position has moved past them; nothing fetches
+        them again until a seek, and the worker waits for input that never comes. Reading
+        again from the committed offsets is always safe (events count once by their id).
+        """
+        reread_at: float | None = None
         while not stopping():
             await asyncio.sleep(min(CHECK_S, self.stall_timeout_s / 4))
             if stopping():
                 return
-            waiting = sum(count or 0 for _, count in backlog())
+            parts = list(backlog())
+            waiting = sum(count or 0 for _, count in parts)
             metrics.INPUT_LAG.set(waiting)
-            if waiting and self.ready and time.monotonic() - self.progressed_at > (
-                    self.stall_timeout_s):
+            idle = time.monotonic() - self.progressed_at
+            if (reread is not None and waiting and self.ready and reread_at != self.progressed_at
+                    and idle > self.stall_timeout_s / 3):
+                reread_at = self.progressed_at  # once per stall
+                log.warning("%d input messages wait and no batch was processed for %.0f s: "
+                            "reading the input again from the committed offsets", waiting, idle)
+                metrics.INPUT_REREADS.inc()
+                await reread()
+                continue
+            if waiting and self.ready and idle > self.stall_timeout_s:
                 self.stalled = True
-                log.error("worker stalled: %d input messages wait and no batch was processed "
-                          "for %.0f s (lost group membership?); exiting with code %d so that "
-                          "it is restarted; its tasks:\n%s", waiting, self.stall_timeout_s,
-                          STALLED_EXIT_CODE, task_stacks())
+                log.error("worker stalled: %d input messages wait (%s) and no batch was "
+                          "processed for %.0f s (lost group membership?); exiting with code %d "
+                          "so that it is restarted; its tasks:\n%s", waiting,
+                          ", ".join(f"{where}: {count}" for where, count in parts if count),
+                          self.stall_timeout_s, STALLED_EXIT_CODE,
+                          task_stacks(loops=other_loops()))
                 logging.shutdown()
                 exit(STALLED_EXIT_CODE)
                 return
 
 
-def task_stacks(limit: int = 40) -> str:
-    """Where each of the loop's tasks waits (at most ``limit`` tasks): what a stall is stuck
-    on, so that the log names it."""
+def task_stacks(limit: int = 60, loops: Iterable[asyncio.AbstractEventLoop] = ()) -> str:
+    """Where each task of this loop and of ``loops`` (another thread's, such as the Kafka
+    consumer's) waits, down its chain of awaits (at most ``limit`` tasks a loop): what a
+    stall is stuck on, so that the log names it."""
+    tasks = list(asyncio.all_tasks())[:limit]
+    for loop in loops:
+        tasks += list(asyncio.all_tasks(loop))[:limit]
     lines = []
-    for task in list(asyncio.all_tasks())[:limit]:
-        frames = task.get_stack(limit=6)
-        where = " <- ".join(f"{frame.f_code.co_name} ({frame.f_code.co_filename.rsplit('/', 1)[-1]}"
-                            f":{frame.f_lineno})" for frame in reversed(frames))
-        lines.append(f"  {task.get_name()}: {where or 'not started'}")
+    for task in tasks:
+        where = []
+        awaiting: Any = task.get_coro()
+        while awaiting is not None and len(where) < 12:
+            frame = (getattr(awaiting, "cr_frame", None) or getattr(awaiting, "gi_frame", None)
+                     or getattr(awaiting, "ag_frame", None))
+            if frame is not None:
+                where.append(f"{frame.f_code.co_name} "
+                             f"({frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno})")
+            awaiting = (getattr(awaiting, "cr_await", None)
+                        or getattr(awaiting, "gi_yieldfrom", None)
+                        or getattr(awaiting, "ag_await", None))
+        lines.append(f"  {task.get_name()}: {' -> '.join(where) or 'not started'}")
     return "\n".join(lines)
 
 

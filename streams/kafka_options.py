@@ -30,6 +30,20 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
     return options
 
 
+def request_timeout_s(kafka: KafkaSettings) -> float:
+    """How long a consumer waits for the broker's answer to one request before it drops the
+    connection and asks again. The embedded broker (Tansu) has been seen to leave a fetch
+    unanswered after a restart of the worker; Faust's default of 90 s held the worker's input
+    that long. A join of the group may take the rebalance timeout (the session timeout here),
+    so the timeout stays above it.
+
+    >>> from segmenter.settings import load_settings
+    >>> request_timeout_s(load_settings(environ={}).kafka)
+    15.0
+    """
+    return max(15.0, kafka.session_timeout_s + 5.0)
+
+
 def as_options(kafka: str | dict[str, Any]) -> dict[str, Any]:
     """Client options from options, or from a bare bootstrap address (plaintext)."""
     return kafka if isinstance(kafka, dict) else {"bootstrap_servers": kafka}

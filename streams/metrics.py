@@ -54,6 +54,9 @@ STAGE_SECONDS = Counter(
 LOOP_LAG = Gauge("segmenter_loop_lag_seconds",
                  "How late the event loop last woke a sleeping task (what held the loop)")
 LOOP_LAG_MAX = Gauge("segmenter_loop_lag_max_seconds", "Largest loop lag since the start")
+INPUT_REREADS = Counter("segmenter_input_rereads_total",
+                        "Times the input was read again from the committed offsets because "
+                        "messages waited and nothing was processed (see streams.health)")
 INPUT_LAG = Gauge("segmenter_input_lag_messages",
                   "Input messages waiting on this worker's partitions (high watermark - read)")
 SEGMENT_KPIS = Counter(

@@ -16,6 +16,8 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Coroutine
 from typing import Any
 
+from aiokafka.errors import ProducerClosed
+
 from segmenter.behavior import BehaviorModel
 from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.settings import Settings
@@ -243,7 +245,12 @@ class SegmentWorker:
                 swept = self._sweep(outcome, min(sweep, REVIEW_SLICE - reviewed))
                 sweep -= swept
                 if outcome.records or outcome.changes:
-                    await self.commit(outcome)
+                    try:
+                        await self.commit(outcome)
+                    except ProducerClosed:
+                        if self.app.should_stop:  # stopping: the next life reviews them again
+                            return
+                        raise
             if reviewed + swept < REVIEW_SLICE:  # nothing more is due now
                 return
             await asyncio.sleep(0)
@@ -347,7 +354,9 @@ class SegmentWorker:
         # on something else leaves the broker's backlog at zero.
         await self.health.watch_progress(
             lambda: [*self.app.input_backlog(self.inbox.topics), ("inbox", len(self.inbox))],
-            lambda: self.app.should_stop)
+            lambda: self.app.should_stop,
+            other_loops=lambda: [self.app.consumer._thread.thread_loop],
+            reread=self.app.consumer.perform_seek)
 
     def partition(self, user_id: str) -> int:
         """The user's input partition (Kafka's default partitioner, keyed by user id)."""

@@ -104,7 +104,7 @@ async def test_a_stalled_worker_exits_and_a_progressing_one_does_not(
     stuck.cancel()
     assert exits == [STALLED_EXIT_CODE] and not stalled.live
     # The log names where each task waits, the stuck one included.
-    assert "stuck-consumer: wait (locks.py" in caplog.text
+    assert "stuck-consumer: wait (locks.py" in caplog.text and "clicks/0: 5" in caplog.text
 
     busy = WorkerHealth(stall_timeout_s=0.2)
     busy.recovered()
@@ -178,3 +178,17 @@ async def test_a_fetch_turn_survives_partitions_resumed_while_it_waits() -> None
     records = await _ConsumerThread._fetch_records(  # type: ignore[arg-type]
         thread, consumer, active, timeout=0.1)
     assert records == {} and asked == [3, 1, 1, 1]
+
+
+async def test_a_stall_first_reads_the_input_again_then_exits() -> None:
+    exits: list[int] = []
+    rereads: list[float] = []
+    health = WorkerHealth(stall_timeout_s=0.6)
+    health.recovered()
+
+    async def reread() -> None:
+        rereads.append(health.progressed_at)
+
+    await asyncio.wait_for(health.watch_progress(lambda: [("clicks/0", 5)], lambda: False,
+                                                 exits.append, reread=reread), 3)
+    assert len(rereads) == 1 and exits == [STALLED_EXIT_CODE]
