@@ -82,6 +82,29 @@ def test_versions_that_keep_the_grouping_move_few_users_who_did_nothing(
     assert highest <= len(run.model.ids) + 2 * len(regroups)
 
 
+def _names_by_persona(run: ShopRun, plans: dict) -> dict[str, str]:
+    assert run.model is not None
+    assignments = run.assignments()
+    names = {}
+    for segment in run.model.ids:
+        members = [plans[u].persona for u, s in assignments.items() if s == segment and u in plans]
+        names[max(set(members), key=members.count)] = run.model.profiles[segment]["name"]
+    return names
+
+
+def test_the_same_planted_kinds_get_the_same_names_in_another_shop(
+    settled: tuple[ShopRun, dict], settled_assignments: dict[str, str | None],
+) -> None:
+    run, plans = settled
+    events, other_plans = plan_events(users=1500, days=90, seed=12, end_ts=END)
+    other = ShopRun(SETTINGS)
+    other.feed(events)
+    other.settle()
+    names = _names_by_persona(run, plans)
+    assert len(names) == 6 and len(set(names.values())) == 6
+    assert _names_by_persona(other, other_plans) == names
+
+
 def test_profiles_read_like_the_personas(settled: tuple[ShopRun, dict]) -> None:
     run, plans = settled
     assert run.model is not None
