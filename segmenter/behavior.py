@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from segmenter.clv import ValueModel
+from segmenter.clv import ValueModel, customer_summary
 
 #: Recency is capped: a year without a visit is as lapsed as it gets.
 MAX_DAYS = 365.0
@@ -124,9 +124,15 @@ class BehaviorModel:
 
     def predict_many(self, vectors: Any) -> list[str]:
         """Nearest centre ids for a batch of vectors (one row each): one matrix operation."""
+        rows, _ = self.nearest(vectors)
+        return [self.ids[i] for i in rows]
+
+    def nearest(self, vectors: Any) -> tuple[Any, Any]:
+        """Each vector's nearest centre (row) and its distance, in standard deviations."""
         points = np.asarray(vectors, dtype=float).reshape(-1, DIMENSIONS) / self.scale
-        distances = ((points[:, None, :] - self._scaled[None, :, :]) ** 2).sum(axis=2)
-        return [self.ids[i] for i in distances.argmin(axis=1)]
+        squares = ((points[:, None, :] - self._scaled[None, :, :]) ** 2).sum(axis=2)
+        rows = squares.argmin(axis=1)
+        return rows, np.sqrt(squares[np.arange(len(rows)), rows])
 
     def descriptions(self) -> dict[str, str]:
         return {segment: profile.get("description", "")
@@ -264,19 +270,22 @@ class BehaviorSegmentation:
 
     name = "behavior"
 
-    def __init__(self, learn_sample: float = 1.0) -> None:
+    def __init__(self, learn_sample: float = 1.0, send_customers: bool = False) -> None:
+        """``send_customers``: sampled customers' summaries go with their vectors (for the
+        trainer's value model)."""
         self.model: BehaviorModel | None = None
         self.learn_sample = learn_sample
+        self.send_customers = send_customers
         self.pending = StatsDelta()
 
     def learns(self, user_id: str) -> bool:
         return self.learn_sample >= 1.0 or sample_hash(user_id) < self.learn_sample
 
     def assign(self, user_id: str, contributed: list[Any] | None,
-               features: Mapping[str, float], customer: list[float] | None = None,
+               features: Mapping[str, float], now: float = 0.0,
                ) -> tuple[str | None, list[Any]]:
-        """The user's segment, and their new contribution ``[segment, vector]``;
-        ``customer``: their customer summary, sent with their vector when they are sampled."""
+        """The user's segment, and their new contribution ``[segment, vector]``; ``now``:
+        the evaluation's event time (for a sampled customer's summary)."""
         vector = behavior_vector(features)
         segment = None if self.model is None else self.model.predict_one(vector)
         if self.learns(user_id):
@@ -287,6 +296,7 @@ class BehaviorSegmentation:
                 "sample_below", 1.0)
             if sample_hash(user_id) < below:  # in the trainer's reservoir: keep it current
                 self.pending.sample[user_id] = vector
+                customer = customer_summary(features, now) if self.send_customers else None
                 if customer is not None:
                     self.pending.customers[user_id] = customer
         return segment, [segment, vector]

@@ -145,10 +145,8 @@ class BehaviorTrainer:
         to ADWIN: a new kind of shopper, or one kind changing habits, shifts its mean."""
         if self.model is None or not vectors:
             return
-        points = np.asarray(vectors, dtype=float) / self.model.scale
-        centres = self.model.centres / self.model.scale
-        nearest = np.sqrt(((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).min(1))
-        for distance in nearest.tolist():
+        _, distances = self.model.nearest(vectors)
+        for distance in distances.tolist():
             self.drift.update(distance)
             if self.drift.drift_detected:
                 self.drifted = True
@@ -233,7 +231,7 @@ class BehaviorTrainer:
         """One Lloyd step from the members' sums; None when no centre moved noticeably."""
         model = self.model
         assert model is not None
-        users, _, scale = self._spread()
+        users, mean, scale = self._spread()
         scale = np.maximum(scale, 1e-9)
         centres = model.centres.copy()
         small = []
@@ -257,7 +255,7 @@ class BehaviorTrainer:
         # A segment too small is merged away: its users go to their nearest other segment.
         keep = [row for row in range(len(model.ids)) if row not in small[:len(model.ids) - 2]]
         return self._publish([model.ids[row] for row in keep], centres[keep],
-                             (self._spread()[1], scale))
+                             (mean, scale))
 
     def _shares_moved(self, model: BehaviorModel, users: float) -> bool:
         """Whether a segment's share of the users is half again or half less than its
@@ -318,7 +316,8 @@ class BehaviorTrainer:
         assert model is not None
         if len(self.reservoir) < self.settings.warmup_users:
             return None
-        points = np.asarray(list(self.reservoir.values())) / model.scale
+        sample = np.asarray(list(self.reservoir.values()))
+        points = sample / model.scale
         # The current centres at their best on this sample (Lloyd from where they are), so
         # that a refit is taken for a better optimum, never for a few Lloyd steps.
         current = KMeans(len(model.ids), init=model.centres / model.scale,
@@ -327,7 +326,6 @@ class BehaviorTrainer:
         fresh_inertia = _inertia(points, fresh / model.scale)
         if fresh_inertia > (1 - self.settings.refit_gain) * current:
             return None
-        sample = list(self.reservoir.values())
         trial = BehaviorModel(0, [str(n) for n in range(len(fresh))], fresh, model.scale)
         if moved_share(model.predict_many(sample), trial.predict_many(sample),
                        match=True) <= self.settings.max_churn:

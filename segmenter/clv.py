@@ -172,7 +172,7 @@ def fit_value_model(summaries: list[list[float]], horizon_weeks: float,
     x, t_x, T, m = _arrays(summaries)
     keep = T > 0  # a first order at the very fit time says nothing yet
     params = fit(x[keep], t_x[keep], T[keep], m[keep], spend_counts=x[keep] + 1)
-    values = predicted_values(params, horizon_weeks, summaries)[keep]
+    values = _values(params, horizon_weeks, x, t_x, T, m)[keep]
     values = values[np.isfinite(values)]
     if not len(values):
         raise ValueError("no customer's value could be predicted")
@@ -184,10 +184,14 @@ def fit_value_model(summaries: list[list[float]], horizon_weeks: float,
 def predicted_values(params: BuyTillYouDie, horizon_weeks: float,
                      summaries: list[list[float]]) -> np.ndarray:
     """Each summarised customer's predicted value as of the latest order among them."""
-    x, t_x, T, m = _arrays(summaries)
+    return _values(params, horizon_weeks, *_arrays(summaries))
+
+
+def _values(params: BuyTillYouDie, horizon_weeks: float, *arrays: np.ndarray) -> np.ndarray:
+    """Predicted values from repeat orders, time of the last, age and mean order value."""
     return np.array([params.expected_purchases(horizon_weeks, *row[:3])
                      * params.expected_spend(row[0] + 1, row[3])
-                     for row in zip(x, t_x, T, m, strict=True)])
+                     for row in zip(*arrays, strict=True)])
 
 
 def _arrays(summaries: list[list[float]]) -> tuple[np.ndarray, ...]:
@@ -219,6 +223,8 @@ class ValueTrainer:
         self.checked_at = -np.inf
 
     def learn(self, customers: Mapping[str, list[float] | None]) -> None:
+        if self.settings is None:
+            return
         for user_id, summary in customers.items():
             if summary is None:
                 self.customers.pop(user_id, None)

@@ -47,7 +47,6 @@ from features.events import ShopEvent
 from features.money import Currencies
 from features.profile import DAY, UserFeatures
 from segmenter.behavior import BehaviorModel, BehaviorSegmentation, StatsDelta
-from segmenter.clv import customer_summary
 from segmenter.demographics import AgeBandSegmentation, CountrySegmentation
 from segmenter.kpis import KpiCounter
 from segmenter.lifecycle import LifecycleSegmentation
@@ -107,8 +106,8 @@ class SegmentEngine:
         self.reads_interests = any(rule.reads_interests for rule in settings.rules)
         self.fingerprint = settings_fingerprint(settings)
         behavior = config.behavior
-        self.behavior = (BehaviorSegmentation(behavior.learn_sample) if behavior.enabled
-                         else None)
+        self.behavior = (BehaviorSegmentation(behavior.learn_sample, config.value.enabled)
+                         if behavior.enabled else None)
         #: Customer value tiers: the value model comes with the behaviour model's versions.
         self.value_tiers = ValueTierSegmentation(config.value)
         if behavior.enabled and config.value.enabled:
@@ -117,7 +116,8 @@ class SegmentEngine:
     def use_model(self, model: BehaviorModel) -> bool:
         """Predict with a new model version; whether anyone's segments may change with it
         (its centres or its value model differ from the current ones)."""
-        assert self.behavior is not None, "a model needs the behaviour segmentation"
+        if self.behavior is None:
+            raise RuntimeError("a behaviour model arrived with the behaviour segmentation off")
         moved = (not model.same_centres(self.behavior.model)
                  or model.value != self.value_tiers.model)
         self.behavior.model = model
@@ -368,8 +368,7 @@ class SegmentEngine:
                 now: float, ts: float, cause: str) -> list[SegmentChange]:
         behavior = self.behavior
         assert behavior is not None
-        current, record.behavior = behavior.assign(user_id, record.behavior, snapshot,
-                                                   customer_summary(snapshot, now))
+        current, record.behavior = behavior.assign(user_id, record.behavior, snapshot, now)
         version = behavior.model.version if behavior.model is not None else 0
         record.behavior_version = version
         previous = record.segments.get("behavior")

@@ -236,7 +236,7 @@ class SegmentWorker:
         the loop free between them: due reviews, re-scoring, re-placing under a new model."""
         budget_ends = time.monotonic() + REVIEW_BUDGET_S
         sweep = self.settings.segmentations.behavior.sweep_per_second
-        while time.monotonic() < budget_ends:
+        while time.monotonic() < budget_ends and not self.app.should_stop:
             async with self.lock:
                 outcome = self.processor.review(self.load_owned, REVIEW_SLICE,
                                                 self.inbox.caught_up, self.coalesce_after_s)
@@ -245,12 +245,7 @@ class SegmentWorker:
                 swept = self._sweep(outcome, min(sweep, REVIEW_SLICE - reviewed))
                 sweep -= swept
                 if outcome.records or outcome.changes:
-                    try:
-                        await self.commit(outcome)
-                    except ProducerClosed:
-                        if self.app.should_stop:  # stopping: the next life reviews them again
-                            return
-                        raise
+                    await self.commit(outcome)
             if reviewed + swept < REVIEW_SLICE:  # nothing more is due now
                 return
             await asyncio.sleep(0)
@@ -294,8 +289,6 @@ class SegmentWorker:
         """A new model version: predict with it, publish its profiles, queue the users to
         re-place and the customers to re-score by its shop-wide population (done in slices
         by :meth:`review`)."""
-        if self.engine.behavior is None:
-            raise RuntimeError("a behaviour model arrived with the behaviour segmentation off")
         async with self.lock:
             moved = self.engine.use_model(model)
             await self._publish_profiles(model)
@@ -375,8 +368,14 @@ class SegmentWorker:
         return None if stored is None else self.engine.load_record(stored)
 
     async def commit(self, outcome: BatchOutcome) -> None:
-        """Publish a batch's results; returns once everything is written."""
-        await written(await self.publish(outcome))
+        """Publish a batch's results; returns once everything is written. While the worker
+        stops, a producer already closed drops them: nothing was stored, so the next life
+        derives the same results again from the stored state."""
+        try:
+            await written(await self.publish(outcome))
+        except ProducerClosed:
+            if not self.app.should_stop:
+                raise
 
     async def publish(self, outcome: BatchOutcome) -> list[Awaitable[Any]]:
         return await self.publisher.publish(outcome, self.processor.watermark)

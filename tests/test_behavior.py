@@ -108,11 +108,7 @@ def test_the_same_planted_kinds_get_the_same_names_in_another_shop(
 def test_profiles_read_like_the_personas(settled: tuple[ShopRun, dict]) -> None:
     run, plans = settled
     assert run.model is not None
-    names = {}
-    for segment in run.model.ids:
-        members = [plans[u].persona for u, s in run.assignments().items()
-                   if s == segment and u in plans]
-        names[max(set(members), key=members.count)] = run.model.profiles[segment]["name"]
+    names = _names_by_persona(run, plans)
     assert "high spenders" in names["loyal_high_spender"]
     assert "bargain hunters" in names["bargain_hunter"]
     assert "gone quiet" in names["lapsing_customer"] or "not bought" in names["lapsing_customer"]
