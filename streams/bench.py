@@ -48,12 +48,12 @@ from segmenter.settings import Settings
 from streams.bench_latency import measure_latency
 from streams.bench_soak import soak
 from streams.bench_state import order_history, state_rows
-from streams.codec import event_time_ms
 from streams.embedded import free_port
 from streams.personas import entity_id, plan_events
 from streams.replay import replay_events
+from streams.runtime.codec import event_time_ms
+from streams.runtime.topics import ensure_topics
 from streams.services import WorkerProcess, local_services
-from streams.topics import ensure_topics
 
 FULL = {"events": 200_000, "users": 10_000, "orders": 70_000, "customers": 23_500,
         "probes": 300, "state_users": (10_000, 100_000, 1_000_000), "soak_s": 600.0,

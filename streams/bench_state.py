@@ -4,7 +4,7 @@ as the number of users grows.
 ``order_history``: a shop's order export, skewed as real shops are (over half of the
 customers buy once, a long tail buys often; log-normal totals).
 
-``state_rows``: the worker's own code path (:class:`~streams.batch.BatchProcessor` and the
+``state_rows``: the worker's own code path (:class:`~streams.runtime.batch.BatchProcessor` and the
 records as the worker stores them) over N users, without Kafka or Redis, so that a million
 users fit in a benchmark: stored bytes per user, the process's memory growth per user, and
 the cost per event at each N.
@@ -22,9 +22,9 @@ import orjson
 
 from segmenter.engine import SegmentEngine
 from segmenter.settings import Settings
-from streams.batch import BatchProcessor
 from streams.change_outbox import ChangeOutbox
-from streams.messages import Message
+from streams.runtime.batch import BatchProcessor
+from streams.runtime.messages import Message
 
 DAY = 86_400.0
 

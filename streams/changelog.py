@@ -22,7 +22,7 @@ async def read_changelog_tail(
     kafka: dict[str, Any], topic: str, partitions: Iterable[int]
 ) -> list[tuple[bytes, bytes | None]]:
     """(key, value) records past each partition's reported end offset, in offset order.
-    ``kafka``: the clients' options (:func:`streams.kafka_options.client_options`)."""
+    ``kafka``: the clients' options (:func:`streams.runtime.kafka_options.client_options`)."""
     tps = [TopicPartition(topic, partition) for partition in sorted(set(partitions))]
     if not tps:
         return []

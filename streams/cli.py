@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.run import run_worker
+    from streams.runtime.run import run_worker
 
     return run_worker(settings)
 

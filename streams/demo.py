@@ -25,9 +25,9 @@ from rich.table import Table
 
 from segmenter.settings import Settings
 from streams.reader import MembershipReader
+from streams.runtime.topics import ensure_topics
 from streams.services import WorkerProcess, local_services
 from streams.simulator import simulate
-from streams.topics import ensure_topics
 
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import faust
 import orjson
 
 from segmenter.settings import load_settings
-from streams.faust_app import create_app
+from streams.runtime.app import create_app
 
 
 def main(count: int) -> None:

@@ -1,5 +1,5 @@
 """``segmenter forget USER_ID``: ask the workers to forget a user, and wait for Redis to
-confirm it (see :mod:`streams.forget` for what the worker does)."""
+confirm it (see :mod:`streams.runtime.forget` for what the worker does)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import redis.asyncio as redis
 from aiokafka import AIOKafkaProducer
 
 from segmenter.settings import Settings
-from streams.kafka_options import client_options
+from streams.runtime.kafka_options import client_options
 
 
 def forget_request(user_id: str) -> bytes:

@@ -15,7 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.kafka_options import as_options
+from streams.runtime.kafka_options import as_options
 
 
 async def group_lag(kafka: str | dict[str, Any], group: str, topics: list[str]) -> int:

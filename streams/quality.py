@@ -1,10 +1,11 @@
 """The behaviour model's quality, measured in process on planted personas (no Kafka, no Redis).
 
-:class:`ShopRun` drives the same code the workers run (:class:`~streams.batch.BatchProcessor`,
-the engine and :class:`~segmenter.behavior_trainer.BehaviorTrainer`) over simulated traffic,
-with users split over ``workers`` processors the way Kafka partitions split them, the
-statistics of every batch going to one trainer and each new version re-placing every user, as
-the workers' sweeps do. Event time stands in for the clock: each batch is half a second.
+:class:`ShopRun` drives the same code the workers run
+(:class:`~streams.runtime.batch.BatchProcessor`, the engine and
+:class:`~segmenter.behavior_trainer.BehaviorTrainer`) over simulated traffic, with users split
+over ``workers`` processors the way Kafka partitions split them, the statistics of every batch
+going to one trainer and each new version re-placing every user, as the workers' sweeps do.
+Event time stands in for the clock: each batch is half a second.
 
 >>> from segmenter.settings import load_settings
 >>> run = ShopRun(load_settings(environ={}), workers=2)
@@ -34,9 +35,9 @@ from segmenter.behavior import BehaviorModel, behavior_vector
 from segmenter.behavior_trainer import BehaviorTrainer
 from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.settings import Settings
-from streams.batch import BatchProcessor
-from streams.messages import Message
 from streams.personas import UserPlan, entity_id, plan_events
+from streams.runtime.batch import BatchProcessor
+from streams.runtime.messages import Message
 
 BATCH = 1000
 SECONDS_PER_BATCH = 0.5

@@ -11,17 +11,17 @@ from collections.abc import Iterator, MutableMapping
 from typing import Any, Protocol
 
 from segmenter.engine import SegmentEngine, UserRecord
-from streams import metrics
-from streams.batch import BatchProcessor
 from streams.change_outbox import PARKED_PREFIX, is_user_key, parked_partition_seq
 from streams.changelog import read_changelog_tail
-from streams.messages import BatchOutcome
-from streams.publisher import OutcomePublisher
 from streams.redis_sink import RedisMembership
+from streams.runtime import metrics
+from streams.runtime.batch import BatchProcessor
+from streams.runtime.messages import BatchOutcome
+from streams.runtime.publisher import OutcomePublisher
 
 
 class Recovering(Protocol):
-    """What a recovery needs of the worker (:class:`streams.worker.SegmentWorker`)."""
+    """What a recovery needs of the worker (:class:`streams.runtime.worker.SegmentWorker`)."""
 
     engine: SegmentEngine
     processor: BatchProcessor

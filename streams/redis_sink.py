@@ -28,7 +28,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from segmenter.kpis import KpiCount
-from streams import metrics
+from streams.runtime import metrics
 
 log = logging.getLogger(__name__)
 

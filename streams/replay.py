@@ -35,9 +35,7 @@ from rich.progress import (
 )
 
 from segmenter.settings import Settings
-from streams.codec import event_time_ms
 from streams.group_lag import follow_lag
-from streams.kafka_options import as_options, client_options
 from streams.mapping import (
     KIND_FIELDS,
     Loaded,
@@ -48,7 +46,9 @@ from streams.mapping import (
     load_events,
     parse_map,
 )
-from streams.topics import TopicSetupError, ensure_topics
+from streams.runtime.codec import event_time_ms
+from streams.runtime.kafka_options import as_options, client_options
+from streams.runtime.topics import TopicSetupError, ensure_topics
 
 #: File extension -> format, when ``--format`` is not given.
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}

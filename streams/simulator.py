@@ -21,8 +21,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from segmenter.settings import Topics
-from streams.codec import event_time_ms
 from streams.personas import DAY, PERSONAS, UserPlan, entity_id, plan_events, plan_user
+from streams.runtime.codec import event_time_ms
 
 #: Pacing tick: every tick, the events due by then are sent as one batch.
 TICK_S = 0.01

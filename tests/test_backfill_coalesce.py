@@ -11,8 +11,8 @@ import orjson
 
 from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.settings import load_settings
-from streams.batch import BatchProcessor
-from streams.messages import Message
+from streams.runtime.batch import BatchProcessor
+from streams.runtime.messages import Message
 
 SETTINGS = load_settings()
 DAY = 86_400.0

@@ -21,9 +21,9 @@ from test_faults import ready, worker_env
 
 from segmenter.engine import SegmentEngine
 from segmenter.settings import load_settings
-from streams.batch import BatchProcessor
-from streams.codec import InvalidEvent, decode_message
-from streams.messages import Message
+from streams.runtime.batch import BatchProcessor
+from streams.runtime.codec import InvalidEvent, decode_message
+from streams.runtime.messages import Message
 from streams.services import WorkerProcess
 
 SETTINGS = load_settings()

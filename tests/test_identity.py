@@ -9,8 +9,8 @@ from features.events import EVENT_TYPES
 from features.profile import FeatureParams, UserFeatures
 from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.settings import load_settings
-from streams.batch import BatchProcessor
-from streams.messages import Message
+from streams.runtime.batch import BatchProcessor
+from streams.runtime.messages import Message
 
 T0 = 1_767_225_600.0
 SETTINGS = load_settings(environ={})

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from streams.health import STALLED_EXIT_CODE, WorkerHealth
-from streams.inbox import BatchInbox
+from streams.runtime.health import STALLED_EXIT_CODE, WorkerHealth
+from streams.runtime.inbox import BatchInbox
 
 
 def messages(tp: str, *timestamps: float, first_offset: int = 0) -> list[SimpleNamespace]:
@@ -98,7 +98,7 @@ async def test_a_stalled_worker_exits_and_a_progressing_one_does_not(
     stalled = WorkerHealth(stall_timeout_s=0.2)
     stalled.recovered()
     stuck = asyncio.create_task(asyncio.Event().wait(), name="stuck-consumer")
-    with caplog.at_level(logging.ERROR, logger="streams.health"):
+    with caplog.at_level(logging.ERROR, logger="streams.runtime.health"):
         await asyncio.wait_for(stalled.watch_progress(lambda: [("clicks/0", 5)], lambda: False,
                                                       exits.append), 2)
     stuck.cancel()
@@ -139,7 +139,7 @@ async def test_the_loop_lag_is_measured() -> None:
 def test_no_highwater_is_asked_of_a_partition_no_longer_assigned() -> None:
     # aiokafka asserts that a partition is assigned before it reports its highwater; a review
     # tick during a rebalance asked about a revoked one and crashed the worker.
-    from streams.faust_app import SegmenterApp
+    from streams.runtime.app import SegmenterApp
 
     def highwater(tp: tuple[str, int]) -> int:
         assert tp in assigned, "Partition is not assigned"
@@ -157,7 +157,7 @@ async def test_a_fetch_turn_survives_partitions_resumed_while_it_waits() -> None
     # consumer thread is between two per-partition reads of one fetch turn.
     import contextlib
 
-    from streams.faust_app import PARTITION_RECORDS, _ConsumerThread
+    from streams.runtime.app import PARTITION_RECORDS, _ConsumerThread
 
     active = {("t", 0), ("t", 1), ("t", 2)}
     asked: list[int] = []

@@ -11,9 +11,9 @@ import pytest
 
 from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.settings import load_settings
-from streams.batch import BatchProcessor
-from streams.codec import MAX_MESSAGE_BYTES, decode_message
-from streams.messages import Message
+from streams.runtime.batch import BatchProcessor
+from streams.runtime.codec import MAX_MESSAGE_BYTES, decode_message
+from streams.runtime.messages import Message
 
 SETTINGS = load_settings()
 DAY = 86_400.0

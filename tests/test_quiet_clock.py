@@ -14,8 +14,8 @@ from test_faults import ready
 
 from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.settings import load_settings
-from streams.batch import BatchProcessor
-from streams.messages import Message
+from streams.runtime.batch import BatchProcessor
+from streams.runtime.messages import Message
 from streams.services import WorkerProcess
 
 SETTINGS = load_settings(environ={})

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 import redis.asyncio as redis
 
-from streams import metrics
 from streams.embedded import EmbeddedRedis, free_port
 from streams.redis_sink import RedisMembership
+from streams.runtime import metrics
 
 pytestmark = pytest.mark.integration
 

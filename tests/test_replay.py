@@ -30,7 +30,7 @@ from streams.mapping import (
     parse_map,
 )
 from streams.replay import add_replay_parser, replay_events, run_replay
-from streams.topics import ensure_topics
+from streams.runtime.topics import ensure_topics
 
 ORDERS = ["order_id=Order No,user_id=Customer,ts=Created At", "total=Amount", "items=Lines"]
 TS = 1_767_323_045  # 2026-01-02T03:04:05Z

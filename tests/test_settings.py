@@ -74,7 +74,7 @@ def test_cli_reports_a_bad_setting_and_exits_2(capsys: pytest.CaptureFixture[str
 
 
 def test_kafka_security_is_passed_to_the_clients_and_the_password_never_shown() -> None:
-    from streams.kafka_options import client_options, faust_credentials
+    from streams.runtime.kafka_options import client_options, faust_credentials
 
     env = {"SEGMENTER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
            "SEGMENTER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",

@@ -19,12 +19,12 @@ from support import TOPIC, consume_all, produce, wait_for
 
 from segmenter.settings import load_settings
 from streams.bench_state import order_history
-from streams.codec import event_time_ms
 from streams.embedded import free_port
-from streams.health import STALLED_EXIT_CODE
 from streams.personas import entity_id, plan_events
+from streams.runtime.codec import event_time_ms
+from streams.runtime.health import STALLED_EXIT_CODE
+from streams.runtime.topics import ensure_topics
 from streams.services import WorkerProcess
-from streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.serial]
 

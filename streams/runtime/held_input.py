@@ -1,7 +1,7 @@
 """Input held by a coalescing worker until the users it touched are evaluated and written.
 
 While a worker catches up on a backlog it folds users' events in and evaluates each user once
-per flush (:meth:`streams.batch.BatchProcessor.settle`), as Kafka Streams' record cache does
+per flush (:meth:`streams.runtime.batch.BatchProcessor.settle`), as Kafka Streams' record cache does
 between commits. The messages of those batches are acknowledged only after the flush has
 written everything, so a crash or a rebalance before then reads them again; nothing folded in
 but unwritten can be lost, and the event-id deduplication makes the second reading harmless.

@@ -1,7 +1,7 @@
 """What flows through a batch: input messages, dead letters, and the batch's outcome.
 
-Its own module so that the batch step (:mod:`streams.batch`) and identity stitching
-(:mod:`streams.identity`), which both produce and consume these, import it rather than
+Its own module so that the batch step (:mod:`streams.runtime.batch`) and identity stitching
+(:mod:`streams.runtime.identity`), which both produce and consume these, import it rather than
 each other.
 """
 
@@ -51,7 +51,7 @@ class BatchOutcome:
     #: Identity handoffs for other workers: (key, value) for the identity topic.
     handoffs: list[tuple[str, bytes]] = field(default_factory=list)
     #: The batch was read while catching up: its users' events were folded in but not yet
-    #: evaluated (see :meth:`streams.batch.BatchProcessor.settle`), logins apart; its input
+    #: evaluated (see :meth:`streams.runtime.batch.BatchProcessor.settle`), logins apart; its input
     #: is done only once they are.
     deferred: bool = False
     #: Users whose events or evaluation raised, each with what happened (logged and counted;

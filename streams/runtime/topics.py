@@ -6,7 +6,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from segmenter.settings import Settings
-from streams.kafka_options import client_options
+from streams.runtime.kafka_options import client_options
 
 TOPIC_ALREADY_EXISTS = 36
 

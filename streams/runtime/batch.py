@@ -16,10 +16,10 @@ from features.events import ShopEvent
 from segmenter.engine import SegmentChange, SegmentEngine, UserRecord
 from segmenter.schedule import ReviewSchedule
 from segmenter.settings import Topics
-from streams.admission import Admission
-from streams.forget import apply_forget
-from streams.identity import claim, handoff_in
-from streams.messages import BatchOutcome, DeadLetter, LoadRecord, Message
+from streams.runtime.admission import Admission
+from streams.runtime.forget import apply_forget
+from streams.runtime.identity import claim, handoff_in
+from streams.runtime.messages import BatchOutcome, DeadLetter, LoadRecord, Message
 
 #: A topic that delivered nothing in this many of the worker's batches no longer holds its
 #: task's event time back. Counted in batches, not seconds: a coalescing flush or a long
@@ -220,7 +220,7 @@ class BatchProcessor:
 
     def _on_time(self, decoded: list[tuple[ShopEvent, Message]],
                  outcome: BatchOutcome) -> list[tuple[ShopEvent, Message]]:
-        """In arrival order (event-time order across partitions, see :mod:`streams.inbox`):
+        """In arrival order (event-time order across partitions, see :mod:`streams.runtime.inbox`):
         dead-letter each event older than its task's event time at its arrival less the
         allowed lateness, and move the task's event time on.
 

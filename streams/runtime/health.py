@@ -33,7 +33,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import make_wsgi_app
 
-from streams import metrics
+from streams.runtime import metrics
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from features.events import ShopEvent
 from features.money import AmountOutOfBounds, Currencies, UnknownCurrency
 from segmenter.settings import Topics
-from streams.codec import InvalidEvent, decode_message
-from streams.messages import DeadLetter, Message
+from streams.runtime.codec import InvalidEvent, decode_message
+from streams.runtime.messages import DeadLetter, Message
 
 
 class Admission:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import orjson
 
 from segmenter.engine import SegmentEngine, UserRecord
-from streams.messages import BatchOutcome, DeadLetter, LoadRecord, Message
+from streams.runtime.messages import BatchOutcome, DeadLetter, LoadRecord, Message
 
 
 def apply_forget(engine: SegmentEngine, message: Message, load: LoadRecord,

@@ -21,21 +21,21 @@ from aiokafka.errors import ProducerClosed
 from segmenter.behavior import BehaviorModel
 from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.settings import Settings
-from streams import metrics
-from streams.batch import BatchProcessor
-from streams.behavior_sync import ModelSync, read_latest_model
 from streams.change_outbox import is_user_key
-from streams.faust_app import create_app
-from streams.health import WorkerHealth
-from streams.held_input import HeldInput
-from streams.inbox import BatchInbox
-from streams.kafka_options import client_options
-from streams.messages import BatchOutcome, Message
-from streams.publisher import OutcomePublisher
 from streams.record_batches import key_hash, written
 from streams.recovery import complete_changelog, restore_owned
 from streams.redis_rebuild import RedisRebuild
 from streams.redis_sink import RedisMembership
+from streams.runtime import metrics
+from streams.runtime.app import create_app
+from streams.runtime.batch import BatchProcessor
+from streams.runtime.behavior_sync import ModelSync, read_latest_model
+from streams.runtime.health import WorkerHealth
+from streams.runtime.held_input import HeldInput
+from streams.runtime.inbox import BatchInbox
+from streams.runtime.kafka_options import client_options
+from streams.runtime.messages import BatchOutcome, Message
+from streams.runtime.publisher import OutcomePublisher
 
 log = logging.getLogger(__name__)
 

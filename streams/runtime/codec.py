@@ -108,7 +108,7 @@ def event_time_ms(event: Mapping[str, Any]) -> int | None:
     """The Kafka timestamp for an event: its event time in ms (None: the producer's clock).
 
     Producers of history (replay, the simulator) stamp each message with its event's time, so
-    that the worker can release the input topics in event-time order (:mod:`streams.inbox`).
+    that the worker can release the input topics in event-time order (:mod:`streams.runtime.inbox`).
 
     >>> event_time_ms({"ts": 1767225600.5}), event_time_ms({"ts": "2026-01-01"})
     (1767225600500, None)

@@ -1,5 +1,5 @@
 """Prometheus metrics of a worker; every name starts with ``segmenter_`` (served by
-:mod:`streams.health`)."""
+:mod:`streams.runtime.health`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from segmenter.kpis import KpiCount
 
 if TYPE_CHECKING:
-    from streams.messages import BatchOutcome
+    from streams.runtime.messages import BatchOutcome
 
 EVENTS = Counter("segmenter_events", "Valid input events processed", ["topic"])
 INVALID_EVENTS = Counter(
@@ -56,7 +56,7 @@ LOOP_LAG = Gauge("segmenter_loop_lag_seconds",
 LOOP_LAG_MAX = Gauge("segmenter_loop_lag_max_seconds", "Largest loop lag since the start")
 INPUT_REREADS = Counter("segmenter_input_rereads_total",
                         "Times the input was read again from the committed offsets because "
-                        "messages waited and nothing was processed (see streams.health)")
+                        "messages waited and nothing was processed (see streams.runtime.health)")
 INPUT_LAG = Gauge("segmenter_input_lag_messages",
                   "Input messages waiting on this worker's partitions (high watermark - read)")
 SEGMENT_KPIS = Counter(

@@ -15,9 +15,9 @@ from pathlib import Path
 import faust
 
 from segmenter.settings import Settings
-from streams import health
-from streams.topics import TopicSetupError, TopicUnreachableError, ensure_topics
-from streams.worker import SegmentWorker
+from streams.runtime import health
+from streams.runtime.topics import TopicSetupError, TopicUnreachableError, ensure_topics
+from streams.runtime.worker import SegmentWorker
 
 #: Allocations before a young collection, and collections before the older generations'.
 GC_THRESHOLDS = (50_000, 20, 100)

@@ -26,7 +26,7 @@ import orjson
 from features.events import ShopEvent
 from features.profile import UserFeatures
 from segmenter.engine import SegmentEngine, UserRecord
-from streams.messages import BatchOutcome, DeadLetter, LoadRecord, Message
+from streams.runtime.messages import BatchOutcome, DeadLetter, LoadRecord, Message
 
 Keep = Callable[[str, UserRecord, BatchOutcome], None]
 

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from segmenter.behavior import BehaviorModel, StatsDelta
 from segmenter.behavior_trainer import BehaviorTrainer
 from segmenter.settings import Settings
-from streams.kafka_options import client_options
+from streams.runtime.kafka_options import client_options
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ OnModel = Callable[[BehaviorModel], Awaitable[None]]
 
 async def read_latest_model(kafka: dict[str, Any], topic: str) -> BehaviorModel | None:
     """The newest version on the model topic (read to the end), or None before the first.
-    ``kafka``: the clients' options (:func:`streams.kafka_options.client_options`)."""
+    ``kafka``: the clients' options (:func:`streams.runtime.kafka_options.client_options`)."""
     consumer = _consumer(kafka)
     await consumer.start()
     try:

@@ -4,7 +4,7 @@ released in event-time order across the input partitions.
 Faust delivers each message to an agent on its own: a task pair per message, a channel queue,
 the stream's processors, and ``take_events`` to gather them back into a batch. That path costs
 more than all of the worker's own work on an event. The worker needs batches, so the consumer
-(see :mod:`streams.faust_app`) puts the input topics' messages of each fetch here as they come,
+(see :mod:`streams.runtime.app`) puts the input topics' messages of each fetch here as they come,
 and the worker takes everything that may go in one go.
 
 **Event-time alignment** (as Kafka Streams aligns the partitions of a task): messages wait in

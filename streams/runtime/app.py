@@ -1,7 +1,7 @@
 """The Faust app class, with two changes: fetches wait less, and input arrives in batches.
 
-Batches: messages of the topics of ``app.inbox`` (:mod:`streams.inbox`) are handed over a fetch
-at a time instead of one by one through an agent; every other topic goes Faust's usual way.
+Batches: messages of the topics of ``app.inbox`` (:mod:`streams.runtime.inbox`) are handed over
+a fetch at a time instead of one by one through an agent; every other topic goes Faust's usual way.
 
 Faust creates its consumer with ``fetch_max_wait_ms=1500``. Apache Kafka answers a waiting
 fetch as soon as data arrives, so that value only bounds idle polls; Tansu (the embedded broker)
@@ -23,8 +23,8 @@ from faust.types import TP
 from mode import Service
 
 from segmenter.settings import Settings
-from streams.inbox import BatchInbox
-from streams.kafka_options import faust_credentials, request_timeout_s
+from streams.runtime.inbox import BatchInbox
+from streams.runtime.kafka_options import faust_credentials, request_timeout_s
 
 #: Records of one partition handed over per turn of the consumer's fetch loop.
 PARTITION_RECORDS = 500
