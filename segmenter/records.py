@@ -107,7 +107,7 @@ class UserRecord:
     #: Visitor ids whose history was asked for from the worker that owns them.
     claimed: list[str] = field(default_factory=list)
     #: Change events (JSON) written with this state and not known delivered, and the number
-    #: of the write that left them (see :mod:`streams.change_outbox`).
+    #: of the write that left them (see :mod:`streams.runtime.state.change_outbox`).
     outbox: list[str] = field(default_factory=list)
     outbox_seq: int = 0
     #: Segmentations whose current membership converted (an order within the conversion

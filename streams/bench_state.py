@@ -22,9 +22,9 @@ import orjson
 
 from segmenter.engine import SegmentEngine
 from segmenter.settings import Settings
-from streams.change_outbox import ChangeOutbox
 from streams.runtime.batch import BatchProcessor
 from streams.runtime.messages import Message
+from streams.runtime.state.change_outbox import ChangeOutbox
 
 DAY = 86_400.0
 

@@ -1,5 +1,5 @@
 """Reading the segments' KPIs from Redis (written by the workers, see
-:mod:`segmenter.kpis` and :mod:`streams.redis_sink`): what marketers judge a segment by.
+:mod:`segmenter.kpis` and :mod:`streams.runtime.sinks.redis`): what marketers judge a segment by.
 
 For each segment, as of UTC day ``today``:
 

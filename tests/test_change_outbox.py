@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from support import consume_all
 
-from streams.change_outbox import ChangeOutbox, marker_key, parked_key
+from streams.runtime.state.change_outbox import ChangeOutbox, marker_key, parked_key
 
 pytestmark = pytest.mark.integration
 

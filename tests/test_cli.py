@@ -13,7 +13,7 @@ from segmenter.engine import SegmentEngine
 from segmenter.settings import load_settings
 from streams.cli import main
 from streams.embedded import free_port
-from streams.redis_sink import RedisMembership
+from streams.runtime.sinks.redis import RedisMembership
 
 pytestmark = pytest.mark.integration
 

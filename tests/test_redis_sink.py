@@ -8,8 +8,8 @@ import pytest
 import redis.asyncio as redis
 
 from streams.embedded import EmbeddedRedis, free_port
-from streams.redis_sink import RedisMembership
 from streams.runtime import metrics
+from streams.runtime.sinks.redis import RedisMembership
 
 pytestmark = pytest.mark.integration
 

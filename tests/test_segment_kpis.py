@@ -12,7 +12,7 @@ import redis.asyncio as redis
 from features.events import OrderEvent
 from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.settings import load_settings
-from streams.redis_sink import RedisMembership
+from streams.runtime.sinks.redis import RedisMembership
 from streams.segment_kpis import segment_kpis
 
 pytestmark = pytest.mark.integration

@@ -27,7 +27,8 @@ from streams.runtime.kafka_options import client_options
 log = logging.getLogger(__name__)
 
 MODEL_KEY = b"behavior"
-#: An empty fetch this long means the model topic is read to its end (see streams.changelog).
+#: An empty fetch this long means the model topic is read to its end
+#: (see streams.runtime.state.changelog).
 QUIET_MS = 300
 
 OnModel = Callable[[BehaviorModel], Awaitable[None]]

@@ -16,12 +16,12 @@ from typing import Any
 
 from segmenter.engine import SegmentChange, SegmentEngine
 from segmenter.settings import Settings
-from streams.change_outbox import ChangeOutbox
-from streams.record_batches import RecordBatches
-from streams.redis_sink import RedisMembership
 from streams.runtime import metrics
 from streams.runtime.app import SegmenterApp
 from streams.runtime.messages import BatchOutcome, DeadLetter
+from streams.runtime.sinks.redis import RedisMembership
+from streams.runtime.state.change_outbox import ChangeOutbox
+from streams.runtime.state.record_batches import RecordBatches
 
 log = logging.getLogger(__name__)
 

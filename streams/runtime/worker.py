@@ -21,11 +21,6 @@ from aiokafka.errors import ProducerClosed
 from segmenter.behavior import BehaviorModel
 from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.settings import Settings
-from streams.change_outbox import is_user_key
-from streams.record_batches import key_hash, written
-from streams.recovery import complete_changelog, restore_owned
-from streams.redis_rebuild import RedisRebuild
-from streams.redis_sink import RedisMembership
 from streams.runtime import metrics
 from streams.runtime.app import create_app
 from streams.runtime.batch import BatchProcessor
@@ -36,6 +31,11 @@ from streams.runtime.inbox import BatchInbox
 from streams.runtime.kafka_options import client_options
 from streams.runtime.messages import BatchOutcome, Message
 from streams.runtime.publisher import OutcomePublisher
+from streams.runtime.sinks.redis import RedisMembership
+from streams.runtime.sinks.redis_rebuild import RedisRebuild
+from streams.runtime.state.change_outbox import is_user_key
+from streams.runtime.state.record_batches import key_hash, written
+from streams.runtime.state.recovery import complete_changelog, restore_owned
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ REVIEW_INTERVAL_S = 1.0
 #: How often the worker looks whether a new hour of segment sizes is due.
 SIZES_INTERVAL_S = 30.0
 #: Batches written at once: a batch's change events wait for its records to be stored (see
-#: streams.change_outbox), two round trips to the broker; with one batch in flight the next
-#: batch waited for them.
+#: streams.runtime.state.change_outbox), two round trips to the broker; with one batch in
+#: flight the next batch waited for them.
 WRITES_IN_FLIGHT = 4
 #: Users re-evaluated per slice of time-driven work (about 50 ms of the loop at most).
 REVIEW_SLICE = 256
@@ -258,8 +258,8 @@ class SegmentWorker:
             await self.redis.record_sizes(hour)
 
     async def rebuild_redis(self) -> None:
-        """Redis lost its data: write the owned users again (:mod:`streams.redis_rebuild`),
-        in slices within the review budget."""
+        """Redis lost its data: write the owned users again
+        (:mod:`streams.runtime.sinks.redis_rebuild`), in slices within the review budget."""
         if not self.health.ready:
             return
         await self.rebuild.check(self.owned, self.users.data.keys)
@@ -302,7 +302,7 @@ class SegmentWorker:
 
     async def on_recovered(self) -> None:
         """After each rebalance: finish the table, then schedule the users this worker owns
-        (:mod:`streams.recovery`, in slices)."""
+        (:mod:`streams.runtime.state.recovery`, in slices)."""
         inputs = self.settings.kafka.topics.inputs
         self.owned = {tp.partition for tp in self.app.assignor.assigned_actives()
                       if tp.topic in inputs}

@@ -11,13 +11,13 @@ from collections.abc import Iterator, MutableMapping
 from typing import Any, Protocol
 
 from segmenter.engine import SegmentEngine, UserRecord
-from streams.change_outbox import PARKED_PREFIX, is_user_key, parked_partition_seq
-from streams.changelog import read_changelog_tail
-from streams.redis_sink import RedisMembership
 from streams.runtime import metrics
 from streams.runtime.batch import BatchProcessor
 from streams.runtime.messages import BatchOutcome
 from streams.runtime.publisher import OutcomePublisher
+from streams.runtime.sinks.redis import RedisMembership
+from streams.runtime.state.change_outbox import PARKED_PREFIX, is_user_key, parked_partition_seq
+from streams.runtime.state.changelog import read_changelog_tail
 
 
 class Recovering(Protocol):

@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 
 from segmenter.records import UserRecord
-from streams.record_batches import RecordBatches, key_hash, written
+from streams.runtime.state.record_batches import RecordBatches, key_hash, written
 
 log = logging.getLogger(__name__)
 

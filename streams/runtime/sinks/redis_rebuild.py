@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable
 from redis.exceptions import RedisError
 
 from segmenter.records import UserRecord
-from streams.change_outbox import is_user_key
-from streams.redis_sink import RedisMembership
 from streams.runtime import metrics
+from streams.runtime.sinks.redis import RedisMembership
+from streams.runtime.state.change_outbox import is_user_key
 
 log = logging.getLogger(__name__)
 
