@@ -29,7 +29,7 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
 
 
 def _shift(text: str) -> str:
-    from streams.simulator import parse_shift
+    from streams.tools.traffic.simulator import parse_shift
 
     try:
         parse_shift(text)
@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--events", type=_positive(int), help="events (parts 1, 2, 4)")
     bench.add_argument("--probes", type=_positive(int), help="latency probes")
 
-    from streams.quality_bench import add_quality_parser
-    from streams.replay import add_replay_parser
+    from streams.tools.quality.report import add_quality_parser
+    from streams.tools.traffic.replay import add_replay_parser
 
     add_replay_parser(commands)
     add_quality_parser(commands)
@@ -137,7 +137,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.simulator import simulate
+    from streams.tools.traffic.simulator import simulate
 
     result = asyncio.run(simulate(
         settings.kafka.bootstrap, settings.kafka.topics, users=args.users, rate=args.rate,
@@ -149,31 +149,31 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.demo import run_demo
+    from streams.tools.demo import run_demo
 
     return run_demo(settings, args)
 
 
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.bench import run_bench
+    from streams.tools.bench.suite import run_bench
 
     return run_bench(settings, args)
 
 
 def _quality(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.quality_bench import run_quality
+    from streams.tools.quality.report import run_quality
 
     return run_quality(settings, args)
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.replay import run_replay
+    from streams.tools.traffic.replay import run_replay
 
     return run_replay(settings, args)
 
 
 def _user(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.reader import MembershipReader
+    from streams.tools.admin.reader import MembershipReader
 
     async def read() -> dict[str, str]:
         reader = MembershipReader(settings.redis.url, settings.redis.key_prefix)
@@ -194,14 +194,14 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _forget(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.forget_request import request_forget
+    from streams.tools.admin.forget_request import request_forget
 
     return asyncio.run(request_forget(settings, args.user_id, args.timeout))
 
 
 def _segments(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.reader import MembershipReader
-    from streams.segment_kpis import segment_kpis
+    from streams.tools.admin.reader import MembershipReader
+    from streams.tools.admin.segment_kpis import segment_kpis
 
     async def read() -> dict[str, dict[str, dict[str, object]]]:
         reader = MembershipReader(settings.redis.url, settings.redis.key_prefix)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.embedded import EmbeddedKafka, EmbeddedRedis
+from streams.tools.local.embedded import EmbeddedKafka, EmbeddedRedis
 
 
 @pytest.fixture

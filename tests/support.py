@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from features.events import EVENT_TYPES
 from segmenter.engine import SegmentEngine
 from segmenter.settings import load_settings
-from streams.embedded import free_port
+from streams.tools.local.embedded import free_port
 
 #: Input topic -> event kind, and back, as configured by default.
 KIND = load_settings(environ={}).kafka.topics.inputs

@@ -10,13 +10,13 @@ from segmenter.behavior import DIMENSIONS, NAMES, BehaviorModel, StatsDelta, des
 from segmenter.behavior_trainer import BehaviorTrainer
 from segmenter.engine import SegmentEngine
 from segmenter.settings import BehaviorSettings, Settings, load_settings
-from streams.personas import plan_events
-from streams.quality import (
+from streams.tools.quality.harness import (
     ShopRun,
     agreement,
     ari_against_offline_kmeans,
     ari_against_personas,
 )
+from streams.tools.traffic.personas import plan_events
 
 END = 1_767_225_600.0
 SETTINGS = load_settings(environ={})

@@ -14,9 +14,9 @@ import pytest
 import redis.asyncio as redis
 from support import TOPIC, consume_to_end, event_message, produce, wait_for
 
-from streams.embedded import free_port
-from streams.personas import plan_events
-from streams.services import WorkerProcess
+from streams.tools.local.embedded import free_port
+from streams.tools.local.services import WorkerProcess
+from streams.tools.traffic.personas import plan_events
 
 pytestmark = pytest.mark.integration
 

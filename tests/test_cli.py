@@ -12,8 +12,8 @@ import pytest
 from segmenter.engine import SegmentEngine
 from segmenter.settings import load_settings
 from streams.cli import main
-from streams.embedded import free_port
 from streams.runtime.sinks.redis import RedisMembership
+from streams.tools.local.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

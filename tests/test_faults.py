@@ -19,8 +19,8 @@ import redis.asyncio as redis
 from support import batch_segments, consume_to_end, event_message, produce, wait_for
 from support import worker_env as support_env
 
-from streams.embedded import EmbeddedKafka, EmbeddedObjectStore, free_port
-from streams.services import WorkerProcess
+from streams.tools.local.embedded import EmbeddedKafka, EmbeddedObjectStore, free_port
+from streams.tools.local.services import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import redis.asyncio as redis
 from support import batch_segments, consume_all, produce, wait_for
 from test_faults import ready, worker_env
 
-from streams.services import WorkerProcess
+from streams.tools.local.services import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

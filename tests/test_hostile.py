@@ -24,7 +24,7 @@ from segmenter.settings import load_settings
 from streams.runtime.batch import BatchProcessor
 from streams.runtime.codec import InvalidEvent, decode_message
 from streams.runtime.messages import Message
-from streams.services import WorkerProcess
+from streams.tools.local.services import WorkerProcess
 
 SETTINGS = load_settings()
 REASONS = {"empty", "invalid_json", "not_an_object", "missing_field", "invalid_field",

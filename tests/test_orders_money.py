@@ -15,7 +15,7 @@ from test_faults import ready
 
 from features.money import Currencies
 from features.orders import OrderLedger
-from streams.services import WorkerProcess
+from streams.tools.local.services import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from features.events import EVENT_TYPES
-from streams.personas import (
+from streams.tools.traffic.personas import (
     DAY,
     DEFAULT_MIX,
     PERSONAS,
@@ -23,7 +23,7 @@ from streams.personas import (
     entity_id,
     plan_events,
 )
-from streams.simulator import write_personas
+from streams.tools.traffic.simulator import write_personas
 
 END = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 PAGE = re.compile(r"^/$|^/c/[a-z]+$|^/p/[a-z]+-\d+$|^/cart$|^/checkout$")

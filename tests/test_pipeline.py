@@ -13,8 +13,8 @@ import pytest
 import redis.asyncio as redis
 from support import KIND, batch_segments, consume_all, event_message, produce, wait_for
 
-from streams.embedded import free_port
-from streams.services import WorkerProcess
+from streams.tools.local.embedded import free_port
+from streams.tools.local.services import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import redis.asyncio as redis
 from support import produce, wait_for, worker_env
 from test_faults import ready
 
-from streams.services import WorkerProcess
+from streams.tools.local.services import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

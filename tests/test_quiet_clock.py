@@ -16,7 +16,7 @@ from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.settings import load_settings
 from streams.runtime.batch import BatchProcessor
 from streams.runtime.messages import Message
-from streams.services import WorkerProcess
+from streams.tools.local.services import WorkerProcess
 
 SETTINGS = load_settings(environ={})
 DAY = 86_400.0

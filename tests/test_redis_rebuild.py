@@ -14,8 +14,8 @@ import redis.asyncio as redis
 from support import produce, wait_for
 from test_faults import ready, worker_env
 
-from streams.embedded import EmbeddedRedis
-from streams.services import WorkerProcess
+from streams.tools.local.embedded import EmbeddedRedis
+from streams.tools.local.services import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 import redis.asyncio as redis
 
-from streams.embedded import EmbeddedRedis, free_port
 from streams.runtime import metrics
 from streams.runtime.sinks.redis import RedisMembership
+from streams.tools.local.embedded import EmbeddedRedis, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,8 @@ import pytest
 from support import consume_all
 
 from segmenter.settings import load_settings
-from streams.mapping import (
+from streams.runtime.topics import ensure_topics
+from streams.tools.traffic.mapping import (
     MAX_REPORTED,
     MappingError,
     check_columns,
@@ -29,8 +30,7 @@ from streams.mapping import (
     load_events,
     parse_map,
 )
-from streams.replay import add_replay_parser, replay_events, run_replay
-from streams.runtime.topics import ensure_topics
+from streams.tools.traffic.replay import add_replay_parser, replay_events, run_replay
 
 ORDERS = ["order_id=Order No,user_id=Customer,ts=Created At", "total=Amount", "items=Lines"]
 TS = 1_767_323_045  # 2026-01-02T03:04:05Z
@@ -258,7 +258,7 @@ def test_parser_rejects_bad_numbers(capsys: pytest.CaptureFixture[str]) -> None:
 SCRIPT = """\
 import argparse, os, sys
 from segmenter.settings import load_settings
-from streams.replay import add_replay_parser, run_replay
+from streams.tools.traffic.replay import add_replay_parser, run_replay
 parser = argparse.ArgumentParser(prog="segmenter")
 add_replay_parser(parser.add_subparsers(dest="command", required=True))
 args = parser.parse_args(sys.argv[1:])

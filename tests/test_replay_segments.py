@@ -19,8 +19,8 @@ import redis.asyncio as redis
 from support import wait_for
 
 from segmenter.settings import load_settings
-from streams.embedded import free_port
-from streams.services import WorkerProcess
+from streams.tools.local.embedded import free_port
+from streams.tools.local.services import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

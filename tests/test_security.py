@@ -16,8 +16,8 @@ import trustme
 from support import produce, wait_for, worker_env
 from test_faults import ready
 
-from streams.embedded import EmbeddedRedis
-from streams.services import WorkerProcess
+from streams.tools.local.embedded import EmbeddedRedis
+from streams.tools.local.services import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

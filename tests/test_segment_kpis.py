@@ -13,7 +13,7 @@ from features.events import OrderEvent
 from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.settings import load_settings
 from streams.runtime.sinks.redis import RedisMembership
-from streams.segment_kpis import segment_kpis
+from streams.tools.admin.segment_kpis import segment_kpis
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import pytest
 from support import consume_all
 
 from segmenter.settings import Topics, load_settings
-from streams.personas import entity_id, plan_events
-from streams.simulator import simulate
+from streams.tools.traffic.personas import entity_id, plan_events
+from streams.tools.traffic.simulator import simulate
 
 pytestmark = pytest.mark.integration
 
@@ -100,8 +100,8 @@ async def test_cancelling_flushes_what_was_handed_over(kafka_bootstrap: str) -> 
 
 
 def test_a_shift_makes_one_persona_behave_as_another_from_then_on() -> None:
-    from streams.personas import plan_events
-    from streams.simulator import shift_personas
+    from streams.tools.traffic.personas import plan_events
+    from streams.tools.traffic.simulator import shift_personas
 
     end = 1_767_225_600.0
     events, plans = plan_events(300, 90, 7, end)

@@ -18,13 +18,13 @@ import redis.asyncio as redis
 from support import TOPIC, consume_all, produce, wait_for
 
 from segmenter.settings import load_settings
-from streams.bench_state import order_history
-from streams.embedded import free_port
-from streams.personas import entity_id, plan_events
 from streams.runtime.codec import event_time_ms
 from streams.runtime.health import STALLED_EXIT_CODE
 from streams.runtime.topics import ensure_topics
-from streams.services import WorkerProcess
+from streams.tools.bench.state import order_history
+from streams.tools.local.embedded import free_port
+from streams.tools.local.services import WorkerProcess
+from streams.tools.traffic.personas import entity_id, plan_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.serial]
 

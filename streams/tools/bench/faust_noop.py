@@ -1,7 +1,7 @@
 """A Faust agent that does nothing but count: the benchmark's yardstick for Faust itself.
 
-``python -m streams.faust_noop COUNT`` (settings from the environment, as for a worker) reads
-the input topics with an agent iterating its stream, the way a Faust application normally
+``python -m streams.tools.bench.faust_noop COUNT`` (settings from the environment, as for a worker)
+reads the input topics with an agent iterating its stream, the way a Faust application normally
 consumes, and prints ``{"events": N, "seconds": S}`` once it has seen COUNT events.
 """
 

@@ -24,10 +24,10 @@ from rich.panel import Panel
 from rich.table import Table
 
 from segmenter.settings import Settings
-from streams.reader import MembershipReader
 from streams.runtime.topics import ensure_topics
-from streams.services import WorkerProcess, local_services
-from streams.simulator import simulate
+from streams.tools.admin.reader import MembershipReader
+from streams.tools.local.services import WorkerProcess, local_services
+from streams.tools.traffic.simulator import simulate
 
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """``segmenter simulate``: planted-persona shop traffic, produced to the input topics at a rate.
 
-The events come from :func:`streams.personas.plan_events` (days of shop history up to
+The events come from :func:`streams.tools.traffic.personas.plan_events` (days of shop history up to
 ``end_ts``) and are produced in event-time order, keyed by entity id, to the topic of their
 kind, ``rate`` events per second of wall time (in small batches every ``TICK_S``), until all are
 sent or ``duration`` seconds have passed. Cancelling :func:`simulate` still flushes what was
@@ -21,8 +21,15 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from segmenter.settings import Topics
-from streams.personas import DAY, PERSONAS, UserPlan, entity_id, plan_events, plan_user
 from streams.runtime.codec import event_time_ms
+from streams.tools.traffic.personas import (
+    DAY,
+    PERSONAS,
+    UserPlan,
+    entity_id,
+    plan_events,
+    plan_user,
+)
 
 #: Pacing tick: every tick, the events due by then are sent as one batch.
 TICK_S = 0.01

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from streams.catalogue import (
+from streams.tools.traffic.catalogue import (
     CATEGORIES,
     COUNTRIES,
     DEVICES,

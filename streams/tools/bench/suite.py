@@ -8,10 +8,10 @@ their simulated traffic is weeks old, and coalescing it would measure a backfill
 
 1. **single**: simulated traffic, one event per Kafka message, produced up front. Over the same
    messages: a bare aiokafka consumer, a Faust agent that only counts
-   (:mod:`streams.faust_noop`), and the worker (events/s from its first to its last handled
-   event). Then latency: probe clicks at 20/s over background traffic at half the worker's
-   rate, timed from production to Redis announcing the membership (keyspace notification).
-   The worker's largest loop lag, RSS and the Redis bytes per user are read at the end.
+   (:mod:`streams.tools.bench.faust_noop`), and the worker (events/s from its first to its last
+   handled event). Then latency: probe clicks at 20/s over background traffic at half the worker's
+   rate, timed from production to Redis announcing the membership (keyspace notification). The
+   worker's largest loop lag, RSS and the Redis bytes per user are read at the end.
 2. **batched**: the same events as batched envelopes (one message carries up to 20 events of
    one user and kind, as browser trackers send them).
 3. **backfill**: a shop's order history (most customers buy once), produced first with event-
@@ -19,9 +19,10 @@ their simulated traffic is weeks old, and coalescing it would measure a backfill
    and how the change events it published are flagged (``backfill``).
 4. **two workers**: part 1's messages read by two workers in one group.
 5. **state**: worker state per user (stored records) and the cost per event, in process, at
-   growing numbers of users (:mod:`streams.bench_state`).
+   growing numbers of users (:mod:`streams.tools.bench.state`).
 6. **soak**: one worker under live traffic at 70% of part 1's rate for 10 minutes (20 s in
-   ``--quick``): RSS growth once warm, dead letters of valid traffic (:mod:`streams.bench_soak`).
+   ``--quick``): RSS growth once warm, dead letters of valid traffic
+   (:mod:`streams.tools.bench.soak`).
 
 The machines are shared and noisy: compare the ratios taken within one run.
 """
@@ -45,15 +46,15 @@ import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from segmenter.settings import Settings
-from streams.bench_latency import measure_latency
-from streams.bench_soak import soak
-from streams.bench_state import order_history, state_rows
-from streams.embedded import free_port
-from streams.personas import entity_id, plan_events
-from streams.replay import replay_events
 from streams.runtime.codec import event_time_ms
 from streams.runtime.topics import ensure_topics
-from streams.services import WorkerProcess, local_services
+from streams.tools.bench.latency import measure_latency
+from streams.tools.bench.soak import soak
+from streams.tools.bench.state import order_history, state_rows
+from streams.tools.local.embedded import free_port
+from streams.tools.local.services import WorkerProcess, local_services
+from streams.tools.traffic.personas import entity_id, plan_events
+from streams.tools.traffic.replay import replay_events
 
 FULL = {"events": 200_000, "users": 10_000, "orders": 70_000, "customers": 23_500,
         "probes": 300, "state_users": (10_000, 100_000, 1_000_000), "soak_s": 600.0,
@@ -237,7 +238,7 @@ async def _bare_consumer_rate(settings: Settings, count: int) -> float:
 
 
 def _faust_noop_rate(env: dict[str, str], count: int) -> float:
-    done = subprocess.run([sys.executable, "-m", "streams.faust_noop", str(count)],
+    done = subprocess.run([sys.executable, "-m", "streams.tools.bench.faust_noop", str(count)],
                           env={**os.environ, **env, "SEGMENTER_METRICS_PORT": "0"},
                           capture_output=True, timeout=600)
     found = re.search(rb"\{[^{}]*\}", done.stdout)  # Faust writes terminal codes around it

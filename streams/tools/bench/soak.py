@@ -13,7 +13,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from segmenter.settings import Settings
-from streams.services import WorkerProcess
+from streams.tools.local.services import WorkerProcess
 
 #: The live population: after the warm-up each has been seen, so state stops growing.
 USERS = 20_000

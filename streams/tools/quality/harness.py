@@ -35,9 +35,9 @@ from segmenter.behavior import BehaviorModel, behavior_vector
 from segmenter.behavior_trainer import BehaviorTrainer
 from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.settings import Settings
-from streams.personas import UserPlan, entity_id, plan_events
 from streams.runtime.batch import BatchProcessor
 from streams.runtime.messages import Message
+from streams.tools.traffic.personas import UserPlan, entity_id, plan_events
 
 BATCH = 1000
 SECONDS_PER_BATCH = 0.5

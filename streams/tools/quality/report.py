@@ -1,6 +1,6 @@
 """`segmenter quality`: how good the ``behavior`` segments are, in figures (not a timed test).
 
-On the simulator's planted personas, in process (see :mod:`streams.quality`):
+On the simulator's planted personas, in process (see :mod:`streams.tools.quality.harness`):
 
 - ARI of ``behavior`` against the planted personas, and against scikit-learn KMeans fitted
   offline on the same vectors;
@@ -24,15 +24,15 @@ import numpy as np
 from features.profile import DAY
 from segmenter.behavior import behavior_vector
 from segmenter.settings import Settings
-from streams.clusterer_compare import compare_clusterers
-from streams.personas import PERSONAS, UserPlan, plan_events
-from streams.quality import (
+from streams.tools.quality.compare import compare_clusterers
+from streams.tools.quality.harness import (
     ShopRun,
     agreement,
     ari_against_offline_kmeans,
     ari_against_personas,
 )
-from streams.simulator import shifted_events
+from streams.tools.traffic.personas import PERSONAS, UserPlan, plan_events
+from streams.tools.traffic.simulator import shifted_events
 
 END = 1_767_225_600.0  # 2026-01-01
 

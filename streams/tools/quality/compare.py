@@ -1,15 +1,14 @@
 """`segmenter quality --compare`: the behaviour model against River's own clusterers, on one
 stream (not a timed test).
 
-The stream is every user's behaviour vector each time their events changed it, in event
-order, from the same simulated shop ``segmenter quality`` plays. Each candidate of
-:data:`segmenter.clusterers.CANDIDATES` learns it one vector at a time behind River's online
-scaling (``StandardScaler | clusterer``) and then labels every user's final vector. The
-workers' model (the distributed trainer of :class:`streams.quality.ShopRun`) is the first row.
-Figures: ARI against the planted personas and against scikit-learn KMeans fitted offline on
-the final vectors, churn (users with no new vector in the second half of the stream whose
-label changed between the middle and the end), vectors learned per second and the
-estimator's memory.
+The stream is every user's behaviour vector each time their events changed it, in event order, from
+the same simulated shop ``segmenter quality`` plays. Each candidate of
+:data:`segmenter.clusterers.CANDIDATES` learns it one vector at a time behind River's online scaling
+(``StandardScaler | clusterer``) and then labels every user's final vector. The workers' model (the
+distributed trainer of :class:`streams.tools.quality.harness.ShopRun`) is the first row. Figures:
+ARI against the planted personas and against scikit-learn KMeans fitted offline on the final
+vectors, churn (users with no new vector in the second half of the stream whose label changed
+between the middle and the end), vectors learned per second and the estimator's memory.
 """
 
 from __future__ import annotations
@@ -22,8 +21,8 @@ from river import compose, preprocessing
 
 from segmenter.behavior import NAMES
 from segmenter.clusterers import CANDIDATES
-from streams.personas import UserPlan
-from streams.quality import ShopRun, ari_against_offline_kmeans, ari_against_personas
+from streams.tools.quality.harness import ShopRun, ari_against_offline_kmeans, ari_against_personas
+from streams.tools.traffic.personas import UserPlan
 
 
 def compare_clusterers(run: ShopRun, plans: Mapping[str, UserPlan], clusters: int,

@@ -16,7 +16,7 @@ import redis.asyncio as redis
 from aiokafka import AIOKafkaProducer
 
 from segmenter.settings import Settings
-from streams.personas import entity_id, plan_events
+from streams.tools.traffic.personas import entity_id, plan_events
 
 PROBES_PER_S = 20
 

@@ -1,10 +1,10 @@
 """``segmenter replay FILE``: bootstrap segments from a shop's exported history.
 
 The file (CSV or JSON Lines, the shop's own column names) is read and every row mapped onto the
-input contract and validated (:mod:`streams.mapping`); valid events are sorted by event time
-and produced to the input topic of their kind, keyed by user, in batches, optionally paced to
-``--rate`` events per second. Bad rows are not produced: the first few are reported with their
-line and reason, all are counted. With ``--dry-run`` nothing is produced (no broker needed).
+input contract and validated (:mod:`streams.tools.traffic.mapping`); valid events are sorted by
+event time and produced to the input topic of their kind, keyed by user, in batches, optionally
+paced to ``--rate`` events per second. Bad rows are not produced: the first few are reported with
+their line and reason, all are counted. With ``--dry-run`` nothing is produced (no broker needed).
 
 Exit codes: 0 done; 1 the broker failed, or rows were read but none is valid; 2 a usage error
 (unreadable file, unknown ``--map`` field, column missing from the file), before producing.
@@ -35,8 +35,11 @@ from rich.progress import (
 )
 
 from segmenter.settings import Settings
-from streams.group_lag import follow_lag
-from streams.mapping import (
+from streams.runtime.codec import event_time_ms
+from streams.runtime.kafka_options import as_options, client_options
+from streams.runtime.topics import TopicSetupError, ensure_topics
+from streams.tools.admin.group_lag import follow_lag
+from streams.tools.traffic.mapping import (
     KIND_FIELDS,
     Loaded,
     MappingError,
@@ -46,9 +49,6 @@ from streams.mapping import (
     load_events,
     parse_map,
 )
-from streams.runtime.codec import event_time_ms
-from streams.runtime.kafka_options import as_options, client_options
-from streams.runtime.topics import TopicSetupError, ensure_topics
 
 #: File extension -> format, when ``--format`` is not given.
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}

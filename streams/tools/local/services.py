@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from segmenter.settings import Settings, load_settings
-from streams.embedded import EmbeddedKafka, EmbeddedRedis, free_port, kill_with_parent
+from streams.tools.local.embedded import EmbeddedKafka, EmbeddedRedis, free_port, kill_with_parent
 
 
 @contextlib.contextmanager

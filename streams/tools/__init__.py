@@ -1,0 +1,2 @@
+"""Development and operator tools: simulate, replay, demo, bench, quality, explore; a production
+worker imports none of them."""
