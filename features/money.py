@@ -24,14 +24,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from features.errors import BadInput
 from features.events import MAX_MONEY, CartEvent, OrderEvent, ShopEvent
 
 
-class UnknownCurrency(ValueError):
+class UnknownCurrency(BadInput):
     """An event's amounts are in a currency the shop has no rate for."""
 
 
-class AmountOutOfBounds(ValueError):
+class AmountOutOfBounds(BadInput):
     """A converted amount is larger than the features' arithmetic holds."""
 
 

@@ -46,6 +46,7 @@ import numpy as np
 from river.drift import ADWIN
 from sklearn.cluster import KMeans
 
+from features.errors import InvariantBroken
 from segmenter.behavior import (
     DIMENSIONS,
     NAMES,
@@ -230,7 +231,8 @@ class BehaviorTrainer:
     def _step(self, now: float) -> BehaviorModel | None:
         """One Lloyd step from the members' sums; None when no centre moved noticeably."""
         model = self.model
-        assert model is not None
+        if model is None:
+            raise InvariantBroken("a Lloyd step before the first fit")
         users, mean, scale = self._spread()
         scale = np.maximum(scale, 1e-9)
         centres = model.centres.copy()
@@ -313,7 +315,8 @@ class BehaviorTrainer:
     def _refit(self, now: float) -> BehaviorModel | None:
         """A fresh fit on the reservoir, if it is clearly better; its centres keep old ids."""
         model = self.model
-        assert model is not None
+        if model is None:
+            raise InvariantBroken("a refit before the first fit")
         if len(self.reservoir) < self.settings.warmup_users:
             return None
         sample = np.asarray(list(self.reservoir.values()))

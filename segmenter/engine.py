@@ -43,6 +43,7 @@ from typing import Protocol
 
 import orjson
 
+from features.errors import InvariantBroken
 from features.events import ShopEvent
 from features.money import Currencies
 from features.profile import DAY, UserFeatures
@@ -367,7 +368,8 @@ class SegmentEngine:
     def _behave(self, user_id: str, record: UserRecord, snapshot: Mapping[str, float],
                 now: float, ts: float, cause: str) -> list[SegmentChange]:
         behavior = self.behavior
-        assert behavior is not None
+        if behavior is None:
+            raise InvariantBroken("a behaviour evaluation with the behaviour segmentation off")
         current, record.behavior = behavior.assign(user_id, record.behavior, snapshot, now)
         version = behavior.model.version if behavior.model is not None else 0
         record.behavior_version = version

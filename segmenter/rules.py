@@ -41,6 +41,8 @@ from typing import Any
 
 import yaml
 
+from features.errors import BadConfig
+
 Features = Mapping[str, float]
 Predicate = Callable[[Features], bool]
 Value = Callable[[Features], float]
@@ -86,7 +88,7 @@ _SYNTAX_HINTS = [
 ]
 
 
-class RuleError(ValueError):
+class RuleError(BadConfig):
     """A rule or rule file is invalid; ``reason`` is the message without segment and position."""
 
     def __init__(self, message: str, reason: str | None = None) -> None:

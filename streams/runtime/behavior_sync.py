@@ -84,12 +84,12 @@ class ModelSync:
 
     def lead(self, leading: bool) -> None:
         """Start or stop training as this worker gains or loses input partition 0."""
-        running = self._trainer_task is not None and not self._trainer_task.done()
-        if leading and not running:
-            self._trainer_task = asyncio.ensure_future(self._train())
-        elif not leading and running:
-            assert self._trainer_task is not None
-            self._trainer_task.cancel()
+        task = self._trainer_task
+        if task is None or task.done():
+            if leading:
+                self._trainer_task = asyncio.ensure_future(self._train())
+        elif not leading:
+            task.cancel()
 
     async def _train(self) -> None:
         kafka = self.kafka

@@ -18,10 +18,11 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from features.errors import BadInput
 from features.events import EVENT_TYPES, ShopEvent
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(BadInput):
     """An input message that is not a valid event.
 
     ``reason`` is a short code (a metric label: few distinct values); ``detail`` says exactly

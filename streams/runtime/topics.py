@@ -5,17 +5,18 @@ from __future__ import annotations
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from features.errors import BadConfig, Unavailable
 from segmenter.settings import Settings
 from streams.runtime.kafka_options import client_options
 
 TOPIC_ALREADY_EXISTS = 36
 
 
-class TopicSetupError(RuntimeError):
+class TopicSetupError(BadConfig):
     """The broker is unreachable or a topic cannot be used as configured."""
 
 
-class TopicUnreachableError(TopicSetupError):
+class TopicUnreachableError(TopicSetupError, Unavailable):
     """The broker cannot be reached (yet)."""
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+from features.errors import Unavailable
+
 #: ``prctl`` option: the signal the kernel sends us when our parent dies.
 PR_SET_PDEATHSIG = 1
 
@@ -50,7 +52,7 @@ def kill_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-class ServiceError(RuntimeError):
+class ServiceError(Unavailable):
     """An embedded service did not start."""
 
 

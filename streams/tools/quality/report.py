@@ -15,6 +15,7 @@ On the simulator's planted personas, in process (see :mod:`streams.tools.quality
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from features.profile import DAY
-from segmenter.behavior import behavior_vector
+from segmenter.behavior import BehaviorModel, behavior_vector
 from segmenter.settings import Settings
 from streams.tools.quality.compare import compare_clusterers
 from streams.tools.quality.harness import (
@@ -55,11 +56,15 @@ def run_quality(settings: Settings, args: argparse.Namespace) -> int:
     one.record_vectors = args.compare
     one.feed(events)
     one.settle()
-    assert one.model is not None, "no model: fewer users than behavior.warmup_users?"
+    model = one.model
+    if model is None:
+        print(f"segmenter quality: no behaviour model from {args.users:,} users "
+              f"(fewer than behavior.warmup_users?)", file=sys.stderr)
+        return 1
     final = one.assignments()
-    clusters = len(one.model.ids)
+    clusters = len(model.ids)
     one_seconds = time.perf_counter() - started
-    print(f"model        version {one.model.version}, {clusters} segments, "
+    print(f"model        version {model.version}, {clusters} segments, "
           f"{one_seconds:.1f} s")
     _version_churn(one)
     if args.compare:
@@ -67,7 +72,7 @@ def run_quality(settings: Settings, args: argparse.Namespace) -> int:
     offline = ari_against_offline_kmeans(final, one.vectors(), clusters)
     print(f"ARI          vs planted personas {ari_against_personas(final, plans):.4f}; "
           f"vs scikit-learn KMeans offline {offline:.4f}")
-    _print_profiles(one, plans)
+    _print_profiles(one, model, plans)
     _churn(one, plans, args.seed)
     two = ShopRun(settings, workers=2)
     two.feed(events)
@@ -78,7 +83,7 @@ def run_quality(settings: Settings, args: argparse.Namespace) -> int:
           f"run vs planted personas {ari_against_personas(two.assignments(), plans):.4f}")
     _drift(one, plans, args.seed)
     _new_kind(settings, args.users, args.seed)
-    _costs(one)
+    _costs(one, model)
     _sampled(settings, events, plans, one_seconds)
     return 0
 
@@ -123,9 +128,8 @@ def _only(assignments: dict[str, str | None], users: set[str]) -> dict[str, str 
     return {user: segment for user, segment in assignments.items() if user in users}
 
 
-def _print_profiles(run: ShopRun, plans: dict[str, UserPlan]) -> None:
-    assert run.model is not None
-    by_segment: dict[str, Counter[str]] = {segment: Counter() for segment in run.model.ids}
+def _print_profiles(run: ShopRun, model: BehaviorModel, plans: dict[str, UserPlan]) -> None:
+    by_segment: dict[str, Counter[str]] = {segment: Counter() for segment in model.ids}
     for user, segment in run.assignments().items():
         if user in plans and segment in by_segment:
             by_segment[segment][plans[user].persona] += 1
@@ -231,9 +235,7 @@ def _new_kind(settings: Settings, users: int, seed: int) -> None:
           f"{max(steps, default=0):.2%}, {regroups} regroupings")
 
 
-def _costs(run: ShopRun) -> None:
-    model = run.model
-    assert model is not None
+def _costs(run: ShopRun, model: BehaviorModel) -> None:
     worker = run.workers[0]
     vectors = [behavior_vector(r.features.snapshot(worker.processor.watermark))
                for r in list(worker.store.values())[:1000]]

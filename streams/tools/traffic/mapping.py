@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from features.errors import BadInput
 from features.events import EVENT_TYPES
 
 #: Fields every event has, then each kind's own fields (``items``: orders only, a JSON list).
@@ -54,11 +55,11 @@ MAX_REPORTED = 10
 Record = tuple[int, "Mapping[str, Any] | RowError"]
 
 
-class MappingError(ValueError):
+class MappingError(BadInput):
     """The ``--map`` option or the file's columns cannot work: a usage error, nothing is sent."""
 
 
-class RowError(ValueError):
+class RowError(BadInput):
     """One row is not a valid event; the message says why."""
 
 

@@ -34,6 +34,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from features.errors import BadInput
 from segmenter.settings import Settings
 from streams.runtime.codec import event_time_ms
 from streams.runtime.kafka_options import as_options, client_options
@@ -61,7 +62,7 @@ TICK_S = 0.01
 ProgressCallback = Callable[[int, int], None]
 
 
-class ReplayError(Exception):
+class ReplayError(BadInput):
     """The file cannot be replayed as asked; the message says why (exit code 2)."""
 
 
