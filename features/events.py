@@ -75,6 +75,16 @@ CurrencyCode = Annotated[str, BeforeValidator(_upper), Field(pattern=r"^[A-Z]{3}
 Label = Annotated[str, BeforeValidator(_lower), Field(min_length=1, max_length=64)]
 
 
+
+def user_key(user_id: object, anonymous_id: object) -> str:
+    """The one rule for whom an event is about, and its Kafka key: the customer's ``user_id``
+    if the event has one, else the visitor's ``anonymous_id``.
+
+    >>> user_key("u1", "a1"), user_key(None, "a7")
+    ('u1', 'a7')
+    """
+    return str(user_id) if user_id is not None else str(anonymous_id)
+
 class BaseEvent(BaseModel):
     """Fields every event has. Unknown extra fields are kept out of the model, not rejected."""
 
@@ -94,7 +104,7 @@ class BaseEvent(BaseModel):
     @property
     def entity_id(self) -> str:
         """Whom the event is about: the customer if known, else the anonymous visitor."""
-        return self.user_id if self.user_id is not None else self.anonymous_id  # type: ignore[return-value]
+        return user_key(self.user_id, self.anonymous_id)
 
 
 class ClickEvent(BaseEvent):

@@ -30,11 +30,12 @@ from streams.runtime.held_input import HeldInput
 from streams.runtime.inbox import BatchInbox
 from streams.runtime.kafka_options import client_options
 from streams.runtime.messages import BatchOutcome, Message
+from streams.runtime.partitioning import user_partition
 from streams.runtime.publisher import OutcomePublisher
 from streams.runtime.sinks.redis import RedisMembership
 from streams.runtime.sinks.redis_rebuild import RedisRebuild
 from streams.runtime.state.change_outbox import is_user_key
-from streams.runtime.state.record_batches import key_hash, written
+from streams.runtime.state.record_batches import written
 from streams.runtime.state.recovery import complete_changelog, restore_owned
 
 log = logging.getLogger(__name__)
@@ -353,7 +354,7 @@ class SegmentWorker:
 
     def partition(self, user_id: str) -> int:
         """The user's input partition (Kafka's default partitioner, keyed by user id)."""
-        return key_hash(user_id.encode()) % self.settings.kafka.partitions
+        return user_partition(user_id, self.settings.kafka.partitions)
 
     def owns(self, user_id: str) -> bool:
         """Whether the user's partition is assigned here."""

@@ -35,7 +35,8 @@ from typing import Any
 import orjson
 
 from segmenter.records import UserRecord
-from streams.runtime.state.record_batches import RecordBatches, key_hash, written
+from streams.runtime.partitioning import partition_of
+from streams.runtime.state.record_batches import RecordBatches, written
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class ChangeOutbox:
         batches = RecordBatches(producer)
         for user_id, values in changes.items():
             key = user_id.encode()
-            partition = key_hash(key) % self._partitions
+            partition = partition_of(key, self._partitions)
             for value in values:
                 batches.add(self.changes_topic, partition, key, value)
         await written(await batches.send())

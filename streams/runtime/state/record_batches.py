@@ -4,31 +4,21 @@
 each); a batch's change events and changelog records are thousands per second, so they are
 appended to aiokafka's batch builders (``create_batch`` / ``send_batch``: a microsecond or two
 a record) and sent as whole batches. Records keep their order within each partition, which is
-all Kafka orders. Partitions are chosen as Kafka's default partitioner does (murmur2 of the
-key), so a user's change events land where keyed sends would put them.
+all Kafka orders. Partitions are chosen as Kafka's default partitioner does
+(:mod:`streams.runtime.partitioning`), so a user's change events land where keyed sends would put
+them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Awaitable
 from typing import Any
 
 from aiokafka.errors import MessageSizeTooLargeError
-from aiokafka.partitioner import murmur2
 
 #: Delivered futures read between turns of the event loop (see :func:`written`).
 YIELD_EVERY = 2000
-
-
-@functools.lru_cache(maxsize=8192)
-def key_hash(key: bytes) -> int:
-    """Kafka's default partitioner's hash; the partition is this modulo the topic's count.
-
-    Cached: murmur2 is pure Python (2 us), and a user's key is hashed several times a batch
-    (ownership, each change event, the changelog record)."""
-    return murmur2(key) & 0x7FFFFFFF
 
 
 class RecordBatches:

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-from aiokafka.partitioner import murmur2
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
@@ -37,6 +36,7 @@ from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.settings import Settings
 from streams.runtime.batch import BatchProcessor
 from streams.runtime.messages import Message
+from streams.runtime.partitioning import user_partition
 from streams.tools.traffic.personas import UserPlan, entity_id, plan_events
 
 BATCH = 1000
@@ -140,7 +140,7 @@ class ShopRun:
         return handoffs
 
     def partition(self, key: str) -> int:
-        return (murmur2(key.encode()) & 0x7FFFFFFF) % self.partitions
+        return user_partition(key, self.partitions)
 
     def _commit(self, worker: _Worker, outcome: Any) -> None:
         for user_id, record in outcome.records.items():

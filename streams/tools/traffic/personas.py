@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
+from features.events import user_key
 from streams.tools.traffic.catalogue import (
     CATEGORIES,
     COUNTRIES,
@@ -83,8 +84,8 @@ class UserPlan:
 
     @property
     def entity_id(self) -> str:
-        """The id the user's state is keyed by: the user_id if known, else the anonymous_id."""
-        return self.user_id if self.user_id is not None else self.anonymous_id
+        """The id the user's state is keyed by (:func:`features.events.user_key`)."""
+        return user_key(self.user_id, self.anonymous_id)
 
     def record(self) -> dict[str, Any]:
         """The persona file's line for this user."""
@@ -98,8 +99,7 @@ def entity_id(event: Mapping[str, Any]) -> str:
     >>> entity_id({"user_id": "u1", "anonymous_id": "a1"}), entity_id({"anonymous_id": "a7"})
     ('u1', 'a7')
     """
-    user = event.get("user_id")
-    return str(user) if user is not None else str(event["anonymous_id"])
+    return user_key(event.get("user_id"), event.get("anonymous_id"))
 
 
 class _Visit:

@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import orjson
 from aiokafka import AIOKafkaProducer
 from rich.console import Console
 from rich.progress import (
@@ -36,7 +35,6 @@ from rich.progress import (
 
 from features.errors import BadInput
 from segmenter.settings import Settings
-from streams.runtime.codec import event_time_ms
 from streams.runtime.kafka_options import as_options, client_options
 from streams.runtime.topics import TopicSetupError, ensure_topics
 from streams.tools.admin.group_lag import follow_lag
@@ -50,16 +48,10 @@ from streams.tools.traffic.mapping import (
     load_events,
     parse_map,
 )
+from streams.tools.traffic.pacing import ProgressCallback, produce_paced
 
 #: File extension -> format, when ``--format`` is not given.
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
-#: Most events handed to the producer before awaiting their delivery.
-MAX_BATCH = 5_000
-#: Pacing tick with ``--rate``: every tick, the events due by then are sent as one batch.
-TICK_S = 0.01
-
-#: ``progress(sent, total)``, called after each delivered batch.
-ProgressCallback = Callable[[int, int], None]
 
 
 class ReplayError(BadInput):
@@ -151,45 +143,12 @@ async def replay_events(
                                 max_batch_size=256 * 1024)
     try:
         await producer.start()
-        return await _produce_paced(producer, topic, events, rate, progress)
+        paced = await produce_paced(producer, events, lambda _: topic, rate,
+                                    on_progress=progress)
+        return paced.sent
     finally:
         await producer.stop()  # flushes what was handed over, also when cancelled
 
-
-async def _produce_paced(
-    producer: AIOKafkaProducer, topic: str, events: Sequence[dict[str, Any]], rate: float,
-    progress: ProgressCallback | None,
-) -> int:
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    sent = 0
-    while sent < len(events):
-        tick_at = loop.time()
-        due = len(events) if rate <= 0 else int((tick_at - started) * rate) + 1
-        batch = events[sent:min(due, sent + MAX_BATCH)]
-        if batch:
-            await _send_batch(producer, topic, batch)
-            sent += len(batch)
-            if progress is not None:
-                progress(sent, len(events))
-        if rate > 0 and sent < len(events):
-            await asyncio.sleep(max(0.0, tick_at + TICK_S - loop.time()))
-    return sent
-
-
-async def _send_batch(
-    producer: AIOKafkaProducer, topic: str, batch: Sequence[dict[str, Any]]
-) -> None:
-    """Hand a batch to the producer, then wait until the broker has acknowledged all of it."""
-    futures = [
-        await producer.send(topic, orjson.dumps(event),
-                            key=(event.get("user_id") or event["anonymous_id"]).encode(),
-                            timestamp_ms=event_time_ms(event))
-        for event in batch
-    ]
-    done, _ = await asyncio.wait(futures)
-    for future in done:
-        future.result()  # raise the first delivery error, if any
 
 
 async def _produce(

@@ -2,7 +2,7 @@
 
 The events come from :func:`streams.tools.traffic.personas.plan_events` (days of shop history up to
 ``end_ts``) and are produced in event-time order, keyed by entity id, to the topic of their
-kind, ``rate`` events per second of wall time (in small batches every ``TICK_S``), until all are
+kind, ``rate`` events per second of wall time (:mod:`streams.tools.traffic.pacing`), until all are
 sent or ``duration`` seconds have passed. Cancelling :func:`simulate` still flushes what was
 handed to the producer and stops it cleanly.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from segmenter.settings import Topics
-from streams.runtime.codec import event_time_ms
+from streams.tools.traffic.pacing import ProgressCallback, produce_paced
 from streams.tools.traffic.personas import (
     DAY,
     PERSONAS,
@@ -30,14 +30,6 @@ from streams.tools.traffic.personas import (
     plan_events,
     plan_user,
 )
-
-#: Pacing tick: every tick, the events due by then are sent as one batch.
-TICK_S = 0.01
-#: Most events in one batch (also the batch size when ``rate <= 0``: as fast as possible).
-MAX_BATCH = 5_000
-
-#: ``on_progress(sent, planned)``, called after each delivered batch.
-ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,56 +140,11 @@ async def simulate(
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     try:
         await producer.start()
-        sent, elapsed, last_ts = await _produce_paced(
-            producer, topics.by_kind, events, rate, duration, on_progress)
+        by_kind = topics.by_kind
+        paced = await produce_paced(producer, events, lambda event: by_kind[event["kind"]], rate,
+                                    duration=duration, on_progress=on_progress)
     finally:
         await producer.stop()  # flushes what was handed over, also when cancelled
-    return SimulationResult(planned=len(events), sent=sent, elapsed_s=elapsed,
-                            last_event_ts=last_ts, users=len(plans), planning_s=planning_s)
+    return SimulationResult(planned=len(events), sent=paced.sent, elapsed_s=paced.elapsed_s,
+                            last_event_ts=paced.last_ts, users=len(plans), planning_s=planning_s)
 
-
-async def _produce_paced(
-    producer: AIOKafkaProducer,
-    topic_by_kind: Mapping[str, str],
-    events: Sequence[dict[str, Any]],
-    rate: float,
-    duration: float,
-    on_progress: ProgressCallback | None,
-) -> tuple[int, float, float | None]:
-    """Send ``events`` in order, ``rate`` per second; return (sent, seconds, last event ts)."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    deadline = started + duration
-    sent, last_ts = 0, None
-    while sent < len(events) and loop.time() < deadline:
-        tick_at = loop.time()
-        due = len(events) if rate <= 0 else int((tick_at - started) * rate) + 1
-        batch = events[sent:min(due, len(events), sent + MAX_BATCH)]
-        if batch:
-            await _send_batch(producer, topic_by_kind, batch)
-            sent += len(batch)
-            last_ts = batch[-1]["ts"]
-            if on_progress is not None:
-                on_progress(sent, len(events))
-        if rate > 0 and sent < len(events):
-            await asyncio.sleep(max(0.0, tick_at + TICK_S - loop.time()))
-    return sent, loop.time() - started, last_ts
-
-
-async def _send_batch(
-    producer: AIOKafkaProducer, topic_by_kind: Mapping[str, str],
-    batch: Sequence[dict[str, Any]],
-) -> None:
-    """Hand a batch to the producer, then wait until the broker has acknowledged all of it.
-
-    ``asyncio.wait`` rather than ``gather``: cancelling us must not cancel the delivery futures,
-    the producer still delivers (and ``stop`` flushes) what it was handed.
-    """
-    futures = [
-        await producer.send(topic_by_kind[event["kind"]], orjson.dumps(event),
-                            key=entity_id(event).encode(), timestamp_ms=event_time_ms(event))
-        for event in batch
-    ]
-    done, _ = await asyncio.wait(futures)
-    for future in done:
-        future.result()  # raise the first delivery error, if any
