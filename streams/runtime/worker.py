@@ -30,6 +30,7 @@ from streams.runtime.held_input import HeldInput
 from streams.runtime.inbox import BatchInbox
 from streams.runtime.kafka_options import client_options
 from streams.runtime.messages import BatchOutcome, Message
+from streams.runtime.model_sweep import REVIEW_SLICE, ModelSweep, review_slice
 from streams.runtime.partitioning import user_partition
 from streams.runtime.publisher import OutcomePublisher
 from streams.runtime.sinks.redis import RedisMembership
@@ -47,8 +48,6 @@ SIZES_INTERVAL_S = 30.0
 #: streams.runtime.state.change_outbox), two round trips to the broker; with one batch in
 #: flight the next batch waited for them.
 WRITES_IN_FLIGHT = 4
-#: Users re-evaluated per slice of time-driven work (about 50 ms of the loop at most).
-REVIEW_SLICE = 256
 #: How long a worker holding a backlog's input waits for more before it flushes.
 HELD_WAIT_S = 0.2
 #: A batch step's target time on the loop (the worker's loop budget is 100 ms), and the
@@ -123,7 +122,7 @@ class SegmentWorker:
         self.sync = ModelSync(settings, self.apply_model) if behavior.enabled else None
         self._following: asyncio.Task[None] | None = None
         #: Users (keys) still to re-evaluate under the latest behaviour model version.
-        self.sweep: deque[bytes] = deque()
+        self.sweep = ModelSweep(self.engine, self.processor)
 
     async def consume(self) -> None:
         """The hot path: take what the consumer fetched, process it as one batch, write it
@@ -239,11 +238,10 @@ class SegmentWorker:
         sweep = self.settings.segmentations.behavior.sweep_per_second
         while time.monotonic() < budget_ends and not self.app.should_stop:
             async with self.lock:
-                outcome = self.processor.review(self.load_owned, REVIEW_SLICE,
-                                                self.inbox.caught_up, self.coalesce_after_s)
-                reviewed = len(outcome.records)
+                outcome, reviewed, swept = review_slice(
+                    self.processor, self.sweep, self.load_owned, REVIEW_SLICE, sweep,
+                    self.inbox.caught_up, self.coalesce_after_s)
                 metrics.USERS_REVIEWED.inc(reviewed)
-                swept = self._sweep(outcome, min(sweep, REVIEW_SLICE - reviewed))
                 sweep -= swept
                 if outcome.records or outcome.changes:
                     await self.commit(outcome)
@@ -270,34 +268,13 @@ class SegmentWorker:
                 await self.rebuild.step(self.load_owned)
             await asyncio.sleep(0)
 
-    def _sweep(self, outcome: BatchOutcome, limit: int) -> int:
-        """Re-evaluate up to ``limit`` users placed by an older behaviour model version."""
-        behavior = self.engine.behavior
-        if not self.sweep or behavior is None or behavior.model is None:
-            return 0
-        count = min(limit, len(self.sweep))
-        load = self.processor.loader(self.load_owned)
-        for _ in range(count):
-            user_id = self.sweep.popleft().decode()
-            record = outcome.records.get(user_id) or load(user_id)
-            if record is not None and record.behavior_version != behavior.model.version:
-                outcome.changes += self.engine.reclassify(user_id, record,
-                                                          self.processor.watermark)
-                outcome.records[user_id] = record
-        return count
-
     async def apply_model(self, model: BehaviorModel) -> None:
         """A new model version: predict with it, publish its profiles, queue the users to
         re-place and the customers to re-score by its shop-wide population (done in slices
         by :meth:`review`)."""
         async with self.lock:
-            moved = self.engine.use_model(model)
+            self.sweep.apply(model, lambda: filter(is_user_key, self.users.data.keys()))
             await self._publish_profiles(model)
-            if moved:
-                # Owned or not: checked when swept.
-                self.sweep = deque(filter(is_user_key, self.users.data.keys()))
-            if model.population is not None:
-                self.processor.queue_rescore(self.engine.use_population(model.population))
         metrics.MODEL_VERSION.set(model.version)
         log.info("model version %d: re-placing %d users", model.version, len(self.sweep))
 

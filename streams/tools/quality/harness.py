@@ -36,17 +36,21 @@ from segmenter.engine import SegmentEngine, UserRecord
 from segmenter.settings import Settings
 from streams.runtime.batch import BatchProcessor
 from streams.runtime.messages import Message
+from streams.runtime.model_sweep import REVIEW_SLICE, ModelSweep, review_slice
 from streams.runtime.partitioning import user_partition
 from streams.tools.traffic.personas import UserPlan, entity_id, plan_events
 
 BATCH = 1000
 SECONDS_PER_BATCH = 0.5
+#: Users per slice of time-driven work, as the worker's review timer takes them.
+SLICE = REVIEW_SLICE
 
 
 @dataclass(slots=True)
 class _Worker:
     engine: SegmentEngine
     processor: BatchProcessor
+    sweep: ModelSweep
     store: dict[str, UserRecord]
 
 
@@ -83,8 +87,8 @@ class ShopRun:
 
     def _worker(self) -> _Worker:
         engine = SegmentEngine(self.settings, self.partition)
-        topics = self.settings.kafka.topics
-        return _Worker(engine, BatchProcessor(engine, topics, 10**12), {})
+        processor = BatchProcessor(engine, self.settings.kafka.topics, 10**12)
+        return _Worker(engine, processor, ModelSweep(engine, processor), {})
 
     def feed(self, events: Iterable[Mapping[str, Any]]) -> None:
         """Process events in batches of 1000; after each, train and apply any new version."""
@@ -164,20 +168,17 @@ class ShopRun:
         self.model = model
         started = time.perf_counter()
         for worker in self.workers:
-            engine = worker.engine
-            moved = engine.use_model(model)
-            outcome = worker.processor.process([], worker.store.get)
-            rescore = engine.use_population(model.population) if model.population else set()
-            for user_id, record in worker.store.items():
-                if moved:
-                    outcome.changes += engine.reclassify(user_id, record,
-                                                         worker.processor.watermark)
-                    self.swept += 1
-                elif user_id in rescore:
-                    outcome.changes += engine.rescore(user_id, record,
-                                                      worker.processor.watermark)
-                outcome.records[user_id] = record
-            self._commit(worker, outcome)
+            store = worker.store
+            worker.sweep.apply(model, lambda store=store: [user.encode() for user in store])
+            # The worker's review ticks, back to back: every slice until nothing is due.
+            while True:
+                outcome, reviewed, swept = review_slice(worker.processor, worker.sweep,
+                                                        store.get, SLICE, SLICE)
+                self.swept += swept
+                if outcome.records or outcome.changes:
+                    self._commit(worker, outcome)
+                if reviewed + swept < SLICE:
+                    break
         self.sweep_seconds += time.perf_counter() - started
         return True
 

@@ -1,0 +1,74 @@
+"""A new behaviour model version, applied as every worker applies it: predict with it at once,
+then re-place the users it moves and re-score the customers its population moves, in bounded
+slices between other work (never all users in one turn of the event loop).
+
+:class:`ModelSweep` holds the users still to re-place; :func:`review_slice` is one slice of a
+worker's time-driven work (due reviews, re-scoring, then the sweep). The worker runs slices on
+its review timer with Redis and Kafka behind them; the quality harness
+(:mod:`streams.tools.quality.harness`) runs the same slices in process.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from segmenter.behavior import BehaviorModel
+from segmenter.engine import SegmentEngine
+from streams.runtime.batch import BatchProcessor
+from streams.runtime.messages import BatchOutcome, LoadRecord
+
+#: Users re-evaluated per slice of time-driven work (about 50 ms of the loop at most).
+REVIEW_SLICE = 256
+
+
+class ModelSweep:
+    """The users (keys) still to re-evaluate under the latest behaviour model version."""
+
+    def __init__(self, engine: SegmentEngine, processor: BatchProcessor) -> None:
+        self.engine = engine
+        self.processor = processor
+        self.pending: deque[bytes] = deque()
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def apply(self, model: BehaviorModel, users: Callable[[], Iterable[bytes]]) -> bool:
+        """Predict with ``model``; if it regroups anyone, queue ``users()`` to re-place, and
+        queue the customers its shop-wide population re-scores. True if it regroups."""
+        moved = self.engine.use_model(model)
+        if moved:
+            self.pending = deque(users())  # owned or not: checked when swept
+        if model.population is not None:
+            self.processor.queue_rescore(self.engine.use_population(model.population))
+        return moved
+
+    def step(self, outcome: BatchOutcome, load: LoadRecord, limit: int) -> int:
+        """Re-evaluate up to ``limit`` users placed by an older version; how many were taken."""
+        behavior = self.engine.behavior
+        if not self.pending or behavior is None or behavior.model is None:
+            return 0
+        count = min(limit, len(self.pending))
+        load = self.processor.loader(load)
+        for _ in range(count):
+            user_id = self.pending.popleft().decode()
+            record = outcome.records.get(user_id) or load(user_id)
+            if record is not None and record.behavior_version != behavior.model.version:
+                outcome.changes += self.engine.reclassify(user_id, record,
+                                                          self.processor.watermark)
+                outcome.records[user_id] = record
+        return count
+
+
+def review_slice(
+    processor: BatchProcessor, sweep: ModelSweep, load: LoadRecord, limit: int,
+    sweep_limit: int, caught_up: Callable[[str, int], bool] = lambda topic, partition: True,
+    coalesce_after_s: float | None = None,
+) -> tuple[BatchOutcome, int, int]:
+    """One slice of time-driven work, at most ``limit`` users: due reviews and re-scoring
+    (:meth:`~streams.runtime.batch.BatchProcessor.review`), then up to ``sweep_limit`` of the
+    sweep. Returns the outcome to commit, the users reviewed and the users swept."""
+    outcome = processor.review(load, limit, caught_up, coalesce_after_s)
+    reviewed = len(outcome.records)
+    swept = sweep.step(outcome, load, min(sweep_limit, limit - reviewed))
+    return outcome, reviewed, swept
