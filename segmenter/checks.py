@@ -6,30 +6,32 @@ the :class:`Cases` to try it on, and raises :class:`AssertionError` saying what 
 objects are a segmentation (anything with ``predict_one``, ``review_after_days`` and
 ``descriptions``: see :func:`segmentations_of`), a :class:`SegmentEngine` (driven through a
 user's journey: :func:`drive`), a :class:`SegmentChange`, or any stored type with a
-:class:`Codec` (:func:`codecs`; :func:`stored_types` finds every class that serialises).
+:class:`Codec` (see :mod:`segmenter.stored_checks`, whose ``stored_types`` finds every class
+that serialises).
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
-import inspect
+import itertools
 import math
-import pkgutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import orjson
 
 from features.events import ShopEvent
-from features.profile import DAY, FeatureParams, UserFeatures
-from segmenter.behavior import BehaviorModel, BehaviorSegmentation, StatsDelta, behavior_vector
-from segmenter.clv import BuyTillYouDie, ValueModel
-from segmenter.engine import SegmentEngine, Segmentation
-from segmenter.population import CustomerValues
+from features.profile import DAY, UserFeatures
+from segmenter.behavior import BehaviorSegmentation, behavior_vector
+from segmenter.engine import Segmentation, SegmentEngine
 from segmenter.records import SegmentChange, UserRecord
+from segmenter.stored_checks import (
+    Codec,
+    check_change_event_json,
+    check_round_trip,
+    check_round_trip_is_stable,
+)
 from segmenter.value_tiers import ValueTierSegmentation
 
 #: Numbers a rule may compare with (config/segments.yaml): the largest a feature is tried at.
@@ -37,23 +39,20 @@ HUGE = 1e15
 #: Segmentations whose ``review_after_days`` is a periodic look, not the moment of a change
 #: (a predicted value falls continuously while a customer does not order).
 PERIODIC_REVIEW: tuple[type, ...] = (ValueTierSegmentation,)
+#: Segmentations that time alone can move but that schedule no review of their own, a known
+#: gap: the behaviour vector holds days since the last order and visit, so a quiet user's
+#: nearest centre changes with time, yet they are re-placed only when looked at for another
+#: reason (another segmentation's review, an event, a new model version). Empty it once fixed
+#: (tests/test_contracts.py shows the gap).
+UNSCHEDULED: tuple[str, ...] = ("behavior",)
+#: Days after a user's latest event to look from: within the hour (a cart), the month, the
+#: quarter, the year, and beyond.
+LOOKS_AFTER_DAYS = (0.0, 0.02, 20.0, 40.0, 100.0, 200.0, 400.0)
 #: A journey whose reviews do not move forward would never end.
 MAX_REVIEWS = 2_000
 
 Features = Mapping[str, Any]
 Journey = Sequence[tuple[float, Sequence[ShopEvent]]]
-
-
-@dataclass(frozen=True)
-class Codec:
-    """How a stored type goes on the wire (Kafka, the changelog, Redis) and comes back."""
-
-    dump: Callable[[Any], bytes]
-    load: Callable[[bytes], Any]
-    #: What must come back unchanged (None: the object itself, by ``==``); for types whose
-    #: ``==`` does not compare content (identity, numpy arrays) or holds what is not kept
-    #: (a day's zero amounts).
-    content: Callable[[Any], Any] | None = None
 
 
 @dataclass
@@ -84,7 +83,7 @@ class BehaviorAsSegmentation:
         return None if model is None else model.predict_one(behavior_vector(features))
 
     def review_after_days(self, features: Features, now: float) -> float | None:
-        return None  # only a new model version moves a user who does nothing
+        return None  # the engine schedules none (see UNSCHEDULED)
 
     def descriptions(self) -> dict[str, str]:
         model = self.behavior.model
@@ -99,91 +98,19 @@ def segmentations_of(engine: SegmentEngine) -> list[Segmentation]:
     return found
 
 
-def codecs(params: FeatureParams) -> dict[type, Codec]:
-    """Every stored type's way to the wire and back, as the project writes and reads it
-    (nested states go through orjson without options, as inside ``UserRecord.to_bytes``)."""
-    from features.cart import OpenCart
-    from features.decay import DecayedSum
-    from features.orders import OrderLedger
-    from features.seen_ids import SeenIds
-    from features.sessions import SessionCounter
-    from features.traits import Channels, Traits
-    from features.windows import DailyBuckets
-
-    def nested(dump: Callable[[Any], Any], load: Callable[[Any], Any],
-               content: Callable[[Any], Any] | None = None) -> Codec:
-        return Codec(lambda obj: orjson.dumps(dump(obj)),
-                     lambda data: load(orjson.loads(data)), content)
-
-    horizon = max(params.windows_days, default=1)
-    return {
-        UserRecord: Codec(UserRecord.to_bytes, lambda data: UserRecord.from_bytes(data, params),
-                          _record_content),
-        BehaviorModel: Codec(BehaviorModel.to_json, BehaviorModel.from_json),
-        StatsDelta: Codec(StatsDelta.to_json, StatsDelta.from_json,
-                          lambda delta: orjson.loads(delta.to_json())),
-        UserFeatures: nested(UserFeatures.to_dict, lambda s: UserFeatures.from_dict(s, params),
-                             _features_content),
-        ValueModel: nested(ValueModel.to_dict, ValueModel.from_dict),
-        BuyTillYouDie: nested(BuyTillYouDie.to_dict, lambda s: BuyTillYouDie(**s)),
-        CustomerValues: nested(lambda v: v, lambda s: CustomerValues(**s)),
-        DailyBuckets: nested(DailyBuckets.to_dict, lambda s: DailyBuckets.from_dict(s, horizon),
-                             _amounts),
-        DecayedSum: nested(DecayedSum.to_dict,
-                           lambda s: DecayedSum.from_dict(s, params.half_life_days * DAY)),
-        SessionCounter: nested(SessionCounter.to_dict, lambda s: SessionCounter.from_dict(
-            s, params.session_gap_s, params.lateness_s)),
-        SeenIds: nested(SeenIds.to_state, SeenIds.from_state, lambda ids: ids.times),
-        OpenCart: nested(OpenCart.to_state, OpenCart.from_state),
-        OrderLedger: nested(OrderLedger.to_state, OrderLedger.from_state),
-        Traits: nested(Traits.to_state, Traits.from_state),
-        Channels: nested(Channels.to_state, Channels.from_state),
-    }
-
-
-def _amounts(buckets: Any) -> dict[int, dict[str, float]]:
-    """A day's amounts that count: a zero is not kept (the same as none)."""
-    return {day: {name: amount for name, amount in bucket.items() if amount}
-            for day, bucket in buckets.days.items()}
-
-
-def _features_content(features: UserFeatures) -> Any:
-    return orjson.loads(orjson.dumps({**features.to_dict(), "days": _amounts(features.days)},
-                                     option=orjson.OPT_NON_STR_KEYS))
-
-
-def _record_content(record: UserRecord) -> Any:
-    kept = {name: getattr(record, name) for name in UserRecord.__slots__ if name != "features"}
-    return _features_content(record.features), orjson.loads(orjson.dumps(kept))
-
-
-def stored_types(packages: Sequence[str] = ("features", "segmenter")) -> set[type]:
-    """Every class of these packages that writes itself out and reads itself back (a pair
-    ``to_X`` / ``from_X``): a new one shows up here before anyone gives it a codec."""
-    found: set[type] = set()
-    for package in packages:
-        for module_info in pkgutil.iter_modules(importlib.import_module(package).__path__):
-            module = importlib.import_module(f"{package}.{module_info.name}")
-            for cls in vars(module).values():
-                if (inspect.isclass(cls) and cls.__module__ == module.__name__
-                        and any(hasattr(cls, f"to_{form}") and hasattr(cls, f"from_{form}")
-                                for form in ("bytes", "json", "dict", "state"))):
-                    found.add(cls)
-    return found
-
-
 def yield_checks(obj: Any) -> Iterator[Callable[[Any, Cases], None]]:
     """The checks that apply to ``obj``."""
     if isinstance(obj, SegmentEngine):
         yield from (check_changes_match_membership, check_reviews_move_forward,
-                    check_engine_is_deterministic, check_restored_record_continues_alike)
+                    check_reviews_miss_no_change, check_engine_is_deterministic,
+                    check_restored_record_continues_alike)
     elif isinstance(obj, SegmentChange):
         yield check_change_event_json
     elif all(hasattr(obj, name) for name in ("predict_one", "review_after_days",
                                               "descriptions")):
         yield from (check_predicts_known_segments, check_extreme_features,
                     check_deterministic_and_pure)
-        if not isinstance(obj, PERIODIC_REVIEW):
+        if not isinstance(obj, PERIODIC_REVIEW) and obj.name not in UNSCHEDULED:
             yield check_time_alone_waits_for_review
     else:
         yield from (check_round_trip, check_round_trip_is_stable)
@@ -258,19 +185,24 @@ def check_deterministic_and_pure(segmentation: Segmentation, cases: Cases) -> No
 
 def check_time_alone_waits_for_review(segmentation: Segmentation, cases: Cases) -> None:
     """A user who does nothing keeps their segment until the review the segmentation asked
-    for (None: for ever), so time-driven reviews miss no change."""
+    for (None: for ever), so time-driven reviews miss no change. Looked at from ``now`` and
+    from moments after the user's latest event, where time-driven edges lie."""
     for user in cases.users:
-        now = max(cases.now, user.last_seen)
-        features = cases.features_of(user, now)
-        segment = segmentation.predict_one(features)
-        after = segmentation.review_after_days(features, now)
-        span = 3 * 365 * DAY if after is None else after * DAY
-        # A minute short of the edge: engagement is rounded to 6 decimals in the snapshot.
-        for at in (now + span / 2, now + max(0.0, span - 60.0)):
-            later = segmentation.predict_one(cases.features_of(user, at))
-            assert later == segment, (
-                f"{segmentation.name}: {segment!r} became {later!r} after "
-                f"{(at - now) / DAY:.4f} days of nothing, review asked after {after!r} days")
+        # Never before the latest event: the engine does not evaluate a user in their past.
+        starts = {max(cases.now, user.last_seen),
+                  *(user.last_seen + days * DAY for days in LOOKS_AFTER_DAYS
+                    if math.isfinite(user.last_seen))}
+        for now in sorted(starts):
+            features = cases.features_of(user, now)
+            segment = segmentation.predict_one(features)
+            after = segmentation.review_after_days(features, now)
+            span = 3 * 365 * DAY if after is None else after * DAY
+            # A minute short of the edge: engagement is rounded to 6 decimals in a snapshot.
+            for at in (now + span / 2, now + max(0.0, span - 60.0)):
+                later = segmentation.predict_one(cases.features_of(user, at))
+                assert later == segment, (
+                    f"{segmentation.name}: {segment!r} became {later!r} after "
+                    f"{(at - now) / DAY:.4f} days of nothing, review asked after {after!r} days")
 
 
 @dataclass
@@ -283,6 +215,8 @@ class Evaluation:
     changes: list[SegmentChange]
     after: dict[str, str]
     review_at: float | None
+    #: The record as stored after the call.
+    stored: bytes = b""
 
 
 def drive(engine: SegmentEngine, user_id: str, journey: Journey, end: float,
@@ -297,7 +231,7 @@ def drive(engine: SegmentEngine, user_id: str, journey: Journey, end: float,
         before = dict(record.segments)
         changes = call(record)
         log.append(Evaluation(action, now, before, changes, dict(record.segments),
-                              record.review_at))
+                              record.review_at, record.to_bytes()))
         if restore:
             record = engine.load_record(record.to_bytes())
 
@@ -364,6 +298,27 @@ def check_reviews_move_forward(engine: SegmentEngine, cases: Cases) -> None:
                 f"{evaluation.review_at}")
 
 
+def check_reviews_miss_no_change(engine: SegmentEngine, cases: Cases) -> None:
+    """Looked at a minute before the engine next looks, a user is where the engine left them
+    (but for segmentations reviewed periodically): the next review comes in time."""
+    periodic = {s.name for s in segmentations_of(engine)
+                if isinstance(s, PERIODIC_REVIEW) or s.name in UNSCHEDULED}
+    log = drive(copy.deepcopy(engine), "u-check", cases.journey, cases.journey_end)
+    # One copy for every probe: a probe moves only this user, and scores stay frozen until
+    # the population is refreshed.
+    probe = copy.deepcopy(engine)
+    for evaluation, following in itertools.pairwise(log):
+        probe_at = following.now - 60.0
+        if probe_at <= evaluation.now:
+            continue
+        record = probe.load_record(evaluation.stored)
+        missed = [(c.segmentation, c.previous, c.current)
+                  for c in probe.review("u-check", record, probe_at)
+                  if c.segmentation not in periodic]
+        assert not missed, (f"{evaluation.action} at {evaluation.now} set the review at "
+                            f"{evaluation.review_at}, but at {probe_at}: {missed}")
+
+
 def _reported(log: Sequence[Evaluation]) -> list[list[tuple[str, str, str | None, str | None]]]:
     return [[(c.event_id, c.segmentation, c.previous, c.current) for c in e.changes]
             for e in log]
@@ -386,59 +341,3 @@ def check_restored_record_continues_alike(engine: SegmentEngine, cases: Cases) -
     assert _reported(restored) == _reported(kept)
     assert [e.review_at for e in restored] == [e.review_at for e in kept]
 
-
-def _codec(obj: Any, cases: Cases) -> Codec:
-    codec = cases.codecs.get(type(obj))
-    assert codec is not None, f"no codec for stored type {type(obj).__name__}"
-    return codec
-
-
-def check_round_trip(obj: Any, cases: Cases) -> None:
-    """Written and read back, an object is what it was (compared as written, and with ``==``
-    where that compares content)."""
-    codec = _codec(obj, cases)
-    restored = codec.load(codec.dump(obj))
-    assert type(restored) is type(obj)
-    content = codec.content or (lambda same: same)
-    assert content(restored) == content(obj), f"{type(obj).__name__}: {restored!r} != {obj!r}"
-    if isinstance(obj, UserFeatures):  # what the segmentations see
-        assert _same(restored.snapshot(cases.now), obj.snapshot(cases.now))
-    if isinstance(obj, UserRecord):
-        assert _same(restored.features.snapshot(cases.now), obj.features.snapshot(cases.now))
-        assert (restored.segments, restored.entered, restored.customer) == (
-            obj.segments, obj.entered, obj.customer)
-
-
-def check_round_trip_is_stable(obj: Any, cases: Cases) -> None:
-    """A restored object is written as it was read: restores (restarts, rebalances) do not
-    drift, however many times they happen."""
-    codec = _codec(obj, cases)
-    data = codec.dump(codec.load(codec.dump(obj)))
-    assert _content(codec.dump(codec.load(data))) == _content(data), type(obj).__name__
-
-
-def _content(data: bytes) -> Any:
-    """What bytes say, ignoring key order (a stored record is JSON in an LZ4 block)."""
-    from segmenter.records import _json_of
-
-    return orjson.loads(_json_of(data) if data[:1] != b"{" else data)
-
-
-def _same(left: Features, right: Features) -> bool:
-    """Equal feature snapshots (nan equals nan: an unknown age stays unknown)."""
-    return left.keys() == right.keys() and all(
-        left[k] == right[k] or (left[k] != left[k] and right[k] != right[k]) for k in left)
-
-
-def check_change_event_json(change: SegmentChange, cases: Cases) -> None:
-    """The published change event says what the change is: its id, type and fields, and its
-    time to the millisecond."""
-    event = orjson.loads(change.to_json(emitted_at=cases.now))
-    expected_type = ("enter" if change.previous is None
-                     else "leave" if change.current is None else "move")
-    assert event["type"] == change.type == expected_type
-    for name in ("event_id", "user_id", "segmentation", "previous", "current", "cause",
-                 "merged_into", "model_version"):
-        assert event[name] == getattr(change, name), name
-    ts = datetime.fromisoformat(event["ts"].replace("Z", "+00:00")).timestamp()
-    assert abs(ts - change.ts) <= 0.0011, (event["ts"], change.ts)
