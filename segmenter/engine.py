@@ -39,7 +39,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -335,11 +335,7 @@ class SegmentEngine:
         """
         dwell = self.dwell if dwell is None else dwell
         self._contribute(user_id, record)
-        snapshot = record.features.snapshot(now)
-        if self.reads_interests:
-            snapshot.update({"interest:" + name: share
-                             for name, share in record.features.interests().items()})
-        snapshot.update(self.value_tiers.features(snapshot))
+        snapshot = self.features_of(record.features, now)
         # Every segmentation placed before the record changes: one that raises leaves the
         # user's segments as they were, not half moved.
         placed = [(segmentation, segmentation.predict_one(snapshot),
@@ -364,6 +360,16 @@ class SegmentEngine:
         if self.behavior is not None:
             changes += self._behave(user_id, record, snapshot, now, ts, cause)
         return changes
+
+    def features_of(self, features: UserFeatures, now: float) -> dict[str, Any]:
+        """What the segmentations read of a user at ``now``: the snapshot, the interests if a
+        rule reads them, and the value model's predictions."""
+        snapshot: dict[str, Any] = features.snapshot(now)
+        if self.reads_interests:
+            snapshot.update({"interest:" + name: share
+                             for name, share in features.interests().items()})
+        snapshot.update(self.value_tiers.features(snapshot))
+        return snapshot
 
     def _behave(self, user_id: str, record: UserRecord, snapshot: Mapping[str, float],
                 now: float, ts: float, cause: str) -> list[SegmentChange]:
