@@ -36,15 +36,6 @@ from segmenter.value_tiers import ValueTierSegmentation
 
 #: Numbers a rule may compare with (config/segments.yaml): the largest a feature is tried at.
 HUGE = 1e15
-#: Segmentations whose ``review_after_days`` is a periodic look, not the moment of a change
-#: (a predicted value falls continuously while a customer does not order).
-PERIODIC_REVIEW: tuple[type, ...] = (ValueTierSegmentation,)
-#: Segmentations that time alone can move but that schedule no review of their own, a known
-#: gap: the behaviour vector holds days since the last order and visit, so a quiet user's
-#: nearest centre changes with time, yet they are re-placed only when looked at for another
-#: reason (another segmentation's review, an event, a new model version). Empty it once fixed
-#: (tests/test_contracts.py shows the gap).
-UNSCHEDULED: tuple[str, ...] = ("behavior",)
 #: Days after a user's latest event to look from: within the hour (a cart), the month, the
 #: quarter, the year, and beyond.
 LOOKS_AFTER_DAYS = (0.0, 0.02, 20.0, 40.0, 100.0, 200.0, 400.0)
@@ -75,26 +66,33 @@ class BehaviorAsSegmentation:
 
     name = "behavior"
 
-    def __init__(self, behavior: BehaviorSegmentation) -> None:
+    def __init__(self, behavior: BehaviorSegmentation, review_days: float) -> None:
         self.behavior = behavior
+        self.review_days = review_days
 
     def predict_one(self, features: Features) -> str | None:
         model = self.behavior.model
         return None if model is None else model.predict_one(behavior_vector(features))
 
     def review_after_days(self, features: Features, now: float) -> float | None:
-        return None  # the engine schedules none (see UNSCHEDULED)
+        return None if self.behavior.model is None else self.review_days
 
     def descriptions(self) -> dict[str, str]:
         model = self.behavior.model
         return {} if model is None else {segment: "" for segment in model.ids}
 
 
+
+#: Segmentations whose ``review_after_days`` is a periodic look, not the moment of a change:
+#: a predicted value falls, and a behaviour vector's recency grows, continuously while a
+#: customer does not order.
+PERIODIC_REVIEW: tuple[type, ...] = (ValueTierSegmentation, BehaviorAsSegmentation)
+
 def segmentations_of(engine: SegmentEngine) -> list[Segmentation]:
     """Every segmentation the engine applies, as it built them from its settings."""
     found: list[Segmentation] = list(engine.segmentations)
     if engine.behavior is not None:
-        found.append(BehaviorAsSegmentation(engine.behavior))
+        found.append(BehaviorAsSegmentation(engine.behavior, engine.behavior_review_s / DAY))
     return found
 
 
@@ -110,7 +108,7 @@ def yield_checks(obj: Any) -> Iterator[Callable[[Any, Cases], None]]:
                                               "descriptions")):
         yield from (check_predicts_known_segments, check_extreme_features,
                     check_deterministic_and_pure)
-        if not isinstance(obj, PERIODIC_REVIEW) and obj.name not in UNSCHEDULED:
+        if not isinstance(obj, PERIODIC_REVIEW):
             yield check_time_alone_waits_for_review
     else:
         yield from (check_round_trip, check_round_trip_is_stable)
@@ -302,7 +300,7 @@ def check_reviews_miss_no_change(engine: SegmentEngine, cases: Cases) -> None:
     """Looked at a minute before the engine next looks, a user is where the engine left them
     (but for segmentations reviewed periodically): the next review comes in time."""
     periodic = {s.name for s in segmentations_of(engine)
-                if isinstance(s, PERIODIC_REVIEW) or s.name in UNSCHEDULED}
+                if isinstance(s, PERIODIC_REVIEW)}
     log = drive(copy.deepcopy(engine), "u-check", cases.journey, cases.journey_end)
     # One copy for every probe: a probe moves only this user, and scores stay frozen until
     # the population is refreshed.

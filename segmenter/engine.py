@@ -109,6 +109,8 @@ class SegmentEngine:
         behavior = config.behavior
         self.behavior = (BehaviorSegmentation(behavior.learn_sample, config.value.enabled)
                          if behavior.enabled else None)
+        #: A placed user's next look at their behaviour segment (the second past the edge).
+        self.behavior_review_s = behavior.review_days * DAY + 1.0
         #: Customer value tiers: the value model comes with the behaviour model's versions.
         self.value_tiers = ValueTierSegmentation(config.value)
         if behavior.enabled and config.value.enabled:
@@ -355,6 +357,8 @@ class SegmentEngine:
             if after is not None:
                 # A second past the edge, so the review lands strictly beyond the threshold.
                 review_at = min(review_at, now + after * DAY + 1.0)
+        if self.behavior is not None and self.behavior.model is not None:
+            review_at = min(review_at, now + self.behavior_review_s)
         record.review_at = review_at if math.isfinite(review_at) else None
         record.evaluated_with = self.fingerprint
         if self.behavior is not None:

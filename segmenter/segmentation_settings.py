@@ -129,6 +129,9 @@ class BehaviorSettings(StrictModel):
     drift_delta: float = Field(0.002, gt=0, lt=1)
     #: Users re-evaluated per second after a new version.
     sweep_per_second: int = Field(ge=1)
+    #: A placed user is looked at again this often (days): the vector holds days since the
+    #: last order and visit, so time alone moves a quiet user towards another centre.
+    review_days: float = Field(1.0, gt=0)
     seed: int
 
     @field_validator("clusters")

@@ -233,23 +233,28 @@ def test_changes_check_catches_an_unreported_move() -> None:
                                                     journey_end=JOURNEY_END))
 
 
-def test_known_gap_time_alone_moves_behaviour_without_a_review(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Minimal reproducer of the gap ``checks.UNSCHEDULED`` exempts: one order, then nothing.
-    The nearest behaviour centre changes as the days since the order grow, but no review is
-    scheduled for it. When this fails, the gap is fixed: empty UNSCHEDULED."""
+def test_time_alone_moves_a_quiet_user_s_behaviour_segment_within_a_review_period() -> None:
+    """One order, then nothing: the nearest behaviour centre changes as the days since the
+    order grow, and a review moves the user within ``behavior.review_days`` of that day (the
+    engine once scheduled no behaviour review: the move waited for another reason to look)."""
     built = engine(with_models=True)
     record = built.new_record()
     built.learn(USER, record, [order(1, T0, 40.0)], T0)
-    later = T0 + 400 * DAY
-    moved = built.behavior.model.predict_one(behavior_vector(built.features_of(record.features,
-                                                                                later)))
-    assert (record.segments["behavior"], moved) == ("b-buy", "b-browse")
-    monkeypatch.setattr(checks, "UNSCHEDULED", ())
-    lone_order = Cases(now=later, journey=[(T0, [order(1, T0, 40.0)])], journey_end=later)
-    with pytest.raises(AssertionError, match="behavior"):
-        checks.check_reviews_miss_no_change(built, lone_order)
+    assert record.segments["behavior"] == "b-buy"
 
+    def nearest(at: float) -> str | None:
+        vector = behavior_vector(built.features_of(record.features, at))
+        return built.behavior.model.predict_one(vector)
+
+    crossing = next(T0 + hours * 3600.0 for hours in range(1, 500 * 24)
+                    if nearest(T0 + hours * 3600.0) == "b-browse")
+    log = checks.drive(copy.deepcopy(built), USER, [(T0, [order(1, T0, 40.0)])],
+                       crossing + 3 * DAY)
+    moves = [(e.action, e.now) for e in log for c in e.changes
+             if (c.segmentation, c.previous, c.current) == ("behavior", "b-buy", "b-browse")]
+    period = built.behavior_review_s
+    assert len(moves) == 1 and moves[0][0] == "review", moves
+    assert crossing - 3600.0 <= moves[0][1] <= crossing + period, (moves, crossing)
 
 def pool() -> Iterator[Any]:
     """Samples of every stored type: records along the journey and of extreme users, their
