@@ -28,7 +28,6 @@ from promql import (
 from support import event_message, produce, wait_for, worker_env
 
 from segmenter.settings import load_settings
-from streams import metrics
 from streams.services import WorkerProcess
 
 DASHBOARD = DASHBOARDS / "segmenter.json"
@@ -103,29 +102,6 @@ def test_a_query_naming_an_unexported_series_is_caught() -> None:
         "histogram, bare: segmenter_processing_latency_seconds",
         "gauge with _total: segmenter_segment_size_total",
         "unknown: segmenter_no_such_metric"]
-
-
-def test_partition_lag_follows_the_assignment() -> None:
-    """Partitions assigned elsewhere since disappear (their lag is another worker's now)."""
-
-    class TopicPartition:
-        def __init__(self, topic: str, partition: int) -> None:
-            self.topic, self.partition = topic, partition
-
-    def shown() -> dict[tuple[str, str], float]:
-        return {(s.labels["topic"], s.labels["partition"]): s.value
-                for family in metrics.PARTITION_LAG.collect() for s in family.samples}
-
-    try:
-        metrics.record_partition_lag([(TopicPartition("shop.clicks", 0), 7),
-                                      (TopicPartition("shop.clicks", 1), None),
-                                      (TopicPartition("shop.orders", 2), 0), ("inbox", 3)])
-        assert shown() == {("shop.clicks", "0"): 7.0, ("shop.orders", "2"): 0.0}
-        metrics.record_partition_lag([(TopicPartition("shop.orders", 2), 5)])
-        assert shown() == {("shop.orders", "2"): 5.0}
-    finally:
-        metrics.record_partition_lag([])
-    assert shown() == {}
 
 
 def test_every_panel_queries_the_provisioned_datasource(dashboard: dict[str, Any]) -> None:
