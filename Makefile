@@ -1,5 +1,5 @@
 # Everything installs into .venv from the project's own files; nothing is assumed on the machine
-# beyond python3 (with venv), make and redis-server.
+# beyond python3 (with venv), make and redis-server (and Debian's apt, for promtool).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
