@@ -1,8 +1,9 @@
 # Everything installs into .venv from the project's own files; nothing is assumed on the machine
-# beyond python3 (with venv), make and redis-server.
+# beyond python3 (with venv), make and redis-server (and Debian's apt, for promtool).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+PROMTOOL := $(VENV)/bin/promtool
 
 .PHONY: install demo test bench lint clean
 
@@ -13,12 +14,16 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# promtool (Debian's prometheus package) checks and unit-tests the alert rules in deploy/.
+$(PROMTOOL): deploy/install-promtool.sh | $(STAMP)
+	sh deploy/install-promtool.sh $(PROMTOOL)
+
+install: $(STAMP) $(PROMTOOL)
 
 demo: $(STAMP)
 	$(VENV)/bin/segmenter demo $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(PROMTOOL)
 	$(VENV)/bin/ruff check .
 	@# Most tests wait on brokers and workers, so three run at a time; the few that measure
 	@# time (loop lag, send rates) run alone afterwards. Both parts run; either failing fails.

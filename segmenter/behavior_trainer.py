@@ -92,6 +92,8 @@ class BehaviorTrainer:
         #: ADWIN over changed users' distances to their centres; a change allows a refit.
         self.drift = ADWIN(delta=settings.drift_delta)
         self.drifted = False
+        #: Drifts detected since this trainer started (a metric counts them).
+        self.drifts = 0
         #: Users in the reservoir when the centres were last fitted or checked.
         self.fitted_on = 0
         #: Segment id -> when its centre was placed (a new centre gets time to gather users).
@@ -151,6 +153,7 @@ class BehaviorTrainer:
             self.drift.update(distance)
             if self.drift.drift_detected:
                 self.drifted = True
+                self.drifts += 1
 
     def _keep(self, user_id: str, vector: list[float]) -> None:
         """Bottom-k sampling: the users with the smallest id hashes, always their latest

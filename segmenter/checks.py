@@ -15,19 +15,18 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from features.events import ShopEvent
-from features.profile import DAY, UserFeatures
+from features.profile import DAY
 from segmenter.behavior import BehaviorSegmentation, behavior_vector
+from segmenter.check_cases import Cases, Features, Journey
 from segmenter.engine import Segmentation, SegmentEngine
 from segmenter.records import SegmentChange, UserRecord
 from segmenter.stored_checks import (
-    Codec,
     check_change_event_json,
     check_round_trip,
     check_round_trip_is_stable,
@@ -42,22 +41,6 @@ LOOKS_AFTER_DAYS = (0.0, 0.02, 20.0, 40.0, 100.0, 200.0, 400.0)
 #: A journey whose reviews do not move forward would never end.
 MAX_REVIEWS = 2_000
 
-Features = Mapping[str, Any]
-Journey = Sequence[tuple[float, Sequence[ShopEvent]]]
-
-
-@dataclass
-class Cases:
-    """What the checks try an object on: users' feature states at ``now``, a journey through
-    the engine, and the stored types' codecs."""
-
-    now: float
-    users: Sequence[UserFeatures] = ()
-    journey: Journey = ()
-    journey_end: float = 0.0
-    codecs: Mapping[type, Codec] = field(default_factory=dict)
-    #: What segmentations read of a user at a time (``SegmentEngine.features_of``).
-    features_of: Callable[[UserFeatures, float], dict[str, Any]] = UserFeatures.snapshot
 
 
 class BehaviorAsSegmentation:

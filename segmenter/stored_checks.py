@@ -8,34 +8,18 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from features.profile import DAY, FeatureParams, UserFeatures
 from segmenter.behavior import BehaviorModel, StatsDelta
+from segmenter.check_cases import Cases, Codec, Features
 from segmenter.clv import BuyTillYouDie, ValueModel
 from segmenter.population import CustomerValues
 from segmenter.records import SegmentChange, UserRecord, _json_of
-
-if TYPE_CHECKING:
-    from segmenter.checks import Cases
-
-Features = Mapping[str, Any]
-
-@dataclass(frozen=True)
-class Codec:
-    """How a stored type goes on the wire (Kafka, the changelog, Redis) and comes back."""
-
-    dump: Callable[[Any], bytes]
-    load: Callable[[bytes], Any]
-    #: What must come back unchanged (None: the object itself, by ``==``); for types whose
-    #: ``==`` does not compare content (identity, numpy arrays) or holds what is not kept
-    #: (a day's zero amounts).
-    content: Callable[[Any], Any] | None = None
 
 
 def codecs(params: FeatureParams) -> dict[type, Codec]:

@@ -1,9 +1,10 @@
-"""docker-compose.yml and config/prometheus.yml agree with config/ (no Docker needed)."""
+"""docker-compose.yml, config/prometheus.yml and deploy/ agree with config/ (no Docker needed)."""
 
 from __future__ import annotations
 
+import json
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
@@ -114,3 +115,43 @@ def test_dockerfile_runs_the_worker() -> None:
     for needed in ("features", "segmenter", "streams", "config"):
         assert f"COPY {needed} ./{needed}" in dockerfile
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> host path of a service's files from this repository."""
+    return {target: source for source, target in (v.split(":")[:2] for v in service["volumes"])
+            if source.startswith("./")}
+
+
+def test_prometheus_loads_the_alert_rules(services: dict[str, Any]) -> None:
+    prometheus = services["prometheus"]
+    config_path = prometheus["command"][0].removeprefix("--config.file=")
+    mounts = _mounts(prometheus)
+    config = yaml.safe_load((ROOT / mounts[config_path]).read_text())
+    # Prometheus reads rule_files relative to its config file's directory.
+    in_container = [str(PurePosixPath(config_path).parent / name) for name in config["rule_files"]]
+    assert [mounts.get(path) for path in in_container] == ["./deploy/prometheus/alerts.yml"]
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboards(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    grafana = services["grafana"]
+    image, tag = grafana["image"].split(":")
+    assert image == "grafana/grafana" and re.fullmatch(r"\d+\.\d+\.\d+", tag)  # pinned
+    assert "3000:3000" in grafana["ports"] and grafana["depends_on"] == ["prometheus"]
+    assert "grafana-data" in compose["volumes"]
+    mounts = _mounts(grafana)
+    provisioning = ROOT / mounts["/etc/grafana/provisioning"]
+    datasource, = yaml.safe_load(
+        (provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    url = urlparse(datasource["url"])
+    assert url.hostname == "prometheus"
+    assert f"{url.port}:{url.port}" in services["prometheus"]["ports"]
+    provider, = yaml.safe_load(
+        (provisioning / "dashboards" / "dashboards.yml").read_text())["providers"]
+    dashboards = ROOT / mounts[provider["options"]["path"]]
+    files = sorted(dashboards.glob("*.json"))
+    assert [path.name for path in files] == ["segmenter.json"]
+    for path in files:
+        assert json.loads(path.read_text())["uid"]

@@ -88,8 +88,10 @@ def test_what_a_worker_runs_needs_no_tool_dependency(module: str) -> None:
 
 
 def test_no_assert_guards_a_runtime_condition() -> None:
-    """``python -O`` drops asserts: a condition that matters is checked and raised."""
+    """``python -O`` drops asserts: a condition that matters is checked and raised. The check
+    batteries (``*checks``, run by the tests as River's ``river.checks`` are) assert by design."""
     found = [f"{name}:{node.lineno}" for name, path in MODULES.items()
+             if not name.endswith("checks")
              for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Assert)]
     assert not found
 

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from segmenter.behavior import BehaviorModel, StatsDelta
 from segmenter.behavior_trainer import BehaviorTrainer
 from segmenter.settings import Settings
+from streams.runtime import metrics
 from streams.runtime.kafka_options import client_options
 
 log = logging.getLogger(__name__)
@@ -106,12 +107,14 @@ class ModelSync:
             consumer.assign([tp])
             consumer.seek(tp, trainer.offset + 1)
             interval = self.settings.segmentations.behavior.publish_interval_s
+            drifts = 0
             while True:
                 deadline = time.monotonic() + interval
                 while (left := deadline - time.monotonic()) > 0:
                     batch = await consumer.getmany(tp, timeout_ms=int(left * 1000) + 1)
                     for message in batch.get(tp, []):
                         trainer.learn(StatsDelta.from_json(message.value), message.offset)
+                drifts = metrics.record_drift(trainer.drift.estimation, trainer.drifts, drifts)
                 model = await asyncio.to_thread(trainer.next_version, time.monotonic())
                 if trainer.value.problem:
                     log.warning("%s; the previous value model stays", trainer.value.problem)
@@ -127,6 +130,7 @@ class ModelSync:
         except Exception:  # the trainer must not take the worker down; the next lead retries
             log.exception("behaviour model training stopped")
         finally:
+            metrics.DRIFT_DISTANCE.set(0)  # another worker trains now; 0: not this one
             await consumer.stop()
             await producer.stop()
 

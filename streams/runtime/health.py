@@ -119,6 +119,7 @@ class WorkerHealth:
             parts = list(backlog())
             waiting = sum(count or 0 for _, count in parts)
             metrics.INPUT_LAG.set(waiting)
+            metrics.record_partition_lag(parts)
             idle = time.monotonic() - self.progressed_at
             if (reread is not None and waiting and self.ready and reread_at != self.progressed_at
                     and idle > self.stall_timeout_s / 3):

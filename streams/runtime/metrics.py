@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -63,6 +64,36 @@ SEGMENT_KPIS = Counter(
     "segmenter_segment_kpi", "Segment KPI counts (segment \"\": the shop): entries, exits, "
     "quick_exits, orders, revenue_cents, conversions", ["segmentation", "segment", "kpi"])
 WATERMARK = Gauge("segmenter_watermark_seconds", "Event time the worker has reached (epoch s)")
+PARTITION_LAG = Gauge("segmenter_input_partition_lag_messages",
+                      "Input messages waiting on one assigned partition (high watermark - read)",
+                      ["topic", "partition"])
+#: The (topic, partition) label pairs PARTITION_LAG shows now.
+_lagging: set[tuple[str, str]] = set()
+DRIFT_DISTANCE = Gauge("segmenter_behavior_drift_distance",
+                       "Trainer only: mean distance of changed users to their nearest centre, in "
+                       "standard deviations, as ADWIN estimates it (a shift is drift)")
+DRIFTS = Counter("segmenter_behavior_drifts",
+                 "Trainer only: drifts ADWIN detected in users' distances to their centres")
+
+
+def record_partition_lag(waiting: Iterable[tuple[Any, int | None]]) -> None:
+    """Each assigned input partition's backlog; partitions assigned elsewhere since are dropped
+    (a stale gauge would show lag that another worker now owns)."""
+    known = {(where.topic, str(where.partition)): count for where, count in waiting
+             if count is not None and hasattr(where, "topic")}
+    for gone in _lagging - set(known):
+        PARTITION_LAG.remove(*gone)
+    for (topic, partition), count in known.items():
+        PARTITION_LAG.labels(topic, partition).set(count)
+    _lagging.clear()
+    _lagging.update(known)
+
+
+def record_drift(distance: float, detected: int, counted: int) -> int:
+    """The trainer's drift watch; returns the detections counted so far."""
+    DRIFT_DISTANCE.set(distance)
+    DRIFTS.inc(max(0, detected - counted))
+    return max(detected, counted)
 
 
 def record_kpis(counts: list[KpiCount]) -> None:
