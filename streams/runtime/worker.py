@@ -33,11 +33,11 @@ from streams.runtime.messages import BatchOutcome, Message
 from streams.runtime.model_sweep import REVIEW_SLICE, ModelSweep, review_slice
 from streams.runtime.partitioning import user_partition
 from streams.runtime.publisher import OutcomePublisher
+from streams.runtime.recovery import complete_changelog, restore_owned
 from streams.runtime.sinks.redis import RedisMembership
 from streams.runtime.sinks.redis_rebuild import RedisRebuild
 from streams.runtime.state.change_outbox import is_user_key
 from streams.runtime.state.record_batches import written
-from streams.runtime.state.recovery import complete_changelog, restore_owned
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ class SegmentWorker:
 
     async def on_recovered(self) -> None:
         """After each rebalance: finish the table, then schedule the users this worker owns
-        (:mod:`streams.runtime.state.recovery`, in slices)."""
+        (:mod:`streams.runtime.recovery`, in slices)."""
         inputs = self.settings.kafka.topics.inputs
         self.owned = {tp.partition for tp in self.app.assignor.assigned_actives()
                       if tp.topic in inputs}
