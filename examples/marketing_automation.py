@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError
 
 #: A segment to trigger on: (segmentation or None for any, segment name).
 Trigger = tuple[str | None, str]
@@ -74,19 +75,23 @@ def parse_trigger(text: str) -> Trigger:
     return segmentation or None, segment
 
 
-def entered(change: dict[str, Any], triggers: list[Trigger]) -> bool:
-    """Whether the change puts its user into one of the trigger segments."""
+def entered(change: dict[str, Any], triggers: list[Trigger]) -> Trigger | None:
+    """The trigger whose segment the change puts its user into, if any."""
     if change.get("type") not in ("enter", "move") or change.get("current") is None:
-        return False
-    return any(change["current"] == segment
-               and segmentation in (None, change.get("segmentation"))
-               for segmentation, segment in triggers)
+        return None
+    for segmentation, segment in triggers:
+        if change["current"] == segment and segmentation in (None, change.get("segmentation")):
+            return segmentation, segment
+    return None
 
 
-def campaign(change: dict[str, Any]) -> dict[str, Any]:
-    """What is sent; the change id doubles as the idempotency key for the mail provider."""
+def campaign(change: dict[str, Any], trigger: Trigger) -> dict[str, Any]:
+    """What is sent, named after the trigger; the change id doubles as the idempotency key for
+    the mail provider (a campaign sent just before a crash, whose offset was not committed yet,
+    comes round again with the same id)."""
+    segmentation, segment = trigger
     return {"action": "send_campaign",
-            "campaign": f"welcome-{change['segmentation']}-{change['current']}",
+            "campaign": f"{segmentation}:{segment}" if segmentation else segment,
             "user_id": change["user_id"], "segmentation": change["segmentation"],
             "segment": change["current"], "change_id": change["event_id"], "ts": change["ts"]}
 
@@ -122,12 +127,15 @@ class Automation:
             return
         if not is_new:
             self.counts.duplicates += 1
-        elif entered(change, self.triggers):
-            if change.get("backfill") and not self.include_backfill:
-                self.counts.skipped_backfill += 1
-            else:
-                self.counts.campaigns += 1
-                print(orjson.dumps(campaign(change)).decode(), flush=True)
+            return
+        trigger = entered(change, self.triggers)
+        if trigger is None:
+            return
+        if change.get("backfill") and not self.include_backfill:
+            self.counts.skipped_backfill += 1
+        else:
+            self.counts.campaigns += 1
+            print(orjson.dumps(campaign(change, trigger)).decode(), flush=True)
 
 
 def left_to_read(max_events: int | None, counts: Counts) -> int | None:
@@ -156,12 +164,34 @@ async def consume(args: argparse.Namespace, automation: Automation, stop: asynci
                     automation.handle(record)
                     handled[partition] = record.offset + 1
             if handled:
-                await consumer.commit(handled)
+                await commit(consumer, handled)
                 idle_since = loop.time()
             elif args.timeout is not None and loop.time() - idle_since >= args.timeout:
                 break
     finally:
+        await stop_consumer(consumer)
+
+
+async def commit(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+    try:
+        await consumer.commit(offsets)
+    except CommitFailedError:
+        # A rebalance gave these partitions to another member of the group (more copies of
+        # this program running): it reads the uncommitted changes again and may act on them
+        # again, which is what the change id as idempotency key is for.
+        print("commit refused after a rebalance; the new owner goes on", file=sys.stderr)
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop, even with the broker gone: aiokafka's stop then lets its fetch task's CancelledError
+    out (aio-libs/aiokafka#647). Only a cancellation of this task itself goes on up."""
+    try:
         await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise
+        print("the consumer stopped without the broker", file=sys.stderr)
 
 
 async def run(args: argparse.Namespace) -> Counts:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import doctest
+import importlib.util
 import sys
 import time
 import urllib.error
@@ -174,6 +176,7 @@ async def check_marketing(bootstrap: str, expected: dict[str, dict[str, str]]) -
     campaigns, summary = await run_marketing(bootstrap, "crm", read)
     assert entered_pairs(campaigns) == {("vip-1", "vip", "vip"): 1, ("vip-2", "vip", "vip"): 1,
                                         ("vip-2", "lifecycle", "repeat"): 1}
+    assert {c["campaign"] for c in campaigns} == set(TRIGGERS)
     assert summary["read"] == read
     assert summary["duplicates"] == len(changes) + len(triggering)
     assert summary["skipped_backfill"] == 1  # old-1's entry into repeat
@@ -255,3 +258,15 @@ def test_examples_import_nothing_of_the_project(example: Path) -> None:
         elif isinstance(node, ast.ImportFrom):
             imported.add((node.module or "").split(".")[0])
     assert imported and imported <= allowed, imported - allowed
+
+
+@pytest.mark.parametrize("example", [MARKETING, PERSONALIZATION], ids=lambda p: p.stem)
+def test_examples_doctests(example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Their docstring examples hold (examples/ is not among pytest's doctest paths)."""
+    spec = importlib.util.spec_from_file_location(f"examples_{example.stem}", example)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    failed, attempted = doctest.testmod(module)
+    assert attempted and not failed
