@@ -117,13 +117,13 @@ class OfferService:
 async def serve(args: argparse.Namespace) -> None:
     store = redis.Redis.from_url(args.redis_url, decode_responses=True)
     service = OfferService(store, args.key_prefix)
-    server = await asyncio.start_server(service.handle, args.host, args.port)
-    host, port = server.sockets[0].getsockname()[:2]
-    print(f"listening on http://{host}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    server = await asyncio.start_server(service.handle, args.host, args.port)
+    host, port = server.sockets[0].getsockname()[:2]
+    print(f"listening on http://{host}:{port}", flush=True)
     try:
         await stop.wait()
     finally:
