@@ -1,5 +1,5 @@
 # Everything installs into .venv from the project's own files; nothing is assumed on the machine
-# beyond python3 (with venv), make and redis-server.
+# beyond python3 (with venv), make and redis-server; as root it adds Debian's chromium.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
@@ -13,12 +13,21 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The explorer's browser test (tests/test_explorer.py) drives Debian's chromium package.
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" -ne 0 ]; then \
+		echo "chromium is missing: as root, apt-get install chromium" >&2; exit 1; fi
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+
+install: $(STAMP) $(CHROMIUM)
 
 demo: $(STAMP)
 	$(VENV)/bin/segmenter demo $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
 	@# Most tests wait on brokers and workers, so three run at a time; the few that measure
 	@# time (loop lag, send rates) run alone afterwards. Both parts run; either failing fails.

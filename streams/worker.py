@@ -36,6 +36,7 @@ from streams.record_batches import key_hash, written
 from streams.recovery import complete_changelog, restore_owned
 from streams.redis_rebuild import RedisRebuild
 from streams.redis_sink import RedisMembership
+from streams.segment_history import SegmentHistory
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,10 @@ class SegmentWorker:
         app.timer(REVIEW_INTERVAL_S, name="redis_rebuild")(self.rebuild_redis)
         app.timer(SIZES_INTERVAL_S, name="segment_sizes")(self.record_sizes)
         self._sizes_hour = -1
+        history = SegmentHistory(self.redis.client, settings.redis.key_prefix,
+                                 settings.worker.history_interval_s,
+                                 settings.worker.history_samples, lambda: self.health.ready)
+        app.timer(REVIEW_INTERVAL_S, name="segment_history")(history.tick)
         self.users.on_recover(self.on_recovered)
         behavior = settings.segmentations.behavior
         self.sync = ModelSync(settings, self.apply_model) if behavior.enabled else None
