@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="broker, Redis, worker and traffic, live")
     _simulation_options(demo, users=3000, rate=None, duration=120.0)
+    _ui_options(demo)
 
     bench = commands.add_parser("bench", help="throughput and latency, end to end")
     bench.add_argument("--quick", action="store_true",
@@ -77,7 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
         "segments", help="segments with their sizes and KPIs (entries, exits, conversion, "
         "revenue, AOV, revenue share, volatility)")
     segments.add_argument("--json", action="store_true", help="print JSON")
+
+    ui = commands.add_parser("ui", help="the segment explorer in the browser")
+    _ui_options(ui)
     return parser
+
+
+def _ui_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8050, help="port (default 8050)")
 
 
 def _simulation_options(
@@ -115,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "user": _user,
         "segments": _segments,
         "forget": _forget,
+        "ui": _ui,
     }
     try:
         return handlers[args.command](settings, args)
@@ -190,6 +201,14 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
     else:
         for segmentation, segment in sorted(memberships.items()):
             print(f"{segmentation:<12} {segment}")
+    return 0
+
+
+def _ui(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.tools.explorer.app import serve
+
+    print(f"segment explorer at http://{args.host}:{args.port}/ (Ctrl-C stops it)")
+    serve(settings, args.host, args.port)
     return 0
 
 
