@@ -21,6 +21,7 @@ from streams.tools.explorer.store import (
 
 #: Lines drawn per segmentation's size chart (the largest segments; the table lists all).
 MAX_LINES = 12
+FIRST = ("lifecycle", "rfm", "behavior", "value_tier")
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;background:#f4f5f7;
@@ -40,7 +41,7 @@ td{border-bottom:1px solid #eee;padding:4px 6px;vertical-align:top}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px}
 .desc{color:#666;font-size:12px}.muted{color:#777;font-size:13px}
-.row{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}
+.row{display:flex;gap:20px;align-items:flex-start}
 .kpis{display:flex;gap:22px;flex-wrap:wrap;margin:6px 0 10px}
 .kpi b{display:block;font-size:20px}.kpi span{color:#666;font-size:12px}
 """
@@ -64,10 +65,16 @@ def overview(catalogue: Catalogue, histories: dict[str, list[Sample]]) -> str:
              f'{time.strftime("%H:%M:%S", time.gmtime())} UTC. Sizes are sampled by the '
              f"workers (worker.history_interval_s); KPIs are the workers' counts "
              f"(docs/outputs.md).</p>"]
-    for segmentation, profiles in catalogue.items():
+    for segmentation in sorted(catalogue, key=_rank):
+        profiles = catalogue[segmentation]
         parts.append(_segmentation_section(segmentation, profiles,
                                            histories.get(segmentation, [])))
     return layout("segments", "".join(parts))
+
+
+def _rank(segmentation: str) -> tuple[int, str]:
+    """The segmentations marketers look at first come first; the rest by name."""
+    return (FIRST.index(segmentation) if segmentation in FIRST else len(FIRST), segmentation)
 
 
 def _segmentation_section(segmentation: str, profiles: dict[str, dict[str, Any]],
@@ -75,11 +82,11 @@ def _segmentation_section(segmentation: str, profiles: dict[str, dict[str, Any]]
     ranked = sorted(profiles, key=lambda s: -int(profiles[s].get("size", 0)))
     colours = {segment: svg.colour(i) for i, segment in enumerate(ranked)}
     lines = [svg.Series(s, sizes(samples, s), colours[s]) for s in ranked[:MAX_LINES]]
-    chart = svg.line_chart([line for line in lines if line.points])
+    chart = svg.line_chart([line for line in lines if line.points], width=470, height=200)
     section = (f'<section id="seg-{escape(segmentation)}" data-segmentation='
-               f'"{escape(segmentation)}"><h2>{escape(segmentation)}</h2>'
-               f'<div class="chart size-chart">{chart}</div>'
-               f"{_table(segmentation, ranked, profiles, samples, colours)}")
+               f'"{escape(segmentation)}"><h2>{escape(segmentation)}</h2><div class="row">'
+               f'<div class="chart size-chart">{chart}</div><div style="flex:1">'
+               f"{_table(segmentation, ranked, profiles, samples, colours)}</div></div>")
     if segmentation == "behavior" and any(p.get("key_features") for p in profiles.values()):
         rows, columns, z, shown = behaviour_matrix(profiles)
         section += ('<h3>Behaviour profiles: each segment\'s typical value, coloured by how '
@@ -166,7 +173,7 @@ def user_page(user_id: str, memberships: dict[str, str], catalogue: Catalogue,
     return layout(user_id, body, user_id)
 
 
-def _features(features: dict[str, float] | None) -> str:
+def _features(features: dict[str, Any] | None) -> str:
     if features is None:
         return "<h3>Features</h3><p class=muted>No stored record found.</p>"
     rows = "".join(f'<tr class="feature"><td>{escape(name)}</td><td class=n>{_value(value)}'
@@ -187,10 +194,12 @@ def _changes(changes: list[dict[str, Any]]) -> str:
             f"<th>segmentation</th><th>change</th><th>cause</th></tr>{rows}</table>")
 
 
-def _value(value: float) -> str:
-    if isinstance(value, float) and not math.isfinite(value):
+def _value(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return escape(str(value))
+    if not math.isfinite(value):
         return "-"
-    return f"{value:,.2f}" if isinstance(value, float) and value != int(value) else f"{value:,}"
+    return f"{value:,}" if value == int(value) else f"{value:,.2f}"
 
 
 def _share(value: object) -> str:
