@@ -24,7 +24,7 @@ from support import TOPIC, event_message, produce, wait_for, worker_env
 
 from streams.embedded import free_port, kill_with_parent
 from streams.personas import plan_events
-from streams.segment_history import read_history
+from streams.segment_history import SegmentHistory, read_history
 from streams.services import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -117,8 +117,11 @@ async def test_the_explorer_in_chromium(kafka_bootstrap: str, store: Any, env: d
     with WorkerProcess(env, tmp_path / "worker.log") as worker:
         users = await shop(kafka_bootstrap, 150)
         await settled(store, users, worker)
+        memberships = {user: await store.hgetall(f"seg:user:{user}") for user in users}
         with running_explorer(env, tmp_path) as url:
-            shots = await _browse(url, store, users[7], tmp_path / "screenshots")
+            # the user in the most segmentations: the lookup has the most to show
+            user = max(users, key=lambda u: (len(memberships[u]), u))
+            shots = await _browse(url, store, user, tmp_path / "screenshots")
     ARTIFACTS.mkdir(exist_ok=True)
     for shot in shots:
         assert shot.stat().st_size > 10_000  # a page drawn, not a blank
@@ -141,7 +144,8 @@ async def _browse(url: str, store: Any, user: str, shots: Path) -> list[Path]:
             assert await page.title() == "segments · segment explorer"
             await _check_overview(page, store)
             await page.screenshot(path=shots / "explorer-overview.png", full_page=True)
-            await page.screenshot(path=shots / "explorer-top.png")
+            await page.screenshot(path=shots / "explorer-top.png", full_page=True,
+                                  clip={"x": 0, "y": 0, "width": 1320, "height": 1500})
             await _check_segment_page(page, store)
             await page.screenshot(path=shots / "explorer-segment.png", full_page=True)
             await _check_lookup(page, store, user)
@@ -204,7 +208,36 @@ async def _check_lookup(page: Any, store: Any, user: str) -> None:
         "tr.membership", "els => els.map(e => [e.dataset.segmentation, e.dataset.segment])")
     assert dict(shown) == await store.hgetall(f"seg:user:{user}")
     features = dict(await page.eval_on_selector_all(
-        "tr.feature", "els => els.map(e => [e.cells[0].innerText, e.cells[1].innerText])"))
+        ".feature", "els => els.map(e => [e.children[0].innerText, e.children[1].innerText])"))
     assert "orders" in features and "days_since_last_visit" in features
     changes = await page.eval_on_selector_all("tr.change", "els => els.length")
     assert changes > 0
+
+
+async def test_history_sampled_once_per_interval_shop_wide_and_capped(
+        redis_url: str, store: Any) -> None:
+    """Two workers tick: one sample per interval; totals summed from the KPI days; the list
+    keeps the latest ``samples``; nothing before the worker is ready."""
+    await store.sadd("seg:members:vip:vip", "u1", "u2")
+    await store.hset("seg:segments:vip", "vip", "{}")
+    await store.hset("seg:kpi:vip:vip", mapping={
+        "20000:entries": 3, "20001:entries": 2, "20001:exits": 1, "20001:quick_exits": 1,
+        "20001:orders": 7})
+    client = redis.Redis.from_url(redis_url)
+    try:
+        waiting = SegmentHistory(client, "seg", 0.2, samples=3, ready=lambda: False)
+        assert not await waiting.tick()
+        first, second = (SegmentHistory(client, "seg", 0.2, samples=3) for _ in range(2))
+        assert await first.tick()
+        assert not await second.tick() and not await first.tick()
+        samples = await read_history(store, "seg", "vip")
+        assert [s.segments for s in samples] == [{"vip": (2, 5, 1)}]
+        for _ in range(4):
+            await asyncio.sleep(0.25)
+            await store.sadd("seg:members:vip:vip", f"u{time.monotonic_ns()}")
+            assert await second.tick()
+        samples = await read_history(store, "seg", "vip")
+        assert [s.segments["vip"][0] for s in samples] == [4, 5, 6]
+        assert samples[0].t < samples[1].t < samples[2].t
+    finally:
+        await client.aclose()

@@ -21,7 +21,7 @@ from streams.tools.explorer.store import (
 
 #: Lines drawn per segmentation's size chart (the largest segments; the table lists all).
 MAX_LINES = 12
-FIRST = ("lifecycle", "rfm", "behavior", "value_tier")
+FIRST = ("lifecycle", "behavior", "rfm", "value_tier")
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;background:#f4f5f7;
@@ -36,13 +36,18 @@ section{background:#fff;border-radius:8px;padding:12px 18px;margin-bottom:18px;
 box-shadow:0 1px 3px #0002}
 h2{margin:4px 0 8px;font-size:19px}h3{margin:10px 0 4px;font-size:15px;color:#444}
 table{border-collapse:collapse;font-size:13px;width:100%}
-th{text-align:left;color:#555;font-weight:600;border-bottom:2px solid #ddd;padding:4px 6px}
+th{text-align:left;color:#555;font-weight:600;border-bottom:2px solid #ddd;padding:4px 6px;
+vertical-align:bottom}
 td{border-bottom:1px solid #eee;padding:4px 6px;vertical-align:top}
-td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}td.n{white-space:nowrap}
+.row>div{min-width:0}
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px}
 .desc{color:#666;font-size:12px}.muted{color:#777;font-size:13px}
 .row{display:flex;gap:20px;align-items:flex-start}
 .kpis{display:flex;gap:22px;flex-wrap:wrap;margin:6px 0 10px}
+.features{columns:4;column-gap:28px;font-size:13px}
+.feature{display:flex;justify-content:space-between;border-bottom:1px solid #eee;padding:3px 2px;
+break-inside:avoid}.feature b{font-weight:500;font-variant-numeric:tabular-nums}
 .kpi b{display:block;font-size:20px}.kpi span{color:#666;font-size:12px}
 """
 
@@ -82,7 +87,7 @@ def _segmentation_section(segmentation: str, profiles: dict[str, dict[str, Any]]
     ranked = sorted(profiles, key=lambda s: -int(profiles[s].get("size", 0)))
     colours = {segment: svg.colour(i) for i, segment in enumerate(ranked)}
     lines = [svg.Series(s, sizes(samples, s), colours[s]) for s in ranked[:MAX_LINES]]
-    chart = svg.line_chart([line for line in lines if line.points], width=470, height=200)
+    chart = svg.line_chart([line for line in lines if line.points], width=430, height=200)
     section = (f'<section id="seg-{escape(segmentation)}" data-segmentation='
                f'"{escape(segmentation)}"><h2>{escape(segmentation)}</h2><div class="row">'
                f'<div class="chart size-chart">{chart}</div><div style="flex:1">'
@@ -110,8 +115,9 @@ def _table(segmentation: str, ranked: list[str], profiles: dict[str, dict[str, A
         link = f"/segment/{quote(segmentation, safe='')}/{quote(segment, safe='')}"
         label = f"{segment}: {p['name']}" if p.get("name") else segment
         rows.append(
-            f'<tr data-segment="{escape(segment)}"><td><span class="swatch" style="background:'
-            f'{colours[segment]}"></span><a href="{escape(link)}">{escape(label)}</a>'
+            f'<tr data-segment="{escape(segment)}"><td class="name"><span class="swatch" '
+            f'style="background:{colours[segment]}"></span>'
+            f'<a href="{escape(link)}">{escape(label)}</a>'
             f'<div class="desc">{escape(str(p.get("description", "")))}</div></td>'
             f'<td class="n size">{int(p.get("size", 0)):,}</td>'
             f'<td class=n>{int(p.get("entries_7d", 0)):,}</td>'
@@ -168,17 +174,16 @@ def user_page(user_id: str, memberships: dict[str, str], catalogue: Catalogue,
     body = (f'<section id="user" data-found="true"><h2>{escape(user_id)}</h2>'
             f"<h3>Segments</h3><table><tr><th>segmentation</th><th>segment</th>"
             f"<th>description</th></tr>{rows}</table></section>"
-            f'<div class="row"><section>{_features(features)}</section>'
-            f"<section style='flex:1'>{_changes(changes)}</section></div>")
+            f"<section>{_changes(changes)}</section><section>{_features(features)}</section>")
     return layout(user_id, body, user_id)
 
 
 def _features(features: dict[str, Any] | None) -> str:
     if features is None:
         return "<h3>Features</h3><p class=muted>No stored record found.</p>"
-    rows = "".join(f'<tr class="feature"><td>{escape(name)}</td><td class=n>{_value(value)}'
-                   f"</td></tr>" for name, value in sorted(features.items()))
-    return f"<h3>Features (now)</h3><table>{rows}</table>"
+    cells = "".join(f'<div class="feature"><span>{escape(name)}</span><b>{_value(value)}</b>'
+                    f"</div>" for name, value in sorted(features.items()))
+    return f'<h3>Features (now)</h3><div class="features">{cells}</div>'
 
 
 def _changes(changes: list[dict[str, Any]]) -> str:

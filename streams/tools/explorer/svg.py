@@ -62,7 +62,8 @@ def flow_chart(entries: list[tuple[float, float]], exits: list[tuple[float, floa
     if not entries:
         return _empty(width, height, "no entries or exits yet (two samples are needed)")
     points = entries + [(t, -v) for t, v in exits]
-    frame = _Frame(points, width, height, baseline=0.0)
+    interval = (entries[-1][0] - entries[0][0]) / max(1, len(entries) - 1)
+    frame = _Frame(points, width, height, baseline=0.0, pad_t=max(0.5, interval / 2))
     step = (frame.x(entries[-1][0]) - frame.x(entries[0][0])) / max(1, len(entries) - 1)
     bar = max(1.0, min(14.0, step * 0.8))
     zero = frame.y(0.0)
@@ -83,8 +84,9 @@ def heatmap(rows: Sequence[tuple[str, str]], columns: Sequence[str],
             z: Sequence[Sequence[float]], shown: Sequence[Sequence[str]]) -> str:
     """Rows (segment id, label) x columns, each cell coloured by its z-score (blue: below the
     other rows, red: above; full colour at 2 standard deviations) and labelled ``shown``."""
-    cell_w, cell_h, label_w, head_h = 78, 30, 300, 92
-    width, height = label_w + cell_w * len(columns) + 8, head_h + cell_h * len(rows) + 4
+    cell_w, cell_h, label_w, head_h = 78, 30, 330, 92
+    # room on the right for the last column's slanted name
+    width, height = label_w + cell_w * len(columns) + 110, head_h + cell_h * len(rows) + 4
     parts = []
     for j, column in enumerate(columns):
         x = label_w + cell_w * j + cell_w / 2
@@ -94,7 +96,7 @@ def heatmap(rows: Sequence[tuple[str, str]], columns: Sequence[str],
         y = head_h + cell_h * i
         parts.append(f'<text x="4" y="{y + cell_h / 2 + 4:.0f}" font-size="12">'
                      f'<tspan font-weight="bold">{escape(segment)}</tspan> '
-                     f'{escape(_shorten(label, 38))}</text>')
+                     f'{escape(_shorten(label, 44))}</text>')
         for j, column in enumerate(columns):
             value, x = z[i][j], label_w + cell_w * j
             ink = "#fff" if abs(value) > 1.3 else "#222"
@@ -113,10 +115,11 @@ class _Frame:
     """Maps time and value onto the plot area, and draws its axes."""
 
     def __init__(self, points: list[tuple[float, float]], width: int, height: int,
-                 baseline: float) -> None:
+                 baseline: float, pad_t: float = 0.0) -> None:
+        """``pad_t``: room left and right of the first and last times (for bars)."""
         times = [t for t, _ in points]
         values = [v for _, v in points] + [baseline]
-        self.t0, self.t1 = min(times), max(times)
+        self.t0, self.t1 = min(times) - pad_t, max(times) + pad_t
         if self.t1 - self.t0 < 1:
             self.t0, self.t1 = self.t0 - 30, self.t1 + 30
         self.v0, self.v1 = min(values), _nice_top(max(values))
