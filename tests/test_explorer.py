@@ -85,16 +85,28 @@ def _answers(url: str) -> bool:
         return False
 
 
-async def shop(kafka: str, users: int) -> list[str]:
-    """Simulated shoppers' 60 days, sent in two waves a few seconds apart, so that the
-    worker's history samples see segments grow between them."""
+async def shop(kafka: str, users: int, store: Any, worker: WorkerProcess) -> list[str]:
+    """Simulated shoppers' 60 days in two waves: the second only once the worker has handled
+    the first and sampled the history since, so that the samples see segments grow."""
     events, plans = plan_events(users=users, days=60, seed=4, end_ts=time.time() - 60)
     messages = [event_message(TOPIC[e.pop("kind")], e) for e in events]
     split = len(messages) * 3 // 4
     await produce(kafka, messages[:split])
-    await asyncio.sleep(4)
+    await wait_for(lambda: _true(worker.handled() >= split), timeout=60,
+                   what=lambda: "the first wave handled\n" + worker.log())
+    handled_at = time.time()
+
+    async def sampled_since() -> bool:
+        samples = await read_history(store, "seg", "lifecycle")
+        return bool(samples) and samples[-1].t > handled_at + 0.1
+
+    await wait_for(sampled_since, timeout=30, what="a history sample after the first wave")
     await produce(kafka, messages[split:])
     return sorted(plans)
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def settled(store: Any, users: list[str], worker: WorkerProcess) -> None:
@@ -115,7 +127,7 @@ async def settled(store: Any, users: list[str], worker: WorkerProcess) -> None:
 async def test_the_explorer_in_chromium(kafka_bootstrap: str, store: Any, env: dict[str, str],
                                         tmp_path: Path) -> None:
     with WorkerProcess(env, tmp_path / "worker.log") as worker:
-        users = await shop(kafka_bootstrap, 150)
+        users = await shop(kafka_bootstrap, 150, store, worker)
         await settled(store, users, worker)
         memberships = {user: await store.hgetall(f"seg:user:{user}") for user in users}
         with running_explorer(env, tmp_path) as url:
