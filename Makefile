@@ -1,5 +1,6 @@
 # Everything installs into .venv from the project's own files; nothing is assumed on the machine
-# beyond python3 (with venv), make and redis-server (and Debian's apt, for promtool).
+# beyond python3 (with venv), make and redis-server; as root it adds Debian's promtool (unpacked)
+# and chromium.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
@@ -18,12 +19,22 @@ $(STAMP): pyproject.toml
 $(PROMTOOL): deploy/install-promtool.sh | $(STAMP)
 	sh deploy/install-promtool.sh $(PROMTOOL)
 
-install: $(STAMP) $(PROMTOOL)
+
+# The explorer's browser test (tests/test_explorer.py) drives Debian's chromium package.
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" -ne 0 ]; then \
+		echo "chromium is missing: as root, apt-get install chromium" >&2; exit 1; fi
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+
+install: $(STAMP) $(PROMTOOL) $(CHROMIUM)
 
 demo: $(STAMP)
 	$(VENV)/bin/segmenter demo $(ARGS)
 
-test: $(STAMP) $(PROMTOOL)
+test: $(STAMP) $(PROMTOOL) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
 	@# Most tests wait on brokers and workers, so three run at a time; the few that measure
 	@# time (loop lag, send rates) run alone afterwards. Both parts run; either failing fails.

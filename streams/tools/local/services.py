@@ -24,14 +24,14 @@ from streams.tools.local.embedded import EmbeddedKafka, EmbeddedRedis, free_port
 @contextlib.contextmanager
 def local_services(
     settings: Settings, app_id: str, history_days: float | None,
-    backfill_changes: str | None = None,
+    backfill_changes: str | None = None, history_interval_s: float | None = None,
 ) -> Iterator[tuple[Settings, dict[str, str]]]:
     """Yield settings pointing at running Kafka and Redis, and the env a worker needs.
 
     Simulated traffic plays ``history_days`` of event time in seconds, so the three input
     topics drift apart by days of event time; the allowed lateness covers the whole history
     (None: the configured lateness). ``backfill_changes``: the worker's setting of that name
-    (None: the configured one).
+    (None: the configured one); ``history_interval_s`` likewise.
     """
     with contextlib.ExitStack() as stack:
         bootstrap = os.environ.get("SEGMENTER_KAFKA_BOOTSTRAP") or stack.enter_context(
@@ -43,6 +43,7 @@ def local_services(
         overrides.write_text(
             f"app_id: {app_id}\nworker:\n  data_dir: {data_dir / 'data'}\n"
             + (f"  backfill_changes: {backfill_changes}\n" if backfill_changes else "")
+            + (f"  history_interval_s: {history_interval_s}\n" if history_interval_s else "")
             + "kafka:\n  session_timeout_s: 6\n  fetch_max_wait_ms: 20\n"
             + (f"features:\n  allowed_lateness_minutes: {history_days * 1440:.0f}\n"
                if history_days is not None else "")
