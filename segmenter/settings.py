@@ -186,8 +186,8 @@ class WorkerSettings(StrictModel):
     quiet_clock_lag_minutes: float | None = Field(None, ge=0)
     # The segment explorer's history (streams/segment_history.py): every segment's size,
     # entries and exits sampled at most this often, shop-wide; the latest samples are kept.
-    history_interval_s: float = Field(60.0, ge=1, le=86_400)
-    history_samples: int = Field(1440, ge=2, le=100_000)
+    history_interval_s: float = Field(3600.0, ge=1, le=86_400)
+    history_samples: int = Field(720, ge=2, le=100_000)
 
 
 class FeatureSettings(StrictModel):

@@ -43,8 +43,6 @@ from streams.runtime.state.record_batches import written
 log = logging.getLogger(__name__)
 
 REVIEW_INTERVAL_S = 1.0
-#: How often the worker looks whether a new hour of segment sizes is due.
-SIZES_INTERVAL_S = 30.0
 #: Batches written at once: a batch's change events wait for its records to be stored (see
 #: streams.runtime.state.change_outbox), two round trips to the broker; with one batch in
 #: flight the next batch waited for them.
@@ -116,8 +114,6 @@ class SegmentWorker:
         app.task(self._watch_progress)
         app.timer(REVIEW_INTERVAL_S, name="review")(self.review)
         app.timer(REVIEW_INTERVAL_S, name="redis_rebuild")(self.rebuild_redis)
-        app.timer(SIZES_INTERVAL_S, name="segment_sizes")(self.record_sizes)
-        self._sizes_hour = -1
         history = SegmentHistory(self.redis.client, settings.redis.key_prefix,
                                  settings.worker.history_interval_s,
                                  settings.worker.history_samples, lambda: self.health.ready)
@@ -253,13 +249,6 @@ class SegmentWorker:
             if reviewed + swept < REVIEW_SLICE:  # nothing more is due now
                 return
             await asyncio.sleep(0)
-
-    async def record_sizes(self) -> None:
-        """Once an hour (UTC, wall clock): every segment's size, for its size history."""
-        hour = int(time.time() // 3600)
-        if hour != self._sizes_hour and self.health.ready:
-            self._sizes_hour = hour
-            await self.redis.record_sizes(hour)
 
     async def rebuild_redis(self) -> None:
         """Redis lost its data: write the owned users again

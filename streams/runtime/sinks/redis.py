@@ -188,24 +188,5 @@ class RedisMembership:
             return f"{self.prefix}:kpi:shop"
         return f"{self.prefix}:kpi:{segmentation}:{segment}"
 
-    async def record_sizes(self, hour: int, keep_hours: int = 30 * 24) -> None:
-        """Every segment's size now, as hour ``hour`` of its size history (one worker or
-        several write the same figures); the hour ``keep_hours`` before is dropped."""
-        members = f"{self.prefix}:members:"
-        try:
-            keys = [key async for key in self.client.scan_iter(match=f"{members}*", count=500)]
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.scard(key)
-                sizes = await pipe.execute()
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key, size in zip(keys, sizes, strict=True):
-                    history = f"{self.prefix}:size:" + key.decode().removeprefix(members)
-                    pipe.hset(history, str(hour), size)
-                    pipe.hdel(history, str(hour - keep_hours))
-                await pipe.execute()
-        except (RedisError, OSError) as exc:  # a missed hour is a gap in a plot, no more
-            log.warning("could not record the segments' sizes: %s", exc)
-
     async def close(self) -> None:
         await self.client.aclose()

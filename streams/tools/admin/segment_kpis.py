@@ -9,7 +9,8 @@ For each segment, as of UTC day ``today``:
 - ``revenue_30d``, ``orders_30d``, ``aov_30d``: members' net orders in the last 30 days, and
   ``revenue_share_30d``: their share of the shop's revenue then;
 - ``volatility_30d``: of the last 30 days' entries, the share of exits within 7 days of entering;
-- ``size``, ``size_1d_ago``, ``size_7d_ago``: from the hourly size history.
+- ``size``, ``size_1d_ago``, ``size_7d_ago``: now, and from the segments' size history
+  (:mod:`streams.runtime.segment_history`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 
 import redis.asyncio as redis
 
+from streams.runtime.segment_history import Sample, read_history
+
 
 async def segment_kpis(client: redis.Redis, prefix: str,
                        today: int | None = None) -> dict[str, dict[str, dict[str, Any]]]:
@@ -27,26 +30,33 @@ async def segment_kpis(client: redis.Redis, prefix: str,
     shop = _counts(await client.hgetall(f"{prefix}:kpi:shop"))
     shop_revenue = _sum(shop, "revenue_cents", today - 29, today)
     result: dict[str, dict[str, dict[str, Any]]] = {}
+    histories: dict[str, list[Sample]] = {}
+    now = time.time()
     async for key in client.scan_iter(match=f"{prefix}:members:*", count=500):
         name = _text(key).removeprefix(f"{prefix}:members:")
         segmentation, _, segment = name.partition(":")
+        if segmentation not in histories:
+            histories[segmentation] = await read_history(client, prefix, segmentation)
         counts = _counts(await client.hgetall(f"{prefix}:kpi:{name}"))
-        sizes = {int(hour): int(size) for hour, size in
-                 (await client.hgetall(f"{prefix}:size:{name}")).items()}
         kpis = _summary(counts, today, shop_revenue)
         kpis["size"] = await client.scard(key)
-        hour = today * 24 + int(time.time() % 86_400 // 3600)
-        kpis["size_1d_ago"] = sizes.get(hour - 24)
-        kpis["size_7d_ago"] = sizes.get(hour - 7 * 24)
+        for label, days in (("size_1d_ago", 1), ("size_7d_ago", 7)):
+            kpis[label] = size_at(histories[segmentation], segment, now - days * 86_400)
         result.setdefault(segmentation, {})[segment] = kpis
     return {name: dict(sorted(segments.items())) for name, segments in sorted(result.items())}
 
 
-async def size_history(client: redis.Redis, prefix: str, segmentation: str,
-                       segment: str) -> list[tuple[int, int]]:
-    """(hour since 1970, members) of a segment's last 30 days, oldest first."""
-    raw = await client.hgetall(f"{prefix}:size:{segmentation}:{segment}")
-    return sorted((int(hour), int(size)) for hour, size in raw.items())
+def size_at(samples: list[Sample], segment: str, at: float,
+            within_s: float = 2 * 3600.0) -> int | None:
+    """A segment's members in the last sample at or before ``at`` (None: no sample within
+    ``within_s`` before it).
+
+    >>> history = [Sample(100.0, {"vip": (3, 5, 2)}), Sample(200.0, {"vip": (4, 6, 2)})]
+    >>> size_at(history, "vip", 150.0), size_at(history, "vip", 50.0), size_at(history, "x", 250.0)
+    (3, None, 0)
+    """
+    before = [sample for sample in samples if at - within_s <= sample.t <= at]
+    return before[-1].segments.get(segment, (0, 0, 0))[0] if before else None
 
 
 def _summary(counts: dict[tuple[int, str], int], today: int,
