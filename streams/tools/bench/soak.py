@@ -24,8 +24,12 @@ TICK_S = 0.1
 
 
 async def soak(settings: Settings, worker: WorkerProcess, rate: float, seconds: float,
-               warmup_s: float) -> str:
-    """Produce valid live events at ``rate`` for ``seconds``; a line of figures."""
+               warmup_s: float, users: int = USERS) -> str:
+    """Produce valid live events at ``rate`` for ``seconds``; a line of figures.
+
+    RSS is first read once the worker has handled every user's first session (and at least
+    ``warmup_s`` in): growth after that is the state of users already known, not new users
+    (a fixed warm-up read it while most of the population was still arriving)."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, linger_ms=5,
                                 max_batch_size=512 * 1024)
     await producer.start()
@@ -33,9 +37,10 @@ async def soak(settings: Settings, worker: WorkerProcess, rate: float, seconds: 
     # Every user's first session comes before any second one, so that by the end of the
     # warm-up each user of the population has state (the growth measured after it is then the
     # state of users already known, not new users).
-    first_visits = [f"soak-{n}" for n in rng.sample(range(USERS), USERS)]
-    sessions = [_session(rng, first_visits) for _ in range(SESSIONS)]
-    sent, warm_rss, warm_at = 0, 0.0, 0.0
+    first_visits = [f"soak-{n}" for n in rng.sample(range(users), users)]
+    sessions = [_session(rng, first_visits, users) for _ in range(SESSIONS)]
+    sent, warm_rss, warm_at, checked = 0, 0.0, 0.0, 0.0
+    all_seen: int | None = None  # events sent when the last user's first session began
     started = time.monotonic()
     try:
         while (elapsed := time.monotonic() - started) < seconds:
@@ -43,12 +48,18 @@ async def soak(settings: Settings, worker: WorkerProcess, rate: float, seconds: 
             while sent < target:
                 slot = rng.randrange(SESSIONS)
                 user, left = sessions[slot]
-                sessions[slot] = (user, left - 1) if left > 1 else _session(rng, first_visits)
+                sessions[slot] = ((user, left - 1) if left > 1
+                                  else _session(rng, first_visits, users))
                 topic, key, value = _event(settings, rng, user, sent)
                 await producer.send(topic, value, key=key)
                 sent += 1
-            if not warm_rss and elapsed >= warmup_s:
-                warm_rss, warm_at = worker.metric("process_resident_memory_bytes"), elapsed
+                if all_seen is None and not first_visits:
+                    all_seen = sent
+            if (not warm_rss and all_seen is not None and elapsed >= warmup_s
+                    and elapsed - checked >= 1.0):
+                checked = elapsed
+                if worker.handled() >= all_seen:
+                    warm_rss, warm_at = worker.metric("process_resident_memory_bytes"), elapsed
             await asyncio.sleep(max(0.0, started + elapsed + TICK_S - time.monotonic()))
         await producer.flush()
     finally:
@@ -60,15 +71,18 @@ async def soak(settings: Settings, worker: WorkerProcess, rate: float, seconds: 
     end_rss = worker.metric("process_resident_memory_bytes")
     dead = worker.metric("segmenter_invalid_events_total")
     growth = end_rss / warm_rss - 1 if warm_rss else float("nan")
-    return (f"{seconds / 60:.1f} min at {rate:,.0f} events/s (70% of single), {USERS:,} users in "
-            f"sessions, {SESSIONS} at once: "
-            f"RSS {warm_rss / 1e6:.0f} MB at {warm_at:.0f} s -> {end_rss / 1e6:.0f} MB at the end "
-            f"({growth:+.1%}); {dead:.0f} dead letters of {sent:,} valid events; "
+    warm = (f"RSS {warm_rss / 1e6:.0f} MB once every user was seen ({warm_at:.0f} s) -> "
+            f"{end_rss / 1e6:.0f} MB at the end ({growth:+.1%})" if warm_rss else
+            f"RSS {end_rss / 1e6:.0f} MB at the end (the worker had not yet seen every user: "
+            f"no growth figure)")
+    return (f"{seconds / 60:.1f} min at {rate:,.0f} events/s (70% of single), {users:,} users in "
+            f"sessions, {SESSIONS} at once: {warm}; {dead:.0f} dead letters of {sent:,} valid "
+            f"events; "
             f"{handled:,.0f} handled, {max(0.0, behind):.1f} s after the last was sent")
 
 
-def _session(rng: random.Random, first_visits: list[str]) -> tuple[str, int]:
-    user = first_visits.pop() if first_visits else f"soak-{rng.randrange(USERS)}"
+def _session(rng: random.Random, first_visits: list[str], users: int) -> tuple[str, int]:
+    user = first_visits.pop() if first_visits else f"soak-{rng.randrange(users)}"
     return user, rng.randint(3, 40)
 
 

@@ -58,9 +58,10 @@ from streams.tools.traffic.replay import replay_events
 
 FULL = {"events": 200_000, "users": 10_000, "orders": 70_000, "customers": 23_500,
         "probes": 300, "state_users": (10_000, 100_000, 1_000_000), "soak_s": 600.0,
-        "warmup_s": 60.0}
+        "warmup_s": 60.0, "soak_users": 20_000}
 QUICK = {"events": 20_000, "users": 1_000, "orders": 5_000, "customers": 2_000,
-         "probes": 40, "state_users": (1_000, 10_000), "soak_s": 20.0, "warmup_s": 5.0}
+         "probes": 40, "state_users": (1_000, 10_000), "soak_s": 20.0, "warmup_s": 5.0,
+         "soak_users": 500}
 ENVELOPE_EVENTS = 20
 
 
@@ -84,7 +85,8 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     rows += _part(settings, "two", lambda s, env: _two_workers(s, env, events))
     rows += state_rows(settings, size["state_users"])
     rows += _part(settings, "soak", lambda s, env: _soak(s, env, 0.7 * measured["single"],
-                                                         size["soak_s"], size["warmup_s"]))
+                                                         size["soak_s"], size["warmup_s"],
+                                                         size["soak_users"]))
     width = max(len(name) for name, _ in rows)
     print()
     for name, value in rows:
@@ -189,11 +191,11 @@ async def _two_workers(settings: Settings, env: dict[str, str], events: list[dic
 
 
 async def _soak(settings: Settings, env: dict[str, str], rate: float, seconds: float,
-                warmup_s: float) -> list[tuple[str, str]]:
+                warmup_s: float, users: int) -> list[tuple[str, str]]:
     with tempfile.TemporaryDirectory() as tmp, WorkerProcess(env, Path(tmp) / "w.log") as w:
         while not w.metric("process_resident_memory_bytes"):  # its endpoint is up
             await asyncio.sleep(0.2)
-        return [("soak", await soak(settings, w, rate, seconds, warmup_s))]
+        return [("soak", await soak(settings, w, rate, seconds, warmup_s, users))]
 
 
 def _envelope(settings: Settings, group: list[dict]) -> tuple[str, bytes, bytes, dict]:
