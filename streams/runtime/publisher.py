@@ -14,13 +14,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from segmenter.engine import SegmentChange, SegmentEngine
+from segmenter.engine import SegmentChange, SegmentEngine, UserRecord
 from segmenter.settings import Settings
 from streams.runtime import metrics
 from streams.runtime.app import SegmenterApp
 from streams.runtime.messages import BatchOutcome, DeadLetter
 from streams.runtime.sinks.redis import RedisMembership
 from streams.runtime.state.change_outbox import ChangeOutbox
+from streams.runtime.state.parsed_records import ParsedRecords
 from streams.runtime.state.record_batches import RecordBatches
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 #: A dead letter's key and value above this are cut (a broker takes 1 MB by default); the
 #: record then says the original's size and SHA-256.
 DEAD_LETTER_MAX_BYTES = 512 * 1024
+#: Parsed records kept for the next batches (live sessions bring the same users back): a few
+#: MB, whatever the number of users.
+PARSED_RECORDS = 4096
 DEAD_LETTER_DETAIL_CHARS = 2000
 
 
@@ -46,6 +50,8 @@ class OutcomePublisher:
         self.changes_topic = settings.kafka.topics.changes
         self.outbox = ChangeOutbox(app.producer._ensure_producer, self.changes_topic,
                                    users.changelog_topic.get_topic_name, lambda: users.data)
+        #: The records just stored, parsed, for the next load of the same users.
+        self.parsed: ParsedRecords[UserRecord] = ParsedRecords(PARSED_RECORDS)
 
     async def publish(self, outcome: BatchOutcome, watermark: float) -> list[Awaitable[Any]]:
         """Write a batch's results: Redis before returning; the Kafka records (dead letters,
@@ -105,12 +111,14 @@ class OutcomePublisher:
             if user_id in outcome.deleted:
                 value = None
                 store.pop(key, None)  # a tombstone in the changelog
+                self.parsed.drop(key)
                 if user_id in changes:  # their exits, kept until delivered
                     parked.setdefault(partition, {})[user_id] = changes[user_id]
             else:
                 if record.outbox or user_id in changes:
                     fill(record, partition, changes.get(user_id, []), seq)
                 value = store[key] = record.to_bytes()
+                self.parsed.keep(key, value, record)
             batches.add(topic, partition, key, value)
         for partition, exits in parked.items():
             key, value = self.outbox.park(partition, seq, exits)

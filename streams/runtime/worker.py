@@ -94,6 +94,7 @@ class SegmentWorker:
         )
         self.publisher = OutcomePublisher(settings, app, self.engine, self.redis, self.users,
                                           self.partition)
+        self.parsed = self.publisher.parsed
         self.rebuild = RedisRebuild(self.redis, self.partition)
         # The agent's batches and the review timer both touch user records: one at a time.
         self.lock = asyncio.Lock()
@@ -105,7 +106,7 @@ class SegmentWorker:
         self.inbox = BatchInbox(self.source.topics, max_messages=4 * settings.worker.batch_size,
                                 partition_cap=8 * settings.worker.batch_size)
         app.use_inbox(self.inbox)
-        self.held = HeldInput(settings.worker, self._untrack, self.processor.drop_deferred)
+        self.held = HeldInput(settings.worker, self._untrack, self._drop_deferred)
         app.flow_control.manage_queue(self.held)  # type: ignore[arg-type]
         app.topics.add(self.source)
         app.task(self.consume)
@@ -280,6 +281,7 @@ class SegmentWorker:
                       if tp.topic in inputs}
         self.rebuild.forget(set(range(self.settings.kafka.partitions)) - self.owned)
         async with self.lock:
+            self.parsed.clear()  # the table is being restored: its bytes objects are new
             await complete_changelog(self.kafka, self.users, self.owned)
             await self._load_model()
             recovered = await restore_owned(self)
@@ -331,13 +333,22 @@ class SegmentWorker:
         """Whether the user's partition is assigned here."""
         return self.partition(user_id) in self.owned
 
+    def _drop_deferred(self) -> None:
+        """Input held is read again (a rebalance): what was folded in from it is forgotten,
+        in the records waiting and in any of them also kept parsed."""
+        self.processor.drop_deferred()
+        self.parsed.clear()
+
     def load_owned(self, user_id: str) -> UserRecord | None:
         """A user's record, unless a rebalance gave their partition to another worker."""
         return self.load(user_id) if self.owns(user_id) else None
 
     def load(self, user_id: str) -> UserRecord | None:
-        stored = self.users.get(user_id.encode())
-        return None if stored is None else self.engine.load_record(stored)
+        key = user_id.encode()
+        stored = self.users.get(key)
+        if stored is None:
+            return None
+        return self.parsed.take(key, stored) or self.engine.load_record(stored)
 
     async def commit(self, outcome: BatchOutcome) -> None:
         """Publish a batch's results; returns once everything is written. While the worker
