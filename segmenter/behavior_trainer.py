@@ -59,7 +59,6 @@ from segmenter.clusterers import OnlineCentres, kmeans_plus_plus, match_ids, mov
 from segmenter.clv import ValueTrainer
 from segmenter.segmentation_settings import BehaviorSettings, ValueSettings
 
-
 #: The step lengths tried, longest first: halving down to 1/256. On overlapping kinds a
 #: sixteenth of a step can still cross a dense border and move more than max_churn; shorter
 #: steps let the centres go on toward their members' means (a few users a version) instead of

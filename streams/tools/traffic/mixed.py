@@ -10,7 +10,8 @@ main one; with overlap no grouping can match it exactly (the scenario reports AR
 information and holds the segments to offline KMeans on the same vectors instead).
 
 Anonymous users (new visitors, anonymous window shoppers) can only mix with personas that
-never order; nobody takes new visitors as a second kind. The same arguments always give the same result.
+never order; nobody takes new visitors as a second kind. The same arguments always give the
+same result.
 
 >>> events, plans, seconds = plan_mixed_events(users=40, days=30, seed=2, end_ts=1_767_225_600.0)
 >>> len(plans) == 40 and sum(1 for p in seconds.values() if p is not None) > 5
