@@ -59,12 +59,13 @@ from segmenter.clusterers import OnlineCentres, kmeans_plus_plus, match_ids, mov
 from segmenter.clv import ValueTrainer
 from segmenter.segmentation_settings import BehaviorSettings, ValueSettings
 
-#: The step lengths tried, longest first, and the share of max_churn each may spend. On
-#: overlapping kinds a sixteenth of a step can still cross a dense border; the shorter steps
-#: let the centres go on toward their members' means instead of stopping. They get a quarter
-#: of the budget: the sample's vectors lag the users' (recency), and while the shop is young
-#: it misjudged the quiet users such a step moves by up to three times.
-DAMPED_STEPS = tuple((0.5 ** n, 1.0 if n <= 4 else 0.25) for n in range(9))
+#: The step lengths tried, longest first (halving down to 1/4096), and the share of max_churn
+#: each may spend. On overlapping kinds a sixteenth of a step can still cross a dense border;
+#: the shorter steps let the centres go on toward their members' means instead of stopping.
+#: They get a quarter of the budget (the sample's vectors lag the users' recency, and while
+#: the shop is young it misjudged the quiet users such steps move by up to three times),
+#: except the shortest, so that a step within max_churn is never refused.
+DAMPED_STEPS = tuple((0.5 ** n, 0.25 if 4 < n < 12 else 1.0) for n in range(13))
 
 
 class BehaviorTrainer:
