@@ -7,10 +7,10 @@ match the planted personas exactly. The targets are the stability rules: the wor
 agree with offline scikit-learn KMeans on the same vectors (ARI >= 0.95), and each version that
 keeps the grouping moves at most 1% of the users with no new events since the previous one.
 
->>> from segmenter.settings import load_settings
->>> figures = overlap_figures(load_settings(environ={}), users=600, seed=3)
->>> figures.users, figures.mixed > 0, 0.0 <= figures.worst_step <= 1.0
-(600, True, True)
+The drift scenario (:func:`drift_figures`) plays on after the planted shop settled: one kind
+starts shopping like another while the others go on; it measures how many shifted events it
+takes until the drifted users sit in the other kind's segment, and where they end.
+``tests/test_behavior_overlap.py`` runs the overlapping shop at 1,000 users.
 """
 
 from __future__ import annotations
@@ -197,7 +197,11 @@ def _most_common_segment(placed: Mapping[str, str | None], users: list[str]) -> 
 
 def _share_in_segment_of(placed: Mapping[str, str | None], drifted: list[str],
                          targets: list[str]) -> float:
-    """Share of ``drifted`` in the segment holding most of ``targets``."""
+    """Share of ``drifted`` in the segment holding most of ``targets``.
+
+    >>> _share_in_segment_of({"a": "b1", "b": "b2", "t": "b2", "u": "b2"}, ["a", "b"], ["t", "u"])
+    0.5
+    """
     segment = _most_common_segment(placed, targets)
     return sum(placed.get(u) == segment for u in drifted) / max(len(drifted), 1)
 
