@@ -59,6 +59,14 @@ from segmenter.clusterers import OnlineCentres, kmeans_plus_plus, match_ids, mov
 from segmenter.clv import ValueTrainer
 from segmenter.segmentation_settings import BehaviorSettings, ValueSettings
 
+#: The step lengths tried, longest first (halving down to 1/4096), and the share of max_churn
+#: each may spend. On overlapping kinds a sixteenth of a step can still cross a dense border;
+#: the shorter steps let the centres go on toward their members' means instead of stopping.
+#: They get a quarter of the budget (the sample's vectors lag the users' recency, and while
+#: the shop is young it misjudged the quiet users such steps move by up to three times),
+#: except the shortest, so that a step within max_churn is never refused.
+DAMPED_STEPS = tuple((0.5 ** n, 0.25 if 4 < n < 12 else 1.0) for n in range(13))
+
 
 class BehaviorTrainer:
     """Turns merged worker statistics into model versions (runs on one worker at a time)."""
@@ -246,14 +254,19 @@ class BehaviorTrainer:
                 centres[row] = total / count
             if self._too_small(segment, count, users, now):
                 small.append(row)
+        # Whether the members' means are far enough to be worth a version decides, not the
+        # damped step: on overlapping kinds the step that keeps within max_churn can be shorter
+        # than min_centre_shift, and the centres must still go on toward the means.
+        wanted = np.abs((centres - model.centres) / scale).max()
         if not small:
             centres, scale = self._damped(model, centres, scale)
         moved = np.abs((centres - model.centres) / scale).max()
+        still = wanted < self.settings.min_centre_shift or moved <= 0.0
         rescaled = np.abs(scale / model.scale - 1).max()
-        if (moved < self.settings.min_centre_shift and rescaled < 0.01 and not small
+        if (still and rescaled < 0.01 and not small
                 and not self.population_changed and not self._shares_moved(model, users)):
             return None
-        if moved < self.settings.min_centre_shift and rescaled < 0.01 and not small:
+        if still and rescaled < 0.01 and not small:
             # Only the customer population or the segments' sizes moved: the same centres,
             # so no one is re-placed.
             return self._publish(model.ids, model.centres, (model.mean, model.scale))
@@ -287,11 +300,11 @@ class BehaviorTrainer:
             # sample refills as users change): stay where the last version is.
             return model.centres, model.scale
         before = model.predict_many(sample)
-        for step in (1.0, 0.5, 0.25, 0.125, 0.0625):
+        for step, budget in DAMPED_STEPS:
             moved = model.centres + step * (centres - model.centres)
             rescaled = model.scale + step * (scale - model.scale)
             after = BehaviorModel(0, model.ids, moved, rescaled).predict_many(sample)
-            if moved_share(before, after) <= self.settings.max_churn:
+            if moved_share(before, after) <= budget * self.settings.max_churn:
                 return moved, rescaled
         return model.centres, model.scale
 

@@ -7,8 +7,12 @@ On the simulator's planted personas, in process (see :mod:`streams.tools.quality
 - relabelling churn: after the model settled, a week of new events for a tenth of the users
   makes new versions; the share of the *other* users whose segment changed;
 - one worker against two: the share of users placed alike (ids matched one to one);
-- drift: window shoppers start buying like bargain hunters; how many events (and versions)
-  until 95% of them are in the bargain hunters' segment;
+- drift: window shoppers start buying like bargain hunters while the others go on; how many
+  shifted events until 50/80/95% of them are in the bargain hunters' segment
+  (:mod:`streams.tools.quality.scenarios`);
+- a new kind midway: cart abandoners arrive for the last 30 of 90 days;
+- overlap: half of the users blend two personas, everyone makes noise visits; ARI against
+  offline KMeans and per-version churn (``--scenario overlap``: only this);
 - cost: predicting one user, predicting a batch, a trainer step, re-placing a user.
 """
 
@@ -32,8 +36,8 @@ from streams.tools.quality.harness import (
     ari_against_offline_kmeans,
     ari_against_personas,
 )
+from streams.tools.quality.scenarios import print_drift, print_overlap
 from streams.tools.traffic.personas import PERSONAS, UserPlan, plan_events
-from streams.tools.traffic.simulator import shifted_events
 
 END = 1_767_225_600.0  # 2026-01-01
 
@@ -45,9 +49,14 @@ def add_quality_parser(commands: argparse._SubParsersAction) -> None:
     quality.add_argument("--seed", type=int, default=7)
     quality.add_argument("--compare", action="store_true",
                          help="also River's own clusterers on the same stream")
+    quality.add_argument("--scenario", choices=("all", "overlap"), default="all",
+                         help="overlap: only the overlapping (mixed habits, noise) shoppers")
 
 
 def run_quality(settings: Settings, args: argparse.Namespace) -> int:
+    if args.scenario == "overlap":
+        print_overlap(settings, args.users, args.seed)
+        return 0
     events, plans = plan_events(args.users, args.days, args.seed, END)
     print(f"segmenter quality: {len(events):,} events from {args.users:,} simulated users "
           f"({args.days:g} days, 6 planted personas)")
@@ -81,8 +90,9 @@ def run_quality(settings: Settings, args: argparse.Namespace) -> int:
     alike = agreement(_only(final, common), _only(two.assignments(), common))
     print(f"two workers  {alike:.2%} of users placed as by one worker; ARI of the two-worker "
           f"run vs planted personas {ari_against_personas(two.assignments(), plans):.4f}")
-    _drift(one, plans, args.seed)
+    print_drift(one, plans, args.seed, END + 7 * DAY)
     _new_kind(settings, args.users, args.seed)
+    print_overlap(settings, args.users, args.seed)
     _costs(one, model)
     _sampled(settings, events, plans, one_seconds)
     return 0
@@ -158,30 +168,6 @@ def _churn(run: ShopRun, plans: dict[str, UserPlan], seed: int) -> None:
     print(f"churn        {moved}/{len(quiet)} = {moved / max(len(quiet), 1):.2%} of users "
           f"without new events changed segment over {versions} new versions "
           f"({len(mine):,} new events for {len(active)} users)")
-
-
-def _drift(run: ShopRun, plans: dict[str, UserPlan], seed: int) -> None:
-    shoppers = [p.entity_id for p in plans.values() if p.persona == "window_shopper"]
-    hunters = [p.entity_id for p in plans.values() if p.persona == "bargain_hunter"]
-    start = END + 7 * DAY
-    shift = shifted_events(plans, "window_shopper", "bargain_hunter", seed, start,
-                           start + 30 * DAY)
-    version, fed = run.model.version if run.model else 0, 0
-    placed = run.assignments()
-    before = Counter(placed.get(u) for u in shoppers).most_common(1)[0][0]
-    for n in range(0, len(shift), 1000):
-        run.feed(shift[n:n + 1000])
-        fed += len(shift[n:n + 1000])
-        placed = run.assignments()
-        left = sum(placed.get(u) != before for u in shoppers) / len(shoppers)
-        if left >= 0.95:
-            break
-    target = Counter(placed.get(u) for u in hunters).most_common(1)[0][0]
-    joined = sum(placed.get(u) == target for u in shoppers) / len(shoppers)
-    print(f"drift        window shoppers start buying like bargain hunters: {left:.0%} of them "
-          f"left the window shoppers' segment after {fed:,} of {len(shift):,} shifted events "
-          f"({(run.model.version if run.model else 0) - version} versions); {joined:.0%} are "
-          "in the bargain hunters' segment")
 
 
 def _new_kind(settings: Settings, users: int, seed: int) -> None:
