@@ -261,19 +261,14 @@ def _forget(settings: Settings, args: argparse.Namespace) -> int:
 
 def _segments(settings: Settings, args: argparse.Namespace) -> int:
     from streams.tools.admin.reader import MembershipReader
-    from streams.tools.admin.segment_kpis import segment_kpis
+    from streams.tools.admin.segment_kpis import segment_catalogue
 
     async def read() -> dict[str, dict[str, dict[str, object]]]:
         reader = MembershipReader(settings.redis.url, settings.redis.key_prefix)
         try:
-            profiles = await reader.segments()
-            kpis = await segment_kpis(reader.client, settings.redis.key_prefix)
+            return await segment_catalogue(reader, settings.redis.key_prefix)
         finally:
             await reader.close()
-        for segmentation, segments in kpis.items():
-            for segment, figures in segments.items():
-                profiles.setdefault(segmentation, {}).setdefault(segment, {}).update(figures)
-        return profiles
 
     catalogue = asyncio.run(read())
     if args.json:

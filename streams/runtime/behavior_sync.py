@@ -24,13 +24,11 @@ from segmenter.behavior_trainer import BehaviorTrainer
 from segmenter.settings import Settings
 from streams.runtime import metrics
 from streams.runtime.kafka_options import client_options
+from streams.runtime.state.changelog import QUIET_MS
 
 log = logging.getLogger(__name__)
 
 MODEL_KEY = b"behavior"
-#: An empty fetch this long means the model topic is read to its end
-#: (see streams.runtime.state.changelog).
-QUIET_MS = 300
 
 OnModel = Callable[[BehaviorModel], Awaitable[None]]
 

@@ -68,15 +68,20 @@ class SegmentHistory:
         self.samples = samples
         self.ready = ready
         self._totals = client.register_script(SEGMENT_TOTALS)
+        #: Monotonic time before which no sample can be due (the shop-wide key still holds).
+        self._not_before = 0.0
 
     async def tick(self) -> bool:
         """Take a sample if none was taken shop-wide within the interval; True if taken."""
-        if not self.ready():
+        if not self.ready() or time.monotonic() < self._not_before:
             return False
+        due = f"{self.prefix}:history:due"
         try:
-            if not await self.client.set(f"{self.prefix}:history:due", b"1", nx=True,
-                                         px=self.interval_ms):
+            if not await self.client.set(due, b"1", nx=True, px=self.interval_ms):
+                # Another worker sampled: ask again when its key expires, not every tick.
+                self._not_before = time.monotonic() + max(0, await self.client.pttl(due)) / 1000
                 return False
+            self._not_before = time.monotonic() + self.interval_ms / 1000
             await self._sample(time.time())
         except (RedisError, OSError) as exc:  # a missed sample is a gap in a plot, no more
             log.warning("could not sample the segments' history: %s", exc)
@@ -106,8 +111,8 @@ class SegmentHistory:
         found: dict[str, list[str]] = {}
         prefix = f"{self.prefix}:segments:"
         async for key in self.client.scan_iter(match=f"{prefix}*", count=100):
-            name = _text(key).removeprefix(prefix)
-            found[name] = sorted(_text(segment) for segment in await self.client.hkeys(key))
+            name = as_text(key).removeprefix(prefix)
+            found[name] = sorted(as_text(segment) for segment in await self.client.hkeys(key))
         return found
 
 
@@ -123,5 +128,6 @@ async def read_history(client: redis.Redis, prefix: str, segmentation: str) -> l
     return samples
 
 
-def _text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
+    """A Redis reply as text, whichever way the client decodes."""
     return value.decode() if isinstance(value, bytes) else value

@@ -20,20 +20,36 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from streams.runtime.segment_history import Sample, read_history
+from streams.runtime.segment_history import Sample, as_text, read_history
+from streams.tools.admin.reader import MembershipReader
+
+Catalogue = dict[str, dict[str, dict[str, Any]]]
 
 
-async def segment_kpis(client: redis.Redis, prefix: str,
-                       today: int | None = None) -> dict[str, dict[str, dict[str, Any]]]:
-    """Segmentation -> segment -> KPIs (see the module's doc)."""
+async def segment_catalogue(reader: MembershipReader, prefix: str,
+                            histories: dict[str, list[Sample]] | None = None) -> Catalogue:
+    """Segmentation -> segment -> profile with its KPIs: what ``segmenter segments`` prints
+    and the explorer shows. ``histories``: see :func:`segment_kpis`."""
+    profiles = await reader.segments()
+    kpis = await segment_kpis(reader.client, prefix, histories=histories)
+    for segmentation, segments in kpis.items():
+        for segment, figures in segments.items():
+            profiles.setdefault(segmentation, {}).setdefault(segment, {}).update(figures)
+    return profiles
+
+
+async def segment_kpis(client: redis.Redis, prefix: str, today: int | None = None,
+                       histories: dict[str, list[Sample]] | None = None) -> Catalogue:
+    """Segmentation -> segment -> KPIs (see the module's doc). ``histories``: segmentation ->
+    its size history, read where missing and added (a caller that plots them reads them once)."""
     today = int(time.time() // 86_400) if today is None else today
     shop = _counts(await client.hgetall(f"{prefix}:kpi:shop"))
     shop_revenue = _sum(shop, "revenue_cents", today - 29, today)
-    result: dict[str, dict[str, dict[str, Any]]] = {}
-    histories: dict[str, list[Sample]] = {}
+    result: Catalogue = {}
+    histories = {} if histories is None else histories
     now = time.time()
     async for key in client.scan_iter(match=f"{prefix}:members:*", count=500):
-        name = _text(key).removeprefix(f"{prefix}:members:")
+        name = as_text(key).removeprefix(f"{prefix}:members:")
         segmentation, _, segment = name.partition(":")
         if segmentation not in histories:
             histories[segmentation] = await read_history(client, prefix, segmentation)
@@ -82,7 +98,7 @@ def _summary(counts: dict[tuple[int, str], int], today: int,
 def _counts(raw: dict[Any, Any]) -> dict[tuple[int, str], int]:
     counts = {}
     for field, value in raw.items():
-        day, _, name = _text(field).partition(":")
+        day, _, name = as_text(field).partition(":")
         counts[int(day), name] = int(value)
     return counts
 
@@ -90,7 +106,3 @@ def _counts(raw: dict[Any, Any]) -> dict[tuple[int, str], int]:
 def _sum(counts: dict[tuple[int, str], int], name: str, first: int, last: int) -> int:
     return sum(value for (day, counter), value in counts.items()
                if counter == name and first <= day <= last)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

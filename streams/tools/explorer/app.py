@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from segmenter.settings import Settings
+from streams.runtime.segment_history import Sample
 from streams.tools.explorer import pages
 from streams.tools.explorer.kafka_lookup import KafkaLookup
 from streams.tools.explorer.store import ExplorerStore
@@ -31,8 +32,10 @@ def create_app(settings: Settings) -> Starlette:
     lookup = KafkaLookup(settings)
 
     async def overview(request: Request) -> Response:
-        catalogue = await store.catalogue()
-        histories = {name: await store.history(name) for name in catalogue}
+        histories: dict[str, list[Sample]] = {}  # filled by the KPIs' reads
+        catalogue = await store.catalogue(histories)
+        for name in catalogue.keys() - histories.keys():
+            histories[name] = await store.history(name)
         return HTMLResponse(pages.overview(catalogue, histories))
 
     async def segment(request: Request) -> Response:

@@ -24,10 +24,8 @@ from segmenter.records import UserRecord
 from segmenter.settings import Settings
 from streams.runtime.kafka_options import client_options
 from streams.runtime.partitioning import partition_of
+from streams.runtime.state.changelog import QUIET_MS
 
-#: An empty fetch this long means the partition is read to its end (Tansu reports an end
-#: offset short of the last record batch, see streams.changelog).
-QUIET_MS = 300
 FIRST_WINDOW = 2000
 
 

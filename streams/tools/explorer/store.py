@@ -18,13 +18,11 @@ import itertools
 import math
 from typing import Any
 
-from segmenter.behavior import NAMES, SHARES
+from segmenter.behavior import NAMES, behavior_vector
 from segmenter.settings import Settings
 from streams.runtime.segment_history import Sample, read_history
 from streams.tools.admin.reader import MembershipReader
-from streams.tools.admin.segment_kpis import segment_kpis
-
-Catalogue = dict[str, dict[str, dict[str, Any]]]
+from streams.tools.admin.segment_kpis import Catalogue, segment_catalogue
 
 
 class ExplorerStore:
@@ -34,14 +32,10 @@ class ExplorerStore:
         self.prefix = settings.redis.key_prefix
         self.reader = MembershipReader(settings.redis.url, self.prefix)
 
-    async def catalogue(self) -> Catalogue:
-        """Segmentation -> segment -> profile with its KPIs (as ``segmenter segments``)."""
-        profiles = await self.reader.segments()
-        kpis = await segment_kpis(self.reader.client, self.prefix)
-        for segmentation, segments in kpis.items():
-            for segment, figures in segments.items():
-                profiles.setdefault(segmentation, {}).setdefault(segment, {}).update(figures)
-        return profiles
+    async def catalogue(self, histories: dict[str, list[Sample]] | None = None) -> Catalogue:
+        """Segmentation -> segment -> profile with its KPIs (as ``segmenter segments``);
+        ``histories`` gets the size histories read for the KPIs."""
+        return await segment_catalogue(self.reader, self.prefix, histories)
 
     async def history(self, segmentation: str) -> list[Sample]:
         return await read_history(self.reader.client, self.prefix, segmentation)
@@ -87,7 +81,8 @@ def behaviour_matrix(profiles: dict[str, dict[str, Any]]
                      ) -> tuple[list[tuple[str, str]], list[str], list[list[float]],
                                 list[list[str]]]:
     """Behaviour segments x features: each cell's z-score among the segments (in the model's
-    own space: log1p of counts and money, size-weighted), and the centre's value to show.
+    own space, :func:`segmenter.behavior.behavior_vector`; size-weighted), and the centre's
+    value to show.
 
     So the map shows how the segments differ from one another, feature by feature; the
     values are the centres in the features' own units (docs/outputs.md, key_features)."""
@@ -97,8 +92,9 @@ def behaviour_matrix(profiles: dict[str, dict[str, Any]]
     weights = [max(1.0, float(profiles[s].get("size", 0))) for s in segments]
     z: list[list[float]] = [[0.0] * len(NAMES) for _ in segments]
     shown = [[_shown(profiles[s]["key_features"].get(n)) for n in NAMES] for s in segments]
-    for j, name in enumerate(NAMES):
-        column = [_model_space(name, profiles[s]["key_features"].get(name)) for s in segments]
+    vectors = [behavior_vector(profiles[s]["key_features"]) for s in segments]
+    for j in range(len(NAMES)):
+        column = [vector[j] for vector in vectors]
         total = sum(weights)
         mean = sum(w * v for w, v in zip(weights, column, strict=True)) / total if total else 0
         var = (sum(w * (v - mean) ** 2 for w, v in zip(weights, column, strict=True)) / total
@@ -107,11 +103,6 @@ def behaviour_matrix(profiles: dict[str, dict[str, Any]]
         for i, value in enumerate(column):
             z[i][j] = (value - mean) / spread if spread > 1e-9 else 0.0
     return rows, list(NAMES), z, shown
-
-
-def _model_space(name: str, value: Any) -> float:
-    number = float(value) if isinstance(value, int | float) else 0.0
-    return number if name in SHARES else math.log1p(max(number, 0.0))
 
 
 def _shown(value: Any) -> str:

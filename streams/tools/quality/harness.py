@@ -42,8 +42,6 @@ from streams.tools.traffic.personas import UserPlan, entity_id, plan_events
 
 BATCH = 1000
 SECONDS_PER_BATCH = 0.5
-#: Users per slice of time-driven work, as the worker's review timer takes them.
-SLICE = REVIEW_SLICE
 
 
 @dataclass(slots=True)
@@ -173,11 +171,11 @@ class ShopRun:
             # The worker's review ticks, back to back: every slice until nothing is due.
             while True:
                 outcome, reviewed, swept = review_slice(worker.processor, worker.sweep,
-                                                        store.get, SLICE, SLICE)
+                                                        store.get, REVIEW_SLICE, REVIEW_SLICE)
                 self.swept += swept
                 if outcome.records or outcome.changes:
                     self._commit(worker, outcome)
-                if reviewed + swept < SLICE:
+                if reviewed + swept < REVIEW_SLICE:
                     break
         self.sweep_seconds += time.perf_counter() - started
         return True

@@ -24,18 +24,17 @@ from __future__ import annotations
 
 import math
 import random
-from operator import itemgetter
 from typing import Any
 
 from streams.tools.traffic.personas import (
     DAY,
     PERSONAS,
     SCRIPTS,
-    WINDOW_SHOPPER_KNOWN,
     UserPlan,
     _browse,
-    _UserEvents,
     assign_personas,
+    new_user,
+    numbered,
 )
 
 #: Second kinds an anonymous user can take: personas whose scripts never order (an order needs
@@ -49,10 +48,8 @@ def plan_mixed_user(index: int, main: str, seed: int, start: float, end: float,
                     ) -> tuple[UserPlan, str | None, list[dict[str, Any]]]:
     """One user's plan, second persona (None: unmixed) and events (``event_id`` empty)."""
     rng = random.Random(f"mixed:{seed}:{index}")
-    known = main != "new_visitor" and (
-        main != "window_shopper" or rng.random() < WINDOW_SHOPPER_KNOWN)
-    plan = UserPlan(index, main, f"u{index:05d}" if known else None, f"a{index:05d}")
-    user = _UserEvents(plan, rng, seed, start, end)
+    user = new_user(index, main, rng, seed, start, end)
+    plan, known = user.plan, user.plan.user_id is not None
     second = None
     if rng.random() < mixed_share:
         choices = [p for p in (PERSONAS if known else NEVER_ORDER)
@@ -96,10 +93,7 @@ def plan_mixed_events(users: int, days: float, seed: int, end_ts: float,
         plans[plan.entity_id] = plan
         seconds[plan.entity_id] = second
         events.extend(user_events)
-    events.sort(key=itemgetter("ts"))
-    for n, event in enumerate(events):
-        event["event_id"] = f"{seed}-mixed-{n}"
-    return events, plans, seconds
+    return numbered(events, f"{seed}-mixed"), plans, seconds
 
 
 __all__ = ["plan_mixed_events", "plan_mixed_user"]

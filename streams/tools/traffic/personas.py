@@ -380,16 +380,29 @@ def _validate_mix(mix: Mapping[str, float]) -> dict[str, float]:
     return weights
 
 
-def plan_user(index: int, persona: str, seed: int, start: float,
-              end: float) -> tuple[UserPlan, list[dict[str, Any]]]:
-    """One user's plan and events (``event_id`` still empty), from their own random stream."""
-    rng = random.Random(f"{seed}:{index}")
+def new_user(index: int, persona: str, rng: random.Random, seed: int, start: float,
+             end: float) -> _UserEvents:
+    """A user of ``persona`` (known or anonymous, as the persona goes), ready to be scripted."""
     known = persona != "new_visitor" and (
         persona != "window_shopper" or rng.random() < WINDOW_SHOPPER_KNOWN)
     plan = UserPlan(index, persona, f"u{index:05d}" if known else None, f"a{index:05d}")
-    user = _UserEvents(plan, rng, seed, start, end)
+    return _UserEvents(plan, rng, seed, start, end)
+
+
+def plan_user(index: int, persona: str, seed: int, start: float,
+              end: float) -> tuple[UserPlan, list[dict[str, Any]]]:
+    """One user's plan and events (``event_id`` still empty), from their own random stream."""
+    user = new_user(index, persona, random.Random(f"{seed}:{index}"), seed, start, end)
     SCRIPTS[persona](user)
-    return plan, user.events()
+    return user.plan, user.events()
+
+
+def numbered(events: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
+    """``events`` in event-time order, each with a unique ``event_id`` ``f"{prefix}-{n}"``."""
+    events.sort(key=itemgetter("ts"))  # stable: ties stay in user, then per-user order
+    for n, event in enumerate(events):
+        event["event_id"] = f"{prefix}-{n}"
+    return events
 
 
 def plan_events(users: int, days: float, seed: int, end_ts: float,
@@ -409,7 +422,4 @@ def plan_events(users: int, days: float, seed: int, end_ts: float,
         plan, user_events = plan_user(index, persona, seed, start, end_ts)
         plans[plan.entity_id] = plan
         events.extend(user_events)
-    events.sort(key=itemgetter("ts"))  # stable: ties stay in user, then per-user order
-    for n, event in enumerate(events):
-        event["event_id"] = f"{seed}-{n}"
-    return events, plans
+    return numbered(events, str(seed)), plans
