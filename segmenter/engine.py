@@ -196,6 +196,25 @@ class SegmentEngine:
         """Evaluate a user whose events up to ``cause`` were folded in."""
         return self._evaluate(user_id, record, max(now, cause.ts), cause.ts, cause.event_id)
 
+    def defer(self, record: UserRecord, events: Iterable[ShopEvent],
+              too_late: list[ShopEvent] | None = None, horizon: float | None = None) -> bool:
+        """Fold events in and mark the record unsettled (evaluated later, by
+        :meth:`settle_unsettled`); whether any event counted."""
+        cause = self.fold(record, events, too_late, horizon)
+        if cause is None:
+            return False
+        if record.unsettled is None or cause.ts >= record.unsettled[0]:
+            record.unsettled = [cause.ts, cause.event_id]
+        return True
+
+    def settle_unsettled(self, user_id: str, record: UserRecord,
+                         now: float) -> list[SegmentChange]:
+        """Evaluate a user whose deferred events were folded in (``record.unsettled``)."""
+        if record.unsettled is None:
+            raise InvariantBroken(f"user {user_id} has nothing unsettled")
+        ts, event_id = record.unsettled
+        return self._evaluate(user_id, record, max(now, ts), ts, event_id)
+
     def review(self, user_id: str, record: UserRecord, now: float) -> list[SegmentChange]:
         """Re-evaluate a user whom time alone may have moved (``record.review_at <= now``)."""
         due = record.review_at if record.review_at is not None else now
@@ -361,6 +380,7 @@ class SegmentEngine:
             review_at = min(review_at, now + self.behavior_review_s)
         record.review_at = review_at if math.isfinite(review_at) else None
         record.evaluated_with = self.fingerprint
+        record.unsettled = None
         if self.behavior is not None:
             changes += self._behave(user_id, record, snapshot, now, ts, cause)
         return changes

@@ -113,6 +113,9 @@ class UserRecord:
     #: Segmentations whose current membership converted (an order within the conversion
     #: window of entering), so that it counts once (see :mod:`segmenter.kpis`).
     converted: list[str] = field(default_factory=list)
+    #: Events folded in while catching up and not evaluated yet: [event time, event id] of
+    #: the latest of them (the cause of what their evaluation changes), None once evaluated.
+    unsettled: list[Any] | None = None
 
     def to_bytes(self) -> bytes:
         """JSON in an LZ4 block (marked by a first byte of 4): about 0.7 of the size, about a
@@ -138,6 +141,7 @@ class UserRecord:
             "outbox": self.outbox,
             "outbox_seq": self.outbox_seq,
             "converted": self.converted,
+            "unsettled": self.unsettled,
         }))
 
     @classmethod
@@ -157,4 +161,5 @@ class UserRecord:
             outbox=state.get("outbox", []),
             outbox_seq=state.get("outbox_seq", 0),
             converted=state.get("converted", []),
+            unsettled=state.get("unsettled"),
         )

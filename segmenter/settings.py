@@ -167,13 +167,10 @@ class WorkerSettings(StrictModel):
     # published carries "backfill": true (0: never), so automation skips last year's moments.
     backfill_after_minutes: float = Field(ge=0)
     # While catching up (the stream's event time over backfill_after_minutes behind the wall
-    # clock): "coalesce" folds a user's events in and evaluates them once per flush, so their
-    # change events describe the state reached; "each" evaluates and publishes every event.
+    # clock): "coalesce" folds a user's events in and stores them unsettled, and evaluates
+    # each user once the backlog is read, so their change events describe the state reached;
+    # "each" evaluates and publishes every event.
     backfill_changes: Literal["coalesce", "each"]
-    # A coalescing worker writes out (and only then acknowledges its input) at least this
-    # often, and whenever this many users are waiting, or once it has caught up.
-    backfill_flush_s: float = Field(gt=0, le=300)
-    backfill_max_users: int = Field(ge=1, le=1_000_000)
     data_dir: Path
     # Events stamped further than this ahead of the wall clock are dead-lettered: one bad clock
     # must not push event time forward and age every user at once.

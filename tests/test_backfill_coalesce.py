@@ -1,6 +1,7 @@
 """Coalescing while catching up, in the batch step alone (no I/O): a backlog's events are folded
-in and each user is evaluated once, to the same state as evaluating every event; anything that
-touches a waiting user settles them first; a rebalance forgets what was not settled."""
+in and stored unsettled, and each user is evaluated once, to the same state as evaluating every
+event; anything that touches a waiting user settles them first; a restored (recovered) record
+still unsettled is settled by its new owner, and one gone elsewhere is passed over."""
 
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ def run(messages: list[Message], coalesce: bool) -> tuple[dict[str, UserRecord],
         deferred |= outcome.deferred
         store.update(outcome.records)
         changes += outcome.changes
-    while processor.deferred:
-        outcome = processor.settle(2)
+    while processor.unsettled:
+        outcome = processor.settle(2, store.get)
         store.update(outcome.records)
         changes += outcome.changes
     # Then the time-driven reviews, until nothing is due at the stream's event time.
@@ -75,24 +76,42 @@ def test_coalescing_reaches_the_state_that_evaluating_every_event_reaches() -> N
             assert chain[-1].current == segment
 
 
-def test_live_input_settles_a_waiting_user_and_a_rebalance_forgets_the_rest() -> None:
+def test_live_input_settles_a_waiting_user_and_a_new_owner_settles_the_rest() -> None:
     processor = BatchProcessor(SegmentEngine(SETTINGS), SETTINGS.kafka.topics, 3600)
     old = time.time() - 100 * DAY
     outcome = processor.process(orders("a", 2, old, 1) + orders("b", 1, old, 1),
                                 lambda u: None, lambda u: True, 3600.0)
-    assert outcome.deferred and not outcome.records and not outcome.changes
-    assert set(processor.deferred) == {"a", "b"}
+    # Folded in and stored, not evaluated: no segments, no changes, marked unsettled with the
+    # latest event folded in (the cause of what settling will change).
+    assert outcome.deferred and set(outcome.records) == {"a", "b"} and not outcome.changes
+    assert all(not r.segments for r in outcome.records.values())
+    assert outcome.records["a"].unsettled == [old + DAY, "a-1"]
+    assert set(processor.unsettled) == {"a", "b"}
+    stored = {user: record.to_bytes() for user, record in outcome.records.items()}
+
+    def load(user: str) -> UserRecord | None:
+        return processor.engine.load_record(stored[user]) if user in stored else None
     # Live events for "a": the stream has caught up, "a" is evaluated with everything folded.
     now = time.time()
     live = Message("shop.orders", 0, 9, b"a", orjson.dumps({
         "event_id": "a-live", "ts": now, "user_id": "a", "order_id": "a-live", "total": 5.0}),
         now)
-    outcome = processor.process([live], lambda u: None, lambda u: True, 3600.0)
+    outcome = processor.process([live], load, lambda u: True, 3600.0)
     assert not outcome.deferred and set(outcome.records) == {"a"}
     assert outcome.records["a"].features.counts["orders"] == 3
-    assert set(processor.deferred) == {"b"}
-    processor.drop_deferred()
-    assert not processor.deferred and not processor.settle(10).records
+    assert outcome.records["a"].unsettled is None and outcome.records["a"].segments
+    stored["a"] = outcome.records["a"].to_bytes()
+    # "a" was evaluated meanwhile: passed over; "b" moved to another worker: passed over.
+    assert not processor.settle(10, lambda user: None if user == "b" else load(user)).records
+    assert not processor.unsettled
+    # The new owner of "b" restores it from the changelog and settles it.
+    other = BatchProcessor(SegmentEngine(SETTINGS), SETTINGS.kafka.topics, 3600)
+    restored = [("b", load("b"))]
+    other.adopt(restored)
+    assert not other.restore(restored, set()).records and set(other.unsettled) == {"b"}
+    settled = other.settle(10, load)
+    assert set(settled.records) == {"b"} and settled.records["b"].segments
+    assert {c.cause for c in settled.changes} == {"b-0"}
 
 
 def test_no_reviews_or_rescoring_while_catching_up_and_all_of_them_after() -> None:

@@ -82,30 +82,34 @@ def test_a_failing_user_is_dead_lettered_and_the_rest_of_the_batch_proceeds() ->
     assert outcome.events_by_topic["shop.orders"] == 2
 
 
-def test_a_user_waiting_in_a_backfill_is_put_back_as_they_were() -> None:
+def test_a_user_waiting_in_a_backfill_keeps_their_stored_record() -> None:
     processor = BatchProcessor(Fragile(SETTINGS), SETTINGS.kafka.topics, 3600)
     old = time.time() - 100 * DAY
     first = processor.process([order("u", 1, old)], lambda u: None, lambda u: True, 3600.0)
-    assert first.deferred and processor.deferred["u"][0].features.counts["orders"] == 1
-    processor.deferred["u"][0].features.counts["poison"] = 1
-    second = processor.process([order("u", 2, old + DAY)], lambda u: None, lambda u: True,
-                               3600.0)
+    assert first.deferred and first.records["u"].unsettled == [old, "u-1"]
+    first.records["u"].features.counts["poison"] = 1
+    stored = {"u": first.records["u"].to_bytes()}
+
+    def load(user: str) -> UserRecord | None:
+        return processor.engine.load_record(stored[user]) if user in stored else None
+    second = processor.process([order("u", 2, old + DAY)], load, lambda u: True, 3600.0)
     assert [d.reason for d in second.dead_letters] == ["apply_failed"]
-    waiting = processor.deferred["u"][0]
-    assert waiting.features.counts["orders"] == 1  # not the half-applied 999
-    settled = processor.settle(10)
+    assert "u" not in second.records  # the stored record is not replaced by a half-applied one
+    settled = processor.settle(10, load)
     assert settled.records["u"].features.counts["orders"] == 1
+    assert settled.records["u"].unsettled is None
 
 
-def test_a_failing_evaluation_while_settling_keeps_the_events_and_the_segments() -> None:
+def test_a_failing_evaluation_while_settling_keeps_the_stored_record() -> None:
     class Unsettled(SegmentEngine):
-        def settle(self, *args: Any) -> Any:
+        def settle_unsettled(self, *args: Any) -> Any:
             raise ZeroDivisionError("division by zero")
 
     processor = BatchProcessor(Unsettled(SETTINGS), SETTINGS.kafka.topics, 3600)
     old = time.time() - 100 * DAY
-    processor.process([order("u", 1, old)], lambda u: None, lambda u: True, 3600.0)
-    settled = processor.settle(10)
-    assert settled.records["u"].features.counts["orders"] == 1
-    assert settled.records["u"].segments == {} and not settled.changes
+    folded = processor.process([order("u", 1, old)], lambda u: None, lambda u: True, 3600.0)
+    stored = folded.records["u"].to_bytes()
+    settled = processor.settle(10, lambda u: processor.engine.load_record(stored))
+    # Nothing to write: the stored record (events folded in, segments as they were) stays.
+    assert not settled.records and not settled.changes and not processor.unsettled
     assert "ZeroDivisionError" in settled.failures[0]

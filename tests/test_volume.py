@@ -116,11 +116,11 @@ async def test_a_coalescing_backfill_publishes_the_state_reached_and_agrees_with
     kafka_bootstrap: str, redis_url: str, tmp_path: Path
 ) -> None:
     # 18 months of a shop's orders (most customers buy once, a few often), replayed: with the
-    # default "coalesce", each user's backlog is evaluated once per flush (one flush here), so
+    # default "coalesce", each user's backlog is folded in and evaluated once it is read, so
     # every segmentation changes at most once per user, flagged backfill, and what the change
     # topic says each user ended in is what Redis holds.
     history = await backlog_of_orders(kafka_bootstrap, 900, 300, seed=3)
-    settings = env(kafka_bootstrap, redis_url, tmp_path, "  backfill_flush_s: 120\n")
+    settings = env(kafka_bootstrap, redis_url, tmp_path)
     store = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         with WorkerProcess(settings, tmp_path / "w.log") as worker:
@@ -149,11 +149,10 @@ async def test_a_coalescing_backfill_publishes_the_state_reached_and_agrees_with
 async def test_a_long_backlog_never_holds_the_loop_past_its_budget(
     kafka_bootstrap: str, redis_url: str, tmp_path: Path
 ) -> None:
-    # While a backlog is folded in (coalescing: nothing is written per batch), batches come
-    # back to back from an inbox that filled up, 8 partitions deep, during a flush of the
-    # users waiting (a flush every 5,000 users here); each batch must give the loop its turn.
-    settings = env(kafka_bootstrap, redis_url, tmp_path, "  backfill_max_users: 5000\n",
-                   kafka_extra="  partitions: 8\n")
+    # While a backlog is folded in, batches come back to back from an inbox that filled up,
+    # 8 partitions deep, then the users waiting are settled in slices; each batch and each
+    # slice must give the loop its turn.
+    settings = env(kafka_bootstrap, redis_url, tmp_path, kafka_extra="  partitions: 8\n")
     await ensure_topics(load_settings(environ=settings))
     history = await backlog_of_orders(kafka_bootstrap, 40_000, 14_000, seed=4)
     with WorkerProcess(settings, tmp_path / "w.log") as worker:

@@ -145,19 +145,21 @@ class SegmenterApp(faust.App):
         return _Transport(self.conf.broker_consumer, self)
 
     def input_backlog(self, topics: frozenset[str]) -> list[tuple[Any, int | None]]:
-        """Messages waiting per assigned partition of ``topics`` (None: not known yet)."""
+        """Messages waiting per assigned partition of ``topics`` (None: not known yet).
+
+        A partition nothing was read from or committed in has all of it waiting (an empty
+        one, nothing): the identity and forget topics are mostly empty."""
         consumer = self.consumer
         waiting: list[tuple[Any, int | None]] = []
         for tp in consumer.assignment():
             if tp.topic not in topics:
                 continue
+            highwater = consumer.highwater(tp)
             read = consumer._read_offset.get(tp)
             if read is None:
-                read = consumer._committed_offset.get(tp)
-                read = None if read is None else read - 1
-            highwater = consumer.highwater(tp)
-            known = read is not None and highwater is not None
-            waiting.append((tp, max(0, highwater - read - 1) if known else None))
+                committed = consumer._committed_offset.get(tp)
+                read = (committed or 0) - 1
+            waiting.append((tp, None if highwater is None else max(0, highwater - read - 1)))
         return waiting
 
 

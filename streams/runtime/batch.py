@@ -22,8 +22,8 @@ from streams.runtime.identity import claim, handoff_in
 from streams.runtime.messages import BatchOutcome, DeadLetter, LoadRecord, Message
 
 #: A topic that delivered nothing in this many of the worker's batches no longer holds its
-#: task's event time back. Counted in batches, not seconds: a coalescing flush or a long
-#: review pauses every topic at once, and a wall-clock rule would then let the first topic
+#: task's event time back. Counted in batches, not seconds: settling a backfill's users or a
+#: long review pauses every topic at once, and a wall-clock rule would then let the first topic
 #: back set the time.
 IDLE_TOPIC_BATCHES = 20
 #: Messages produced within this long count towards the produce -> Redis latency metric.
@@ -51,9 +51,9 @@ class BatchProcessor:
         self.batches = 0
         #: Users to re-score (F or M may have moved), as an ordered set.
         self.rescore_pending: dict[str, None] = {}
-        #: While catching up: users whose events are folded in but not yet evaluated, with
-        #: the latest of those events (see :meth:`settle`).
-        self.deferred: dict[str, tuple[UserRecord, ShopEvent]] = {}
+        #: While catching up: users whose events are folded in and stored but not yet
+        #: evaluated (``record.unsettled``), as an ordered set (see :meth:`settle`).
+        self.unsettled: dict[str, None] = {}
         #: Quiet time (see :meth:`follow_wall_clock`): after this long without input the
         #: clock follows the wall clock less ``quiet_lag_s`` (None: never).
         self.quiet_after_s: float | None = None
@@ -67,10 +67,10 @@ class BatchProcessor:
         claimed from the worker that owns them, over the identity topic).
 
         ``coalesce_after_s``: while the stream's event time is more than this behind the wall
-        clock (catching up on a backlog), users' events are only folded in; they are
-        evaluated, once each, by :meth:`settle` (logins are evaluated at once)."""
+        clock (catching up on a backlog), users' events are only folded in and their records
+        stored, marked unsettled; they are evaluated, once each, by :meth:`settle` once the
+        backlog is read (logins are evaluated at once)."""
         outcome = BatchOutcome()
-        load = self.loader(load)
         decoded, handoffs, forgets = self.admission.sort(messages, outcome.dead_letters)
         if decoded:
             self.input_at = time.monotonic()
@@ -143,33 +143,27 @@ class BatchProcessor:
                 record.claimed.append(visitor_id)
                 outcome.handoffs.append(claim(visitor_id, user_id, event))
         if defer:
-            self._defer(user_id, record, events, too_late, horizon)
+            if self.engine.defer(record, events, too_late, horizon):
+                self.unsettled[user_id] = None
+                outcome.records[user_id] = record  # stored as it is: not scheduled yet
             return
         outcome.changes += self.engine.learn(
             user_id, record, events, self.watermark, too_late, horizon)
         self._keep(user_id, record, outcome)
 
-    def _held(self, user_id: str, outcome: BatchOutcome) -> tuple[bytes, ShopEvent | None] | None:
-        """A copy of the user's record if it is held in memory (changed but not yet written),
+    def _held(self, user_id: str, outcome: BatchOutcome) -> bytes | None:
+        """A copy of the user's record if this batch already changed it (not yet written),
         to put back should applying their events fail; a stored one is simply not replaced."""
-        if user_id in outcome.records:
-            return outcome.records[user_id].to_bytes(), None
-        waiting = self.deferred.get(user_id)
-        return None if waiting is None else (waiting[0].to_bytes(), waiting[1])
+        record = outcome.records.get(user_id)
+        return None if record is None else record.to_bytes()
 
     def _isolate(self, user_id: str, events: list[ShopEvent], origin: dict[int, Message],
-                 kept: tuple[bytes, ShopEvent | None] | None, exc: Exception,
-                 outcome: BatchOutcome) -> None:
+                 kept: bytes | None, exc: Exception, outcome: BatchOutcome) -> None:
         """Applying a user's events raised: their record stays as it was, their messages go
         to the dead-letter topic with the reason, and the rest of the batch proceeds."""
-        self.deferred.pop(user_id, None)
         outcome.records.pop(user_id, None)
         if kept is not None:
-            record = self.engine.load_record(kept[0])
-            if kept[1] is None:
-                outcome.records[user_id] = record
-            else:
-                self.deferred[user_id] = (record, kept[1])
+            outcome.records[user_id] = self.engine.load_record(kept)
         detail = _failure(f"applying user {user_id}'s events", exc,
                           "their record is left as it was")
         outcome.failures.append(detail)
@@ -180,43 +174,27 @@ class BatchProcessor:
             outcome.events_by_topic[message.topic] -= 1
         outcome.dead_letters += [DeadLetter(m, "apply_failed", detail) for m in messages.values()]
 
-    def _defer(self, user_id: str, record: UserRecord, events: list[ShopEvent],
-               too_late: list[ShopEvent], horizon: float) -> None:
-        cause = self.engine.fold(record, events, too_late, horizon)
-        if cause is None:  # only duplicates
-            return
-        waiting = self.deferred.get(user_id)
-        if waiting is None or cause.ts >= waiting[1].ts:
-            self.deferred[user_id] = (record, cause)
-
-    def settle(self, limit: int) -> BatchOutcome:
-        """Evaluate up to ``limit`` deferred users, each once at the stream's event time: their
-        change events go from what was last published to the state their backlog reached."""
+    def settle(self, limit: int, load: LoadRecord) -> BatchOutcome:
+        """Evaluate up to ``limit`` unsettled users, each once at the stream's event time:
+        their change events go from what was last published to the state their backlog
+        reached. A user no longer here (``load`` gives None), or evaluated meanwhile (a login,
+        a model sweep), is passed over."""
         outcome = BatchOutcome()
-        for _ in range(min(limit, len(self.deferred))):
+        for _ in range(min(limit, len(self.unsettled))):
             # popitem, not the first item: a dict's head is found by scanning past the slots
             # of the items already taken, which made settling a backlog quadratic.
-            user_id, (record, cause) = self.deferred.popitem()
+            user_id, _ = self.unsettled.popitem()
+            record = load(user_id)
+            if record is None or record.unsettled is None:
+                continue
             try:
-                outcome.changes += self.engine.settle(user_id, record, self.watermark, cause)
-            except Exception as exc:  # their events stay folded in; segments as they were
+                outcome.changes += self.engine.settle_unsettled(user_id, record, self.watermark)
+            except Exception as exc:  # the stored record stays: folded in, not evaluated
                 outcome.failures.append(_failure(f"evaluating user {user_id}", exc,
                                                  "their events are kept, not evaluated"))
+                continue
             self._keep(user_id, record, outcome)
         return outcome
-
-    def drop_deferred(self) -> None:
-        """Forget what was folded in but not settled (its input is read again: a rebalance)."""
-        self.deferred.clear()
-
-    def loader(self, load: LoadRecord) -> LoadRecord:
-        """``load`` that first looks among the deferred users (their records are newer)."""
-        deferred = self.deferred
-
-        def load_current(user_id: str) -> UserRecord | None:
-            waiting = deferred.get(user_id)
-            return waiting[0] if waiting is not None else load(user_id)
-        return load_current
 
     def _on_time(self, decoded: list[tuple[ShopEvent, Message]],
                  outcome: BatchOutcome) -> list[tuple[ShopEvent, Message]]:
@@ -310,7 +288,6 @@ class BatchProcessor:
         due and queued. Once every input partition is read, a stream that is still behind the
         wall clock (old history, a quiet shop) is reviewed as usual."""
         outcome = BatchOutcome()
-        load = self.loader(load)
         self.advance_idle(caught_up)
         self.follow_wall_clock(caught_up)
         read = all(caught_up(*key) for key in self.topic_time)
@@ -353,22 +330,27 @@ class BatchProcessor:
     def restore(self, records: Iterable[tuple[str, UserRecord]],
                 rescored: set[str]) -> BatchOutcome:
         """Schedule adopted users' reviews; re-evaluate those whom the settings or the
-        population's quantiles (``rescored``) moved."""
+        population's quantiles (``rescored``) moved. A backfill's unsettled users (never
+        evaluated, or last evaluated with these settings) wait to be settled: their change
+        events keep the cause of the events folded in."""
         outcome = BatchOutcome()
+        fingerprint = self.engine.fingerprint
         for user_id, record in records:
-            if record.evaluated_with != self.engine.fingerprint:
+            if record.unsettled is not None and record.evaluated_with in ("", fingerprint):
+                self.unsettled[user_id] = None
+            elif record.evaluated_with != fingerprint:
                 outcome.changes += self.engine.reconfigure(user_id, record, self.watermark)
             elif user_id in rescored:
                 outcome.changes += self.engine.rescore(user_id, record, self.watermark)
             else:
                 self.schedule.schedule(user_id, record.review_at)
                 continue
-            self._keep(user_id, record, outcome)
+            if user_id not in self.unsettled:
+                self._keep(user_id, record, outcome)
         return outcome
 
     def _keep(self, user_id: str, record: UserRecord, outcome: BatchOutcome) -> None:
         """The user's evaluated record is to be written (every path here evaluates)."""
-        self.deferred.pop(user_id, None)
         outcome.records[user_id] = record
         self.schedule.schedule(user_id, record.review_at)
 

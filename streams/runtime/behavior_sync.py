@@ -112,6 +112,9 @@ class ModelSync:
                     batch = await consumer.getmany(tp, timeout_ms=int(left * 1000) + 1)
                     for message in batch.get(tp, []):
                         trainer.learn(StatsDelta.from_json(message.value), message.offset)
+                        # A turn of the loop per message: a backfill's settling sends a
+                        # message per slice of users, and a fetch of them held it 0.4 s.
+                        await asyncio.sleep(0)
                 drifts = metrics.record_drift(trainer.drift.estimation, trainer.drifts, drifts)
                 model = await asyncio.to_thread(trainer.next_version, time.monotonic())
                 if trainer.value.problem:

@@ -50,9 +50,9 @@ class BatchOutcome:
     deleted: set[str] = field(default_factory=set)
     #: Identity handoffs for other workers: (key, value) for the identity topic.
     handoffs: list[tuple[str, bytes]] = field(default_factory=list)
-    #: The batch was read while catching up: its users' events were folded in but not yet
-    #: evaluated (see :meth:`streams.runtime.batch.BatchProcessor.settle`), logins apart; its input
-    #: is done only once they are.
+    #: The batch was read while catching up: its users' events were folded in and their
+    #: records stored unsettled, not evaluated (see
+    #: :meth:`streams.runtime.batch.BatchProcessor.settle`), logins apart.
     deferred: bool = False
     #: Users whose events or evaluation raised, each with what happened (logged and counted;
     #: their events are dead-lettered, or their record kept as it was).

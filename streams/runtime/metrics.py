@@ -63,6 +63,10 @@ INPUT_LAG = Gauge("segmenter_input_lag_messages",
 SEGMENT_KPIS = Counter(
     "segmenter_segment_kpi", "Segment KPI counts (segment \"\": the shop): entries, exits, "
     "quick_exits, orders, revenue_cents, conversions", ["segmentation", "segment", "kpi"])
+UNSETTLED_USERS = Gauge(
+    "segmenter_unsettled_users",
+    "Users a coalescing backfill folded in and stored, waiting to be evaluated once the "
+    "backlog is read (see docs/outputs.md)")
 WATERMARK = Gauge("segmenter_watermark_seconds", "Event time the worker has reached (epoch s)")
 PARTITION_LAG = Gauge("segmenter_input_partition_lag_messages",
                       "Input messages waiting on one assigned partition (high watermark - read)",

@@ -49,7 +49,6 @@ class ModelSweep:
         if not self.pending or behavior is None or behavior.model is None:
             return 0
         count = min(limit, len(self.pending))
-        load = self.processor.loader(load)
         for _ in range(count):
             user_id = self.pending.popleft().decode()
             record = outcome.records.get(user_id) or load(user_id)
@@ -67,7 +66,13 @@ def review_slice(
 ) -> tuple[BatchOutcome, int, int]:
     """One slice of time-driven work, at most ``limit`` users: due reviews and re-scoring
     (:meth:`~streams.runtime.batch.BatchProcessor.review`), then up to ``sweep_limit`` of the
-    sweep. Returns the outcome to commit, the users reviewed and the users swept."""
+    sweep. Returns the outcome to commit, the users reviewed and the users swept.
+
+    Nothing while a backfill's users wait to be settled: settling moves the population and
+    evaluates them with the latest model anyway, so reviews, re-scoring and re-placing them
+    now would publish changes that settling supersedes; all of it follows the settling."""
+    if processor.unsettled:
+        return BatchOutcome(), 0, 0
     outcome = processor.review(load, limit, caught_up, coalesce_after_s)
     reviewed = len(outcome.records)
     swept = sweep.step(outcome, load, min(sweep_limit, limit - reviewed))

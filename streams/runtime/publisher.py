@@ -67,7 +67,9 @@ class OutcomePublisher:
             # With the batch, before its offsets are acknowledged: the trainer's sums stay whole.
             pending.append(await self.app.producer.send(
                 self.settings.kafka.topics.behavior_stats, None, stats.to_json(), 0, None, None))
-        memberships = {user_id: record.segments for user_id, record in outcome.records.items()}
+        # A record folded in but unsettled keeps the segments Redis already holds.
+        memberships = {user_id: record.segments for user_id, record in outcome.records.items()
+                       if record.unsettled is None}
         touched = touched_segments(outcome.changes)
         started = time.perf_counter()
         kpis = self.engine.kpis.take()

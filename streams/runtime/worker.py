@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Coroutine
 from typing import Any
 
@@ -26,7 +26,6 @@ from streams.runtime.app import create_app
 from streams.runtime.batch import BatchProcessor
 from streams.runtime.behavior_sync import ModelSync, read_latest_model
 from streams.runtime.health import WorkerHealth
-from streams.runtime.held_input import HeldInput
 from streams.runtime.inbox import BatchInbox
 from streams.runtime.kafka_options import client_options
 from streams.runtime.messages import BatchOutcome, Message
@@ -47,14 +46,12 @@ REVIEW_INTERVAL_S = 1.0
 #: streams.runtime.state.change_outbox), two round trips to the broker; with one batch in
 #: flight the next batch waited for them.
 WRITES_IN_FLIGHT = 4
-#: How long a worker holding a backlog's input waits for more before it flushes.
-HELD_WAIT_S = 0.2
+#: How long the consume loop waits for input while unsettled users wait for their turn.
+SETTLING_WAIT_S = 0.01
 #: A batch step's target time on the loop (the worker's loop budget is 100 ms), and the
 #: smallest batch it may come to.
 BATCH_BUDGET_S = 0.04
 MIN_BATCH = 50
-#: Held input messages acknowledged per step of the loop, after a flush.
-ACK_SLICE = 2000
 #: Time-driven work per review tick; what is left waits for the next tick.
 REVIEW_BUDGET_S = 0.5
 
@@ -106,8 +103,6 @@ class SegmentWorker:
         self.inbox = BatchInbox(self.source.topics, max_messages=4 * settings.worker.batch_size,
                                 partition_cap=8 * settings.worker.batch_size)
         app.use_inbox(self.inbox)
-        self.held = HeldInput(settings.worker, self._untrack, self._drop_deferred)
-        app.flow_control.manage_queue(self.held)  # type: ignore[arg-type]
         app.topics.add(self.source)
         app.task(self.consume)
         self.health = WorkerHealth(settings.worker.stall_timeout_s)
@@ -125,6 +120,8 @@ class SegmentWorker:
         self._following: asyncio.Task[None] | None = None
         #: Users (keys) still to re-evaluate under the latest behaviour model version.
         self.sweep = ModelSweep(self.engine, self.processor)
+        #: Unsettled users evaluated per turn of the consume loop (see :meth:`_settle`).
+        self.settle_limit = MIN_BATCH
 
     async def consume(self) -> None:
         """The hot path: take what the consumer fetched, process it as one batch, write it
@@ -132,7 +129,8 @@ class SegmentWorker:
 
         Batches overlap: while the broker takes up to :data:`WRITES_IN_FLIGHT` batches'
         records, the next is processed. Input is acknowledged only once its own batch is
-        written (Faust commits only offsets acknowledged without a gap).
+        written (Faust commits only offsets acknowledged without a gap). Users a backfill
+        folded in are settled a slice per turn once the backlog is read (:meth:`_settle`).
         """
         worker = self.settings.worker
         coalesce_after_s = self.coalesce_after_s
@@ -140,10 +138,9 @@ class SegmentWorker:
         waited_since = time.perf_counter()
         limit = worker.batch_size
         while not self.app.should_stop:
-            # Holding a backlog's input, a short wait: input going quiet means it was all read.
-            taken = await self.inbox.take(limit, HELD_WAIT_S if self.held else 1.0,
+            settling = self._may_settle()
+            taken = await self.inbox.take(limit, SETTLING_WAIT_S if settling else 1.0,
                                           worker.batch_max_bytes)
-            deferred = False
             if taken:
                 started = time.perf_counter()
                 metrics.STAGE_SECONDS.labels("input").inc(started - waited_since)
@@ -156,26 +153,16 @@ class SegmentWorker:
                     took = time.perf_counter() - locked
                     metrics.STAGE_SECONDS.labels("process").inc(took)
                     limit = next_batch_limit(limit, len(taken), took, worker.batch_size)
-                    deferred, events = outcome.deferred, outcome.events_by_topic
-                    if deferred:  # counted once written, by the flush
-                        outcome.events_by_topic = Counter()
                     sent = await self.publish(outcome)
-                if deferred:
-                    self.held.hold(taken, events, sent)
-                else:
-                    await _make_room(writing)
-                    writing.append(asyncio.ensure_future(self._acknowledge(sent, taken)))
-                self.health.progressed()
-            if self.held and (not deferred or self._input_read()
-                              or self.held.due(len(self.processor.deferred))):
-                # Caught up, read to the end, or held long enough. Its delivery and
-                # acknowledgement overlap the next batch, as a batch's own do.
-                finishing = await self._flush_held()
+                    metrics.UNSETTLED_USERS.set(len(self.processor.unsettled))
                 await _make_room(writing)
-                writing.append(asyncio.ensure_future(finishing))
-            # Input waiting in the inbox, an uncontended lock and a held (deferred) batch do
-            # not suspend: without this, a backlog's batches ran back to back, holding the
-            # loop for a third of a second.
+                writing.append(asyncio.ensure_future(self._acknowledge(sent, taken)))
+                self.health.progressed()
+            if settling or (self.processor.unsettled and self._may_settle()):
+                await _make_room(writing)
+                writing.append(asyncio.ensure_future(await self._settle()))
+            # Input waiting in the inbox and an uncontended lock do not suspend: without this,
+            # a backlog's batches ran back to back, holding the loop for a third of a second.
             await asyncio.sleep(0)
             waited_since = time.perf_counter()
         for write in writing:
@@ -188,42 +175,32 @@ class SegmentWorker:
         return (60 * worker.backfill_after_minutes
                 if worker.backfill_changes == "coalesce" else None)
 
+    def _may_settle(self) -> bool:
+        """Users wait unsettled, and the backlog that folded them in is read: the worker has
+        caught up with the wall clock, or nothing waits in the inbox or on the broker."""
+        return bool(self.processor.unsettled) and (
+            not self.processor.catching_up(self.coalesce_after_s) or self._input_read())
+
     def _input_read(self) -> bool:
         """Nothing waits in the inbox or on the broker for this worker's input partitions."""
-        return not len(self.inbox) and not any(
-            waiting for _, waiting in self.app.input_backlog(self.inbox.topics))
+        # A partition whose end is not known yet (None) is not read.
+        return not len(self.inbox) and all(
+            waiting == 0 for _, waiting in self.app.input_backlog(self.inbox.topics))
 
-    async def _flush_held(self) -> Coroutine[Any, Any, None]:
-        """Evaluate the users a coalescing backfill left waiting, in slices, and write them
-        out; return what then waits for their delivery and acknowledges the held input."""
-        messages, events, sent, generation = self.held.take()
-        while self.processor.deferred and self.held.generation == generation:
-            async with self.lock:
-                outcome = self.processor.settle(REVIEW_SLICE)
-                sent += await self.publish(outcome)
-            await asyncio.sleep(0)
-        return self._finish_flush(messages, events, sent, generation)
-
-    async def _finish_flush(self, messages: list[Any], events: Counter[str],
-                            sent: list[Awaitable[Any]], generation: int) -> None:
-        await written(sent)
-        if self.held.generation != generation:  # revoked meanwhile: read again elsewhere
-            for message in messages:
-                self._untrack(message)
-            return
-        metrics.record_batch(BatchOutcome(events_by_topic=events), {}, time.time(),
-                             self.processor.watermark)
-        await self._ack_in_slices(messages)
-
-    async def _ack_in_slices(self, messages: list[Any]) -> None:
-        consumer = self.app.consumer
-        for start in range(0, len(messages), ACK_SLICE):
-            for message in messages[start:start + ACK_SLICE]:
-                consumer.ack(message)
-            await asyncio.sleep(0)
-
-    def _untrack(self, message: Any) -> None:
-        self.app.consumer._unacked_messages.discard(message)
+    async def _settle(self) -> Coroutine[Any, Any, None]:
+        """Evaluate a slice of the users a coalescing backfill folded in, and write them out;
+        return what then waits for the writes."""
+        async with self.lock:
+            started = time.perf_counter()
+            outcome = self.processor.settle(self.settle_limit, self.load_owned)
+            sent = await self.publish(outcome)
+            # Sized like a batch step (a user's evaluation and write cost about a batch's
+            # event each, several times that for a long history).
+            self.settle_limit = next_batch_limit(self.settle_limit, len(outcome.records),
+                                                 time.perf_counter() - started, REVIEW_SLICE)
+            metrics.UNSETTLED_USERS.set(len(self.processor.unsettled))
+        self.health.progressed()
+        return written(sent)
 
     async def _acknowledge(self, sent: list[Awaitable[Any]], taken: list[Any]) -> None:
         started = time.perf_counter()
@@ -282,9 +259,11 @@ class SegmentWorker:
         self.rebuild.forget(set(range(self.settings.kafka.partitions)) - self.owned)
         async with self.lock:
             self.parsed.clear()  # the table is being restored: its bytes objects are new
+            self.processor.unsettled.clear()  # the owned ones are found again by the restore
             await complete_changelog(self.kafka, self.users, self.owned)
             await self._load_model()
             recovered = await restore_owned(self)
+            metrics.UNSETTLED_USERS.set(len(self.processor.unsettled))
         self.health.recovered()
         log.info("recovered %d users", recovered)
 
@@ -333,11 +312,6 @@ class SegmentWorker:
         """Whether the user's partition is assigned here."""
         return self.partition(user_id) in self.owned
 
-    def _drop_deferred(self) -> None:
-        """Input held is read again (a rebalance): what was folded in from it is forgotten,
-        in the records waiting and in any of them also kept parsed."""
-        self.processor.drop_deferred()
-        self.parsed.clear()
 
     def load_owned(self, user_id: str) -> UserRecord | None:
         """A user's record, unless a rebalance gave their partition to another worker."""

@@ -252,7 +252,7 @@ def _faust_noop_rate(env: dict[str, str], count: int) -> float:
 
 def _throughput(workers: list[WorkerProcess], count: int) -> tuple[float, float]:
     """Poll the workers' counters: (events/s, seconds) from the first input taken to the
-    last event handled (written out)."""
+    last event handled (written out, and every user a backfill folded in evaluated)."""
     first_at = 0.0
     deadline = time.monotonic() + 1800
     while time.monotonic() < deadline:
@@ -263,11 +263,11 @@ def _throughput(workers: list[WorkerProcess], count: int) -> tuple[float, float]
             cause = log[first:first + 4000] if first >= 0 else log[-3000:]
             raise RuntimeError(f"a worker exited:\n{cause}")
         now = time.perf_counter()
-        progress = [w.progress() for w in workers]
-        if not first_at and any(taken for taken, _ in progress):
+        progress = [w.progress_settled() for w in workers]
+        if not first_at and any(taken for taken, _, _ in progress):
             first_at = now
-        handled = sum(handled for _, handled in progress)
-        if first_at and handled >= count:
+        handled = sum(handled for _, handled, _ in progress)
+        if first_at and handled >= count and not any(waiting for _, _, waiting in progress):
             seconds = now - first_at
             return handled / max(seconds, 1e-9), seconds
         time.sleep(0.2)  # each scrape costs the worker a few ms of its own CPU

@@ -122,10 +122,19 @@ class WorkerProcess:
 
     def progress(self) -> tuple[float, float]:
         """(input messages taken to process, events handled: written out), one scrape."""
+        taken, handled, _ = self.progress_settled()
+        return taken, handled
+
+    def progress_settled(self) -> tuple[float, float, float]:
+        """:meth:`progress` and the users a backfill folded in and has not yet evaluated."""
         got = self.metrics("segmenter_batch_size_sum", "segmenter_events_total",
-                           "segmenter_invalid_events_total")
+                           "segmenter_invalid_events_total", "segmenter_unsettled_users")
         return (got["segmenter_batch_size_sum"],
-                got["segmenter_events_total"] + got["segmenter_invalid_events_total"])
+                got["segmenter_events_total"] + got["segmenter_invalid_events_total"],
+                got["segmenter_unsettled_users"])
 
     def handled(self) -> float:
-        return self.progress()[1]
+        """Events written out, and none of their users waiting to be evaluated (a backfill
+        settles its users once the backlog is read; until then it counts as not handled)."""
+        _, handled, unsettled = self.progress_settled()
+        return 0.0 if unsettled else handled
