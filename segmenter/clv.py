@@ -36,7 +36,7 @@ a value tier by the population's quantiles of predicted value, fixed at the fit:
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -221,6 +221,10 @@ class ValueTrainer:
         #: Why the last fit was not used (for the log), None if it was.
         self.problem: str | None = None
         self.checked_at = -np.inf
+        #: What fits (:func:`fit_value_model` or an equal): the worker runs it in a process of
+        #: its own, so that a fit does not take the interpreter from the event loop.
+        self.fit_model: Callable[[list[list[float]], float, list[tuple[str, float]]],
+                                 ValueModel] = fit_value_model
 
     def learn(self, customers: Mapping[str, list[float] | None]) -> None:
         if self.settings is None:
@@ -253,7 +257,7 @@ class ValueTrainer:
         self.refit_size = int(1.1 * len(self.customers)) + 1
         tiers = [(tier.name, tier.top_share) for tier in settings.tiers]
         try:
-            value = fit_value_model(list(self.customers.values()), settings.horizon_weeks, tiers)
+            value = self.fit_model(list(self.customers.values()), settings.horizon_weeks, tiers)
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
             self.problem = f"value model fit failed: {exc}"  # degenerate data
             return False
