@@ -28,11 +28,14 @@ from promql import (
 from support import event_message, produce, wait_for, worker_env
 
 from segmenter.settings import load_settings
+from streams.runtime import metrics
 from streams.tools.local.services import WorkerProcess
 
 DASHBOARD = DASHBOARDS / "segmenter.json"
 DATASOURCES = ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
-INPUTS = load_settings(environ={}).kafka.topics.inputs
+TOPICS = load_settings(environ={}).kafka.topics
+#: What a worker consumes: the shop's events, identity handoffs and erasure requests.
+INPUTS = (*TOPICS.inputs, TOPICS.identity, TOPICS.forget)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +92,7 @@ def lagging_topics(metrics_text: str) -> set[str]:
 
 def test_a_query_naming_an_unexported_series_is_caught() -> None:
     """The check above can fail: wrong suffixes for a family's type and unknown names."""
+    assert metrics.EVENTS is not None  # imported: the worker's metrics are in REGISTRY
     exported = exported_series(generate_latest(REGISTRY).decode())
     assert {"segmenter_events_total", "segmenter_processing_latency_seconds_bucket",
             "segmenter_segment_size", "process_resident_memory_bytes"} <= exported

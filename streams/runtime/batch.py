@@ -338,15 +338,15 @@ class BatchProcessor:
         for user_id, record in records:
             if record.unsettled is not None and record.evaluated_with in ("", fingerprint):
                 self.unsettled[user_id] = None
-            elif record.evaluated_with != fingerprint:
+                continue
+            if record.evaluated_with != fingerprint:
                 outcome.changes += self.engine.reconfigure(user_id, record, self.watermark)
             elif user_id in rescored:
                 outcome.changes += self.engine.rescore(user_id, record, self.watermark)
             else:
                 self.schedule.schedule(user_id, record.review_at)
                 continue
-            if user_id not in self.unsettled:
-                self._keep(user_id, record, outcome)
+            self._keep(user_id, record, outcome)
         return outcome
 
     def _keep(self, user_id: str, record: UserRecord, outcome: BatchOutcome) -> None:

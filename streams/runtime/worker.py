@@ -120,8 +120,10 @@ class SegmentWorker:
         self._following: asyncio.Task[None] | None = None
         #: Users (keys) still to re-evaluate under the latest behaviour model version.
         self.sweep = ModelSweep(self.engine, self.processor)
-        #: Unsettled users evaluated per turn of the consume loop (see :meth:`_settle`).
-        self.settle_limit = MIN_BATCH
+        #: Users evaluated per slice of settling or time-driven work: sized like a batch step
+        #: (a user's evaluation costs about what a batch's event does, several times that
+        #: for a long history), at most REVIEW_SLICE.
+        self.slice_limit = MIN_BATCH
 
     async def consume(self) -> None:
         """The hot path: take what the consumer fetched, process it as one batch, write it
@@ -158,7 +160,7 @@ class SegmentWorker:
                 await _make_room(writing)
                 writing.append(asyncio.ensure_future(self._acknowledge(sent, taken)))
                 self.health.progressed()
-            if settling or (self.processor.unsettled and self._may_settle()):
+            if self._may_settle():
                 await _make_room(writing)
                 writing.append(asyncio.ensure_future(await self._settle()))
             # Input waiting in the inbox and an uncontended lock do not suspend: without this,
@@ -192,12 +194,9 @@ class SegmentWorker:
         return what then waits for the writes."""
         async with self.lock:
             started = time.perf_counter()
-            outcome = self.processor.settle(self.settle_limit, self.load_owned)
+            outcome = self.processor.settle(self.slice_limit, self.load_owned)
+            self._size_slices(len(outcome.records), time.perf_counter() - started)
             sent = await self.publish(outcome)
-            # Sized like a batch step (a user's evaluation and write cost about a batch's
-            # event each, several times that for a long history).
-            self.settle_limit = next_batch_limit(self.settle_limit, len(outcome.records),
-                                                 time.perf_counter() - started, REVIEW_SLICE)
             metrics.UNSETTLED_USERS.set(len(self.processor.unsettled))
         self.health.progressed()
         return written(sent)
@@ -210,21 +209,27 @@ class SegmentWorker:
         for message in taken:
             consumer.ack(message)
 
+    def _size_slices(self, evaluated: int, took_s: float) -> None:
+        self.slice_limit = next_batch_limit(self.slice_limit, evaluated, took_s, REVIEW_SLICE)
+
     async def review(self) -> None:
-        """Time-driven work in slices of at most REVIEW_SLICE users, each committed on its own,
-        the loop free between them: due reviews, re-scoring, re-placing under a new model."""
+        """Time-driven work in slices of at most :attr:`slice_limit` users, each committed on
+        its own, the loop free between them: due reviews, re-scoring, re-placing under a new
+        model."""
         budget_ends = time.monotonic() + REVIEW_BUDGET_S
         sweep = self.settings.segmentations.behavior.sweep_per_second
         while time.monotonic() < budget_ends and not self.app.should_stop:
             async with self.lock:
+                limit, started = self.slice_limit, time.perf_counter()
                 outcome, reviewed, swept = review_slice(
-                    self.processor, self.sweep, self.load_owned, REVIEW_SLICE, sweep,
+                    self.processor, self.sweep, self.load_owned, limit, sweep,
                     self.inbox.caught_up, self.coalesce_after_s)
+                self._size_slices(reviewed + swept, time.perf_counter() - started)
                 metrics.USERS_REVIEWED.inc(reviewed)
                 sweep -= swept
                 if outcome.records or outcome.changes:
                     await self.commit(outcome)
-            if reviewed + swept < REVIEW_SLICE:  # nothing more is due now
+            if reviewed + swept < limit:  # nothing more is due now
                 return
             await asyncio.sleep(0)
 
