@@ -168,7 +168,7 @@ class SegmentEngine:
         cause = self.fold(record, events, too_late, horizon)
         if cause is None:  # only duplicates: nothing can have changed
             return []
-        return self.settle(user_id, record, now, cause)
+        return self._evaluate(user_id, record, max(now, cause.ts), cause.ts, cause.event_id)
 
     def fold(self, record: UserRecord, events: Iterable[ShopEvent],
              too_late: list[ShopEvent] | None = None, horizon: float | None = None,
@@ -190,11 +190,6 @@ class SegmentEngine:
                                                   record.converted, int(orders), int(cents),
                                                   cause.ts)
         return cause
-
-    def settle(self, user_id: str, record: UserRecord, now: float,
-               cause: ShopEvent) -> list[SegmentChange]:
-        """Evaluate a user whose events up to ``cause`` were folded in."""
-        return self._evaluate(user_id, record, max(now, cause.ts), cause.ts, cause.event_id)
 
     def defer(self, record: UserRecord, events: Iterable[ShopEvent],
               too_late: list[ShopEvent] | None = None, horizon: float | None = None) -> bool:
