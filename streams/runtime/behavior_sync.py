@@ -17,6 +17,7 @@ import multiprocessing
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -146,9 +147,14 @@ class ModelSync:
 
 
 def _in_process(fits: ProcessPoolExecutor) -> Callable[..., ValueModel]:
-    """:func:`fit_value_model` run by ``fits`` (called from the trainer's thread)."""
+    """:func:`fit_value_model` run by ``fits`` (called from the trainer's thread); in the
+    thread itself if that process died (killed, out of memory): slower, never lost."""
     def fit(*args: Any) -> ValueModel:
-        return fits.submit(fit_value_model, *args).result()
+        try:
+            return fits.submit(fit_value_model, *args).result()
+        except BrokenProcessPool:
+            log.warning("the value model's fitting process died; fitting in the worker")
+            return fit_value_model(*args)
     return fit
 
 
