@@ -6,6 +6,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -38,3 +41,30 @@ def test_a_fit_in_a_process_and_after_that_process_died_equals_a_fit_in_place() 
     finally:
         fits.shutdown(wait=False, cancel_futures=True)
     assert in_process == after_death == fit_value_model(data, 52.0, TIERS)
+
+
+def test_the_fitting_process_exits_when_its_worker_is_killed() -> None:
+    # A "worker" that starts the fitting process, reports its pid, and dies with -9.
+    script = (
+        "import os, signal\n"
+        "from streams.runtime.behavior_sync import fitting_processes\n"
+        "if __name__ == '__main__':\n"
+        "    fits = fitting_processes()\n"
+        "    fits.submit(os.getpid).result()\n"
+        "    print(*fits._processes, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    [child] = [int(pid) for pid in done.stdout.split()]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.2)
+    assert not _alive(child), f"the fitting process {child} outlived its worker"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -31,6 +33,9 @@ from streams.runtime.kafka_options import client_options
 from streams.runtime.state.changelog import QUIET_MS
 
 log = logging.getLogger(__name__)
+
+#: How often the fitting process looks whether the worker that started it is still there.
+PARENT_CHECK_S = 1.0
 
 MODEL_KEY = b"behavior"
 
@@ -104,7 +109,7 @@ class ModelSync:
         # The value model's fit (seconds of numerical optimisation, several times while a
         # backfill fills the sample) runs in a process of its own: in the trainer's thread it
         # held the interpreter a fifth of the time the event loop needed (measured).
-        fits = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        fits = fitting_processes()
         trainer.value.fit_model = _in_process(fits)
         consumer, producer = _consumer(kafka), AIOKafkaProducer(**kafka)
         await consumer.start()
@@ -144,6 +149,21 @@ class ModelSync:
             fits.shutdown(wait=False, cancel_futures=True)
             await consumer.stop()
             await producer.stop()
+
+
+def fitting_processes() -> ProcessPoolExecutor:
+    """One spawned process for the value model's fits, which exits when the worker does,
+    however it ends (a worker killed with -9 must not leave it behind)."""
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_exit_with_parent, initargs=(os.getpid(),))
+
+
+def _exit_with_parent(parent: int) -> None:
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _in_process(fits: ProcessPoolExecutor) -> Callable[..., ValueModel]:
