@@ -104,11 +104,14 @@ class BehaviorTrainer:
         self.drifts = 0
         #: Users in the reservoir when the centres were last fitted or checked.
         self.fitted_on = 0
-        #: Segment id -> when its centre was placed (a new centre gets time to gather users).
+        #: Segment id -> the first round that saw its centre published (a new centre gets time
+        #: to gather users).
         self.born: dict[str, float] = {}
         #: The customer population: partition -> dimension -> bin -> customers.
         self.partitions: dict[int, dict[str, dict[int, int]]] = {}
         self.population_changed = False
+        #: Why the last version was made (logged with it).
+        self.reason = ""
         if model is not None:
             self._resume(model)
 
@@ -184,7 +187,8 @@ class BehaviorTrainer:
         version = self._next_grouping(now)
         if refitted and version is None and self.model is not None:
             model = self.model  # the same grouping, with the new value model
-            version = self._publish(model.ids, model.centres, (model.mean, model.scale))
+            version = self._publish(model.ids, model.centres, (model.mean, model.scale),
+                                    reason="value model refitted")
         return version
 
     def _next_grouping(self, now: float) -> BehaviorModel | None:
@@ -197,8 +201,7 @@ class BehaviorTrainer:
             self.refitted_at, self.fitted_on = now, len(self.reservoir)
             centres = self._fit()
             ids = [self._new_id() for _ in centres]
-            self.born = dict.fromkeys(ids, now)
-            return self._publish(ids, centres)
+            return self._publish(ids, centres, reason=f"first fit on {len(self.reservoir)} users")
         # Early on the sample grows fast and the first centres were fitted on few users:
         # look again whenever it has doubled. Later, only when the users' distances to their
         # centres drifted (ADWIN), at most every refit_interval_s: a refit is for a new
@@ -220,13 +223,12 @@ class BehaviorTrainer:
         model = self.model
         if model is None:
             ids = [self._new_id() for _ in centres]
-            self.born = dict.fromkeys(ids, now)
-            return self._publish(ids, centres)
+            return self._publish(ids, centres, reason="first centres")
         ids = self._match(model, centres)
         if ids == model.ids and np.abs((centres - model.centres) / model.scale).max() < (
                 self.settings.min_centre_shift):
             return None
-        return self._publish(ids, centres)
+        return self._publish(ids, centres, reason="centres moved")
 
     def _spread(self) -> tuple[float, Any, Any]:
         """Number of users, mean and standard deviation per dimension, from all the sums."""
@@ -269,11 +271,13 @@ class BehaviorTrainer:
         if still and rescaled < 0.01 and not small:
             # Only the customer population or the segments' sizes moved: the same centres,
             # so no one is re-placed.
-            return self._publish(model.ids, model.centres, (model.mean, model.scale))
+            return self._publish(model.ids, model.centres, (model.mean, model.scale),
+                                 reason="population or sizes moved")
         # A segment too small is merged away: its users go to their nearest other segment.
         keep = [row for row in range(len(model.ids)) if row not in small[:len(model.ids) - 2]]
-        return self._publish([model.ids[row] for row in keep], centres[keep],
-                             (mean, scale))
+        merged = [model.ids[row] for row in range(len(model.ids)) if row not in keep]
+        return self._publish([model.ids[row] for row in keep], centres[keep], (mean, scale),
+                             reason=f"merged too small {merged}" if merged else "centres moved")
 
     def _shares_moved(self, model: BehaviorModel, users: float) -> bool:
         """Whether a segment's share of the users is half again or half less than its
@@ -310,7 +314,11 @@ class BehaviorTrainer:
 
     def _too_small(self, segment: str, count: float, users: float, now: float) -> bool:
         """Below min_share once its users had time to arrive (a few publishing rounds)."""
-        settled = now - self.born.get(segment, -np.inf) > 5 * self.settings.publish_interval_s
+        # Timed from the first round after its version went out, not from the fit: a fit
+        # slowed by a loaded machine, or a trainer that took the model over, would otherwise
+        # judge a segment before any worker had placed a user in it (and merge it away).
+        born = self.born.setdefault(segment, now)
+        settled = now - born > 5 * self.settings.publish_interval_s
         return settled and users > 0 and count / users < self.settings.min_share
 
     def _fit(self) -> Any:
@@ -350,8 +358,8 @@ class BehaviorTrainer:
                        match=True) <= self.settings.max_churn:
             return None  # the same grouping: nothing worth moving anyone for
         ids = self._match(model, fresh)
-        self.born.update({segment: now for segment in ids if segment not in model.ids})
-        return self._publish(ids, fresh)
+        return self._publish(ids, fresh, reason=(
+            f"refit on {len(sample)} users: inertia {fresh_inertia:.1f} < {current:.1f}"))
 
     def _match(self, model: BehaviorModel, fresh: Any) -> list[str]:
         """Ids for fresh centres: the id of the old centre each continues, else a new one."""
@@ -364,9 +372,11 @@ class BehaviorTrainer:
         self.next_id += 1
         return segment
 
-    def _publish(self, ids: list[str], centres: Any,
-                 space: tuple[Any, Any] | None = None) -> BehaviorModel:
-        """The next version; ``space``: keep this (mean, scale) instead of the population's."""
+    def _publish(self, ids: list[str], centres: Any, space: tuple[Any, Any] | None = None,
+                 reason: str = "") -> BehaviorModel:
+        """The next version; ``space``: keep this (mean, scale) instead of the population's;
+        ``reason``: why it is made, for the log (:attr:`reason`)."""
+        self.reason = reason
         _, mean, scale = self._spread()
         if space is not None:
             mean, scale = space

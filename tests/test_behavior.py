@@ -118,8 +118,11 @@ def test_profiles_read_like_the_personas(settled: tuple[ShopRun, dict]) -> None:
 
 
 def test_new_versions_do_not_relabel_users_whose_behaviour_did_not_change(
-    settled: tuple[ShopRun, dict]
+    settled: tuple[ShopRun, dict], settled_assignments: dict[str, str | None],
+    settled_rfm: dict[str, str | None],
 ) -> None:
+    # The snapshots are taken before this test feeds the shared run more (tests that compare
+    # with them may run after it, in any order, in the same process).
     run, plans = settled
     before, version = run.assignments(), run.model.version if run.model else 0
     active = sorted(plans)[::10]
@@ -200,6 +203,35 @@ def test_tiny_groups_are_not_created_and_auto_picks_the_number() -> None:
     auto.learn(StatsDelta(sample=sample), 0)
     model = auto.next_version(now=0.0)
     assert model is not None and len(model.ids) == 3  # the 2-user group is under min_share
+
+
+def test_a_new_segment_gets_its_rounds_to_gather_users_however_long_its_fit_took() -> None:
+    """Its grace is timed from the first round after its version went out: a fit slowed by a
+    loaded machine, or a trainer that took the model over, must not merge segments away before
+    any worker could place a user in them (a two-worker test lost four of six that way)."""
+    rng = np.random.default_rng(5)
+    centres = [np.full(DIMENSIONS, 0.0), np.full(DIMENSIONS, 4.0), np.full(DIMENSIONS, -4.0)]
+    sample = {f"u{n}": list(centres[n % 3] + rng.normal(0, 0.2, DIMENSIONS)) for n in range(300)}
+    settings = BEHAVIOR.model_copy(update={"clusters": 3, "warmup_users": 100})
+    interval = settings.publish_interval_s
+    trainer = BehaviorTrainer(settings)
+    trainer.learn(StatsDelta(sample=sample), 0)
+    first = trainer.next_version(now=0.0)
+    assert first is not None and len(first.ids) == 3
+    # Members arrive for one segment only; the next round comes long after the fit began.
+    one = np.asarray(sample["u0"])
+    trainer.learn(StatsDelta(deltas={first.ids[0]: (300, one * 300, one * one * 300)}), 1)
+    for now in (100.0, 100.0 + interval, 100.0 + 2 * interval):
+        step = trainer.next_version(now=now)
+        assert step is None or step.ids == first.ids
+    merged = trainer.next_version(now=100.0 + 6 * interval)  # still empty after its rounds
+    assert merged is not None and merged.ids == [first.ids[0], first.ids[2]]
+    # A trainer that takes the model over gives its segments the same grace.
+    taken_over = BehaviorTrainer(settings, first)
+    taken_over.learn(StatsDelta(sample=sample), 2)
+    taken_over.learn(StatsDelta(deltas={first.ids[0]: (300, one * 300, one * one * 300)}), 3)
+    step = taken_over.next_version(now=5_000.0)
+    assert step is None or step.ids == first.ids
 
 
 def test_behaviour_changes_carry_the_model_version_and_a_merge_withdraws_the_visitor() -> None:

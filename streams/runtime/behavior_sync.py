@@ -137,9 +137,9 @@ class ModelSync:
                 if model is not None:
                     await producer.send_and_wait(self.topics.behavior_model, model.to_json(),
                                                  key=MODEL_KEY)
-                    log.info("published behaviour model version %d (%d segments; value "
+                    log.info("published behaviour model version %d (%d segments: %s; value "
                              "model fitted on %d customers)", model.version, len(model.ids),
-                             model.value.customers if model.value else 0)
+                             trainer.reason, model.value.customers if model.value else 0)
         except asyncio.CancelledError:
             raise
         except Exception:  # the trainer must not take the worker down; the next lead retries
