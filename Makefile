@@ -44,9 +44,10 @@ demo: $(STAMP) compile
 
 test: $(STAMP) $(PROMTOOL) $(CHROMIUM) compile
 	$(VENV)/bin/ruff check .
-	@# Most tests wait on brokers and workers, so three run at a time; the few that measure
-	@# time (loop lag, send rates) run alone afterwards. Both parts run; either failing fails.
-	$(VENV)/bin/pytest -n 3 -m "not serial"; parallel=$$?; \
+	@# Most tests wait on brokers and workers, so three run at a time (a module sharing a costly
+	@# fixture in one of them: xdist_group); the few that measure time (loop lag, send rates)
+	@# run alone afterwards. Both parts run; either failing fails.
+	$(VENV)/bin/pytest -n 3 --dist loadgroup -m "not serial"; parallel=$$?; \
 	$(VENV)/bin/pytest -m serial; serial=$$?; \
 	exit $$(( parallel || serial ))
 

@@ -26,7 +26,7 @@ from streams.tools.local.embedded import free_port
 from streams.tools.local.services import WorkerProcess
 from streams.tools.traffic.personas import entity_id, plan_events
 
-pytestmark = [pytest.mark.integration, pytest.mark.serial]
+pytestmark = pytest.mark.integration
 
 #: The loop's budget is 100 ms per step; the test allows for a shared, busy CI machine.
 LOOP_BUDGET_S = 0.25
@@ -77,6 +77,7 @@ def health(worker: WorkerProcess, probe: str) -> int:
         return error.code
 
 
+@pytest.mark.serial  # measures loop lag: alone on the machine
 async def test_a_backlog_of_three_topics_dead_letters_nothing_and_flags_backfill(
     kafka_bootstrap: str, redis_url: str, tmp_path: Path
 ) -> None:
@@ -146,6 +147,7 @@ async def test_a_coalescing_backfill_publishes_the_state_reached_and_agrees_with
     assert len({tuple(sorted(held[user].items())) for user in users}) > 3
 
 
+@pytest.mark.serial  # measures loop lag: alone on the machine
 async def test_a_long_backlog_never_holds_the_loop_past_its_budget(
     kafka_bootstrap: str, redis_url: str, tmp_path: Path
 ) -> None:
