@@ -44,10 +44,11 @@ demo: $(STAMP) compile
 
 test: $(STAMP) $(PROMTOOL) $(CHROMIUM) compile
 	$(VENV)/bin/ruff check .
-	@# Most tests wait on brokers and workers, so three run at a time (a module sharing a costly
-	@# fixture in one of them: xdist_group); the few that measure time (loop lag, send rates)
-	@# run alone afterwards. Both parts run; either failing fails.
-	$(VENV)/bin/pytest -n 3 --dist loadgroup -m "not serial"; parallel=$$?; \
+	@# Most tests wait on brokers and workers (the two cores were 60% busy), so four run at a
+	@# time, a file's tests in one process: a module's shared fixture is computed once (the
+	@# behaviour tests' shop run took 30 s in each process). The few that measure time (loop
+	@# lag, send rates) run alone afterwards. Both parts run; either failing fails.
+	$(VENV)/bin/pytest -n 4 --dist loadfile -m "not serial"; parallel=$$?; \
 	$(VENV)/bin/pytest -m serial; serial=$$?; \
 	exit $$(( parallel || serial ))
 

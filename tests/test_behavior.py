@@ -18,10 +18,6 @@ from streams.tools.quality.harness import (
 )
 from streams.tools.traffic.personas import plan_events
 
-#: One process runs this module's tests (``--dist loadgroup``): the shared shop run below takes
-#: half a minute, and each test process that ran one of them computed it again.
-pytestmark = pytest.mark.xdist_group("behavior_shop")
-
 END = 1_767_225_600.0
 SETTINGS = load_settings(environ={})
 BEHAVIOR = SETTINGS.segmentations.behavior
