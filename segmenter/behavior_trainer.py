@@ -55,7 +55,7 @@ from segmenter.behavior import (
     describe,
     sample_hash,
 )
-from segmenter.clusterers import OnlineCentres, kmeans_plus_plus, match_ids, moved_share
+from segmenter.clusterers import OnlineCentres, inertia, kmeans_plus_plus, match_ids, moved_share
 from segmenter.clv import ValueTrainer
 from segmenter.segmentation_settings import BehaviorSettings, ValueSettings
 
@@ -350,7 +350,7 @@ class BehaviorTrainer:
         current = KMeans(len(model.ids), init=model.centres / model.scale,
                          n_init=1).fit(points).inertia_
         fresh = self._fit()
-        fresh_inertia = _inertia(points, fresh / model.scale)
+        fresh_inertia = inertia(points, fresh / model.scale)
         if fresh_inertia > (1 - self.settings.refit_gain) * current:
             return None
         trial = BehaviorModel(0, [str(n) for n in range(len(fresh))], fresh, model.scale)
@@ -400,10 +400,6 @@ class BehaviorTrainer:
                                    {d: dict(bins) for d, bins in population.items()} or None,
                                    self.value.model)
         return self.model
-
-
-def _inertia(points: Any, centres: Any) -> float:
-    return float(((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).min(axis=1).sum())
 
 
 def _reservoir_sizes(reservoir: dict[str, list[float]], ids: list[str], centres: Any,

@@ -60,6 +60,11 @@ def kmeans_plus_plus(points: Any, clusters: int | Sequence[int], seed: int,
     return best[1], best[2]
 
 
+def inertia(points: Any, centres: Any) -> float:
+    """Sum of squared distances from each point to its nearest centre."""
+    return float(((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).min(axis=1).sum())
+
+
 def match_ids(old: Any, new: Any, max_distance: float) -> list[int | None]:
     """For each new centre, the row of the old centre it continues (Hungarian method on
     distances, not their squares: one far new centre must not pull the matches apart), or

@@ -35,13 +35,10 @@ True
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
-
-import orjson
 
 from features.errors import InvariantBroken
 from features.events import ShopEvent
@@ -105,7 +102,7 @@ class SegmentEngine:
                                           else minutes)
         #: A rule reads category interests: the features it sees carry them.
         self.reads_interests = any(rule.reads_interests for rule in settings.rules)
-        self.fingerprint = settings_fingerprint(settings)
+        self.fingerprint = settings.segments_fingerprint()
         behavior = config.behavior
         self.behavior = (BehaviorSegmentation(behavior.learn_sample, config.value.enabled)
                          if behavior.enabled else None)
@@ -271,7 +268,7 @@ class SegmentEngine:
             self.kpis.left(segmentation, previous, now, record.entered.get(segmentation))
         if segment is not None:
             self.kpis.entered(segmentation, segment, now)
-        _set_segment(record, segmentation, segment, now)
+        record.set_segment(segmentation, segment, now)
 
     def model_version(self, segmentation: str) -> int | None:
         """The behaviour model version, for changes of the behaviour segmentation."""
@@ -404,22 +401,3 @@ class SegmentEngine:
         self._move(record, "behavior", current, now)
         return [SegmentChange(user_id, "behavior", previous, current, ts, cause,
                               model_version=version)]
-
-
-def settings_fingerprint(settings: Settings) -> str:
-    """Changes whenever anything that decides segments does: segmentations, rules, features."""
-    rules = [(rule.name, rule.text, rule.min_dwell_minutes) for rule in settings.rules]
-    text = orjson.dumps([settings.segmentations.model_dump(mode="json"),
-                         settings.features.model_dump(mode="json"), rules])
-    return hashlib.sha1(text).hexdigest()[:12]
-
-
-def _set_segment(record: UserRecord, segmentation: str, segment: str | None, now: float) -> None:
-    if segmentation in record.converted:  # a new membership converts anew
-        record.converted.remove(segmentation)
-    if segment is None:
-        del record.segments[segmentation]
-        record.entered.pop(segmentation, None)
-    else:
-        record.segments[segmentation] = segment
-        record.entered[segmentation] = now

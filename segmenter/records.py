@@ -117,6 +117,17 @@ class UserRecord:
     #: the latest of them (the cause of what their evaluation changes), None once evaluated.
     unsettled: list[Any] | None = None
 
+    def set_segment(self, segmentation: str, segment: str | None, now: float) -> None:
+        """Enter ``segment`` of a segmentation at ``now`` (None: leave it)."""
+        if segmentation in self.converted:  # a new membership converts anew
+            self.converted.remove(segmentation)
+        if segment is None:
+            del self.segments[segmentation]
+            self.entered.pop(segmentation, None)
+        else:
+            self.segments[segmentation] = segment
+            self.entered[segmentation] = now
+
     def to_bytes(self) -> bytes:
         """JSON in an LZ4 block (marked by a first byte of 4): about 0.7 of the size, about a
         microsecond each way, and an exactly sized object (orjson's own result keeps its

@@ -15,6 +15,7 @@ metrics.port (from SEGMENTER_METRICS_PORT)
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -22,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 import yaml
 from pydantic import (
     Field,
@@ -252,6 +254,14 @@ class Settings(StrictModel):
     def rules(self) -> list[Rule]:
         """The compiled rule segments of ``segmentations.rules.file``."""
         return self._rules
+
+    def segments_fingerprint(self) -> str:
+        """Changes whenever anything that decides segments does: segmentations, rules,
+        features (a user evaluated with another fingerprint is evaluated again)."""
+        rules = [(rule.name, rule.text, rule.min_dwell_minutes) for rule in self.rules]
+        text = orjson.dumps([self.segmentations.model_dump(mode="json"),
+                             self.features.model_dump(mode="json"), rules])
+        return hashlib.sha1(text).hexdigest()[:12]
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
