@@ -127,6 +127,7 @@ async def test_kill_9_three_times_mid_stream_leaves_one_exact_change_history(
     finally:
         worker.stop()
     assert lives == 4 and worker.log().count("] recovered ") >= 4, worker.log()[-3000:]
+    assert "(consumer: flow_active=" in worker.log()  # what a stall's log says of it
 
 
 async def test_a_broker_killed_and_restarted_mid_stream_loses_nothing(
@@ -207,11 +208,16 @@ async def assert_one_exact_history(
     assert breaks == [], f"{len(breaks)} breaks in the per-user chains, e.g. {breaks[:5]}"
     for user in expected:
         assert _last_published(by_key, user) == held[user], user
-    # Every exact-count segment a user passed through was entered and left once each.
+    # An exact-count segment is entered and left at most once each: never twice, never left
+    # without having been entered. A user's fourth and fifth orders read in one batch (a
+    # restarted worker reads what its predecessor left with the next round) pass it by.
     for user in range(USERS):
         entered = [c["current"] for c in by_key[(f"u{user}", "four")]]
-        assert entered == (["four", None] if orders_of(user) > 4 else
-                           ["four"] if orders_of(user) == 4 else [])
+        assert entered in ([["four", None], []] if orders_of(user) > 4 else
+                           [["four"]] if orders_of(user) == 4 else [[]]), (user, entered)
+    past_four = [user for user in range(USERS) if orders_of(user) > 4]
+    passed_by = sum(by_key[(f"u{user}", "four")] == [] for user in past_four)
+    assert passed_by <= len(past_four) // 2  # not a trivial pass: most entered and left
 
 
 def _last_published(by_key: dict[tuple[str, str], list[dict[str, Any]]],

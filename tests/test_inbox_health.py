@@ -180,7 +180,9 @@ async def test_a_fetch_turn_survives_partitions_resumed_while_it_waits() -> None
     assert records == {} and asked == [3, 1, 1, 1]
 
 
-async def test_a_stall_first_reads_the_input_again_then_exits() -> None:
+async def test_a_stall_first_reads_the_input_again_then_exits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     exits: list[int] = []
     rereads: list[float] = []
     health = WorkerHealth(stall_timeout_s=0.6)
@@ -189,6 +191,18 @@ async def test_a_stall_first_reads_the_input_again_then_exits() -> None:
     async def reread() -> None:
         rereads.append(health.progressed_at)
 
-    await asyncio.wait_for(health.watch_progress(lambda: [("clicks/0", 5)], lambda: False,
-                                                 exits.append, reread=reread), 3)
-    assert len(rereads) == 1 and exits == [STALLED_EXIT_CODE]
+    def broken() -> str:
+        raise AttributeError("no consumer")
+
+    with caplog.at_level(logging.WARNING):
+        await asyncio.wait_for(health.watch_progress(
+            lambda: [("clicks/0", 5)], lambda: False, exits.append, reread=reread,
+            describe=lambda: "flow_active=False"), 3)
+        assert len(rereads) == 1 and exits == [STALLED_EXIT_CODE]
+        assert [("flow_active=False" in r.getMessage()) for r in caplog.records] == [True, True]
+        caplog.clear()
+        # A consumer that cannot be described does not keep a stalled worker from exiting.
+        await asyncio.wait_for(health.watch_progress(
+            lambda: [("clicks/0", 5)], lambda: False, exits.append, describe=broken), 3)
+    assert exits == [STALLED_EXIT_CODE] * 2
+    assert "cannot be described: AttributeError('no consumer')" in caplog.text

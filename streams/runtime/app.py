@@ -141,6 +141,24 @@ class SegmenterApp(faust.App):
             return highwater > (self.consumer._committed_offset.get(tp) or 0)
         return highwater > last_offset + 1
 
+    def consumer_state(self, inbox: BatchInbox) -> str:
+        """What decides whether input is fetched, for a stall's log: Faust's flow and how
+        many of the assigned partitions Faust fetches, paused and buffered, how many the
+        inbox paused, and how many aiokafka holds paused."""
+        consumer = self.consumer
+        client = getattr(consumer._thread, "_consumer", None)
+
+        def count(tps: Any) -> str:
+            return "?" if tps is None else str(len(tps))
+
+        return (f"flow_active={consumer.flow_active} in_recovery={self.in_recovery} "
+                f"assigned={len(consumer.assignment())} "
+                f"active={count(consumer._active_partitions)} "
+                f"paused={count(consumer._paused_partitions)} "
+                f"buffered={count(consumer._buffered_partitions)} "
+                f"inbox_paused={count(inbox.paused)} aiokafka_paused="
+                f"{count(client._subscription.paused_partitions() if client else None)}")
+
     def _new_transport(self) -> _Transport:
         return _Transport(self.conf.broker_consumer, self)
 

@@ -102,7 +102,8 @@ class WorkerHealth:
     async def watch_progress(self, backlog: Backlog, stopping: Callable[[], bool],
                              exit: Callable[[int], Any] = os._exit,
                              other_loops: Callable[[], Iterable[Any]] = tuple,
-                             reread: Callable[[], Awaitable[Any]] | None = None) -> None:
+                             reread: Callable[[], Awaitable[Any]] | None = None,
+                             describe: Callable[[], str] = str) -> None:
         """Exit when input waits and nothing has been processed for ``stall_timeout_s``.
 
         ``reread``: first, at a third of that, read the input again from the committed
@@ -110,6 +111,7 @@ class WorkerHealth:
         paused meanwhile, after the consumer's position has moved past them; nothing fetches
         them again until a seek, and the worker waits for input that never comes. Reading
         again from the committed offsets is always safe (events count once by their id).
+        ``describe``: the consumer's state (flow, paused partitions), logged with each.
         """
         reread_at: float | None = None
         while not stopping():
@@ -125,7 +127,8 @@ class WorkerHealth:
                     and idle > self.stall_timeout_s / 3):
                 reread_at = self.progressed_at  # once per stall
                 log.warning("%d input messages wait and no batch was processed for %.0f s: "
-                            "reading the input again from the committed offsets", waiting, idle)
+                            "reading the input again from the committed offsets (%s)",
+                            waiting, idle, _described(describe))
                 metrics.INPUT_REREADS.inc()
                 await reread()
                 continue
@@ -133,13 +136,21 @@ class WorkerHealth:
                 self.stalled = True
                 log.error("worker stalled: %d input messages wait (%s) and no batch was "
                           "processed for %.0f s (lost group membership?); exiting with code %d "
-                          "so that it is restarted; its tasks:\n%s", waiting,
+                          "so that it is restarted; consumer: %s; its tasks:\n%s", waiting,
                           ", ".join(f"{where}: {count}" for where, count in parts if count),
-                          self.stall_timeout_s, STALLED_EXIT_CODE,
+                          self.stall_timeout_s, STALLED_EXIT_CODE, _described(describe),
                           task_stacks(loops=other_loops()))
                 logging.shutdown()
                 exit(STALLED_EXIT_CODE)
                 return
+
+
+def _described(describe: Callable[[], str]) -> str:
+    """``describe()``, or why it failed: a stall's exit must not depend on it."""
+    try:
+        return describe()
+    except Exception as exc:
+        return f"cannot be described: {exc!r}"
 
 
 def task_stacks(limit: int = 60, loops: Iterable[asyncio.AbstractEventLoop] = ()) -> str:

@@ -81,6 +81,11 @@ class BatchInbox:
         self._room = asyncio.Event()
         self._room.set()
 
+    @property
+    def paused(self) -> set[Any]:
+        """The partitions paused because their queue here is full."""
+        return self._paused
+
     def __len__(self) -> int:
         return self._size
 

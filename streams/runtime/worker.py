@@ -270,7 +270,8 @@ class SegmentWorker:
             recovered = await restore_owned(self)
             metrics.UNSETTLED_USERS.set(len(self.processor.unsettled))
         self.health.recovered()
-        log.info("recovered %d users", recovered)
+        log.info("recovered %d users (consumer: %s)", recovered,
+                 self.app.consumer_state(self.inbox))
 
     async def _load_model(self) -> None:
         """Predict with the latest behaviour model before any event (a restart changes no one),
@@ -307,7 +308,8 @@ class SegmentWorker:
             lambda: [*self.app.input_backlog(self.inbox.topics), ("inbox", len(self.inbox))],
             lambda: self.app.should_stop,
             other_loops=lambda: [self.app.consumer._thread.thread_loop],
-            reread=self.app.consumer.perform_seek)
+            reread=self.app.consumer.perform_seek,
+            describe=lambda: self.app.consumer_state(self.inbox))
 
     def partition(self, user_id: str) -> int:
         """The user's input partition (Kafka's default partitioner, keyed by user id)."""
