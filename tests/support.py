@@ -85,7 +85,12 @@ async def consume_all(
 
 
 async def consume_to_end(bootstrap: str, topic: str) -> list[Any]:
-    """Every message of ``topic`` up to its end as of the call (no waiting for more)."""
+    """Every message of ``topic`` up to its end as of the call (no waiting for more).
+
+    Past the end offsets too, until a fetch brings nothing: after a restart from its S3
+    storage, Tansu reports end offsets that stay dozens of records short of what it holds
+    and serves (measured: 685 against 718, unchanged 35 s later).
+    """
     from aiokafka import TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
@@ -101,6 +106,8 @@ async def consume_to_end(bootstrap: str, topic: str) -> list[Any]:
         messages: list[Any] = []
         while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
             batch = await consumer.getmany(timeout_ms=200)
+            messages.extend(record for records in batch.values() for record in records)
+        while batch := await consumer.getmany(timeout_ms=200):
             messages.extend(record for records in batch.values() for record in records)
         return messages
     finally:
