@@ -91,7 +91,10 @@ class BehaviorTrainer:
         #: Offset of the last statistics message applied (for exactly-once after a restart).
         self.offset = -1
         self.next_id = 1
-        self.refitted_at = 0.0
+        #: When the centres were last fitted or checked (None: not yet in this trainer; its
+        #: first round sets it, so a trainer that took a model over waits refit_interval_s
+        #: too, rather than refitting at once on a clock that counts from the machine's boot).
+        self.refitted_at: float | None = None
         clusters = settings.clusters if isinstance(settings.clusters, int) else (
             settings.auto_range[1])
         #: A River clusterer learning the sample, if configured instead of the trainer's own.
@@ -207,6 +210,8 @@ class BehaviorTrainer:
         # centres drifted (ADWIN), at most every refit_interval_s: a refit is for a new
         # grouping, not a schedule.
         grown = len(self.reservoir) >= 2 * self.fitted_on
+        if self.refitted_at is None:
+            self.refitted_at = now
         if grown or (self.drifted and now - self.refitted_at >= self.settings.refit_interval_s):
             self.refitted_at, self.fitted_on = now, len(self.reservoir)
             self.drifted = False

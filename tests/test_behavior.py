@@ -234,6 +234,30 @@ def test_a_new_segment_gets_its_rounds_to_gather_users_however_long_its_fit_took
     assert step is None or step.ids == first.ids
 
 
+def test_a_trainer_that_took_the_model_over_waits_its_refit_interval() -> None:
+    """A second worker taking training over refitted at once (its last refit counted as at
+    the machine's boot, over an hour of monotonic time ago) and regrouped users whose
+    behaviour had not changed; its refit interval now starts with its first round."""
+    rng = np.random.default_rng(7)
+    centres = [np.full(DIMENSIONS, 0.0), np.full(DIMENSIONS, 4.0)]
+    sample = {f"u{n}": list(centres[n % 2] + rng.normal(0, 0.2, DIMENSIONS)) for n in range(200)}
+    settings = BEHAVIOR.model_copy(update={"clusters": 2, "warmup_users": 100})
+    first = BehaviorTrainer(settings)
+    first.learn(StatsDelta(sample=sample), 0)
+    model = first.next_version(now=100.0)
+    assert model is not None
+    taken_over = BehaviorTrainer(settings, BehaviorModel.from_json(model.to_json()))
+    taken_over.learn(StatsDelta(sample=sample), 1)
+    taken_over.drifted = True  # refilling its sample looks like drift to ADWIN
+    refits: list[float] = []
+    taken_over._refit = lambda now: refits.append(now)  # type: ignore[method-assign]
+    boot_clock = 7_200.0 + settings.refit_interval_s
+    taken_over.next_version(now=boot_clock)
+    assert refits == []
+    taken_over.next_version(now=boot_clock + settings.refit_interval_s)
+    assert refits == [boot_clock + settings.refit_interval_s]  # still drifted: its turn came
+
+
 def test_behaviour_changes_carry_the_model_version_and_a_merge_withdraws_the_visitor() -> None:
     engine = SegmentEngine(SETTINGS)
     assert engine.behavior is not None
