@@ -127,6 +127,11 @@ class BehaviorModel:
         rows, _ = self.nearest(vectors)
         return [self.ids[i] for i in rows]
 
+    def sizes(self, vectors: list[Any]) -> dict[str, float]:
+        """How many of ``vectors`` each segment would get."""
+        labels = self.predict_many(vectors) if vectors else []
+        return {segment: float(labels.count(segment)) for segment in self.ids}
+
     def nearest(self, vectors: Any) -> tuple[Any, Any]:
         """Each vector's nearest centre (row) and its distance, in standard deviations."""
         points = np.asarray(vectors, dtype=float).reshape(-1, DIMENSIONS) / self.scale

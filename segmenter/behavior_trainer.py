@@ -388,7 +388,7 @@ class BehaviorTrainer:
         version = 1 if self.model is None else self.model.version + 1
         sizes = {s: max(float(self.stats.get(s, (0,))[0]), 0.0) for s in ids}
         if not any(sizes.values()):  # before any member statistics: the reservoir's split
-            sizes = _reservoir_sizes(self.reservoir, ids, centres, scale)
+            sizes = BehaviorModel(0, ids, centres, scale).sizes(list(self.reservoir.values()))
         total = sum(sizes.values())
         profiles = {s: describe(c, mean, scale, sizes[s], total)
                     for s, c in zip(ids, centres, strict=True)}
@@ -405,10 +405,3 @@ class BehaviorTrainer:
                                    {d: dict(bins) for d, bins in population.items()} or None,
                                    self.value.model)
         return self.model
-
-
-def _reservoir_sizes(reservoir: dict[str, list[float]], ids: list[str], centres: Any,
-                     scale: Any) -> dict[str, float]:
-    model = BehaviorModel(0, ids, centres, scale)
-    labels = model.predict_many(list(reservoir.values())) if reservoir else []
-    return {s: float(labels.count(s)) for s in ids}
