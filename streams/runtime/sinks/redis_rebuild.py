@@ -6,13 +6,16 @@ set once every user of that partition is in Redis. Every :data:`CHECK_S` it look
 partitions' sentinels; a missing one means Redis does not hold those users (or never did:
 the first start). Their memberships are then written again from the stored records, in
 slices between the worker's batches, and every segment's profile after them; the sentinel
-is set last, so a worker stopped halfway starts over.
+is set last, so a worker stopped halfway starts over. A rebuild marks itself in Redis when it
+starts (a key of its own) and sets the sentinels only if that mark is still there: Redis
+losing its data again while it ran would otherwise get sentinels for users it never received.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 
@@ -28,6 +31,16 @@ log = logging.getLogger(__name__)
 CHECK_S = 5.0
 #: Users written per slice (one Lua call); about 20 ms of the loop.
 SLICE = 1000
+#: A rebuild's mark outlives a worker that died while rebuilding by at most this.
+MARK_TTL_S = 24 * 3600
+
+#: Sets the sentinels (KEYS[2:]) only if the rebuild's mark (KEYS[1]) is still there.
+FINISH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 2, #KEYS do redis.call('SET', KEYS[i], '1') end
+redis.call('DEL', KEYS[1])
+return 1
+"""
 
 
 class RedisRebuild:
@@ -38,7 +51,10 @@ class RedisRebuild:
         self.partition_of = partition_of
         self.rebuilding: set[int] = set()
         self._keys: deque[bytes] = deque()
+        self._stored: Callable[[], Iterable[bytes]] = tuple
         self._next_check = 0.0
+        self.mark = f"{redis.prefix}:rebuilding:{uuid.uuid4().hex}"
+        self._finish = redis.client.register_script(FINISH)
 
     def sentinel(self, partition: int) -> str:
         return f"{self.redis.prefix}:built:{partition}"
@@ -65,8 +81,17 @@ class RedisRebuild:
             log.warning("Redis does not hold the users of partitions %s (restarted empty?); "
                         "writing them again from the stored state", missing)
             if not self.rebuilding:
-                self._keys = deque(keys())  # at C speed; the slices filter them
+                try:
+                    await self._start(keys)
+                except (RedisError, OSError) as exc:  # gone again: the next check retries
+                    log.debug("cannot start the rebuild: %s", exc)
+                    return
             self.rebuilding.update(missing)
+
+    async def _start(self, keys: Callable[[], Iterable[bytes]]) -> None:
+        await self.redis.client.set(self.mark, b"1", ex=MARK_TTL_S)
+        self._stored = keys
+        self._keys = deque(keys())  # at C speed; the slices filter them
 
     async def step(self, load: Callable[[str], UserRecord | None]) -> int:
         """Write one slice of the users being rebuilt; when all are, their profiles and
@@ -87,8 +112,12 @@ class RedisRebuild:
             metrics.record_sizes(await self.redis.write(memberships, []))
         if not self._keys:
             metrics.record_sizes(await self.redis.refresh_all_profiles())
-            for partition in self.rebuilding:
-                await self.redis.client.set(self.sentinel(partition), b"1")
+            sentinels = [self.sentinel(partition) for partition in sorted(self.rebuilding)]
+            if not await self._finish(keys=[self.mark, *sentinels]):
+                log.warning("Redis lost its data again while partitions %s were rebuilt; "
+                            "starting over", sorted(self.rebuilding))
+                await self._start(self._stored)
+                return len(memberships)
             log.info("Redis holds the users of partitions %s again", sorted(self.rebuilding))
             self.rebuilding.clear()
         return len(memberships)
