@@ -279,8 +279,9 @@ class BehaviorTrainer:
             return self._publish(model.ids, model.centres, (model.mean, model.scale),
                                  reason="population or sizes moved")
         # A segment too small is merged away: its users go to their nearest other segment.
-        keep = [row for row in range(len(model.ids)) if row not in small[:len(model.ids) - 2]]
-        merged = [model.ids[row] for row in range(len(model.ids)) if row not in keep]
+        dropped = small[:len(model.ids) - 2]  # two segments stay, whatever their size
+        keep = [row for row in range(len(model.ids)) if row not in dropped]
+        merged = [model.ids[row] for row in dropped]
         return self._publish([model.ids[row] for row in keep], centres[keep], (mean, scale),
                              reason=f"merged too small {merged}" if merged else "centres moved")
 

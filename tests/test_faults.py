@@ -194,11 +194,7 @@ async def assert_one_exact_history(
 
     try:
         await wait_for(redis_is_exact, timeout=120, what=difference)
-        await wait_for(topic_agrees, timeout=30, what=lambda: (
-            "the change topic to end where Redis is; e.g. (topic, Redis): " + str(
-                [(user, _last_published(chains(changes), user), held[user])
-                 for user in expected
-                 if _last_published(chains(changes), user) != held[user]][:3])))
+        await wait_for(topic_agrees, timeout=30, what=lambda: _disagreement(changes, held))
     finally:
         await store.aclose()
     by_key = chains(changes)
@@ -215,6 +211,13 @@ async def assert_one_exact_history(
         entered = [c["current"] for c in by_key[(f"u{user}", "four")]]
         assert entered in ([["four", None], []] if orders_of(user) > 4 else
                            [["four"]] if orders_of(user) == 4 else [[]]), (user, entered)
+
+
+def _disagreement(changes: list[dict[str, Any]], held: dict[str, dict[str, str]]) -> str:
+    by_key = chains(changes)
+    differ = [(user, _last_published(by_key, user), segments) for user, segments in held.items()
+              if _last_published(by_key, user) != segments]
+    return f"the change topic to end where Redis is; e.g. (topic, Redis): {differ[:3]}"
 
 
 def _last_published(by_key: dict[tuple[str, str], list[dict[str, Any]]],
