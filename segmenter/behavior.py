@@ -79,6 +79,26 @@ def behavior_vector(features: Mapping[str, float]) -> list[float]:
     return [compute(features) for compute, _, _ in VECTOR.values()]
 
 
+#: The dimensions that count days (see _days): the ones time alone moves.
+DAYS_DIMENSIONS = [n for n, name in enumerate(VECTOR) if name.startswith("days_since")]
+
+
+def aged(vectors: Any, days: Any) -> Any:
+    """Behaviour vectors (rows) as they are ``days`` later (one number per row), without
+    events: the days since the last order and visit grow, up to MAX_DAYS.
+
+    >>> vector = behavior_vector({"days_since_last_order": 1.0, "days_since_last_visit": 364})
+    >>> later = aged(np.asarray([vector]), np.asarray([2.0]))[0]
+    >>> [round(math.expm1(later[n]), 6) for n in DAYS_DIMENSIONS]
+    [3.0, 365.0]
+    """
+    vectors = np.array(vectors, dtype=float)
+    columns = vectors[:, DAYS_DIMENSIONS]
+    later = np.expm1(columns) + np.maximum(np.asarray(days, dtype=float), 0.0)[:, None]
+    vectors[:, DAYS_DIMENSIONS] = np.log1p(np.minimum(later, MAX_DAYS))
+    return vectors
+
+
 @dataclass(slots=True, eq=False)
 class BehaviorModel:
     """One published version of the behaviour model: what every worker predicts with."""
@@ -127,9 +147,9 @@ class BehaviorModel:
         rows, _ = self.nearest(vectors)
         return [self.ids[i] for i in rows]
 
-    def sizes(self, vectors: list[Any]) -> dict[str, float]:
-        """How many of ``vectors`` each segment would get."""
-        labels = self.predict_many(vectors) if vectors else []
+    def sizes(self, vectors: Any) -> dict[str, float]:
+        """How many of ``vectors`` (rows) each segment would get."""
+        labels = self.predict_many(vectors) if len(vectors) else []
         return {segment: float(labels.count(segment)) for segment in self.ids}
 
     def nearest(self, vectors: Any) -> tuple[Any, Any]:
@@ -233,6 +253,9 @@ class StatsDelta:
     #: User id -> customer summary (:func:`segmenter.clv.customer_summary`; None: gone), for
     #: the sampled users who ordered: what the trainer fits the value model on.
     customers: dict[str, list[float] | None] = field(default_factory=dict)
+    #: User id -> the event time their sampled vector is as of (the trainer ages the days
+    #: since the last order and visit from there, to judge whom a step moves today).
+    sampled_at: dict[str, float] = field(default_factory=dict)
 
     def add(self, segment: str, vector: list[float], sign: int) -> None:
         entry = self.deltas.get(segment)
@@ -252,6 +275,7 @@ class StatsDelta:
             "sample": self.sample,
             "population": self.population,
             "customers": self.customers,
+            "sampled_at": self.sampled_at,
         }, option=orjson.OPT_NON_STR_KEYS)
 
     @classmethod
@@ -262,7 +286,7 @@ class StatsDelta:
                       for p, dims in state.get("population", {}).items()}
         return cls({s: [n, np.asarray(a), np.asarray(b)] for s, (n, a, b) in
                     state["deltas"].items()}, state["sample"], population,
-                   state.get("customers", {}))
+                   state.get("customers", {}), state.get("sampled_at", {}))
 
 
 class BehaviorSegmentation:
@@ -301,6 +325,7 @@ class BehaviorSegmentation:
                 "sample_below", 1.0)
             if sample_hash(user_id) < below:  # in the trainer's reservoir: keep it current
                 self.pending.sample[user_id] = vector
+                self.pending.sampled_at[user_id] = now
                 customer = customer_summary(features, now) if self.send_customers else None
                 if customer is not None:
                     self.pending.customers[user_id] = customer

@@ -12,8 +12,8 @@ current members across all workers. From them:
 2. **incremental updates**: each new centre is its members' mean, a Lloyd step over the whole
    current population, computed from the sums alone. Ids stay with their centres;
 3. **re-fits**: now and then a fresh fit on the reservoir replaces the centres if it explains
-   the data clearly better (a new kind of shopper appeared); new centres are matched to the old
-   ones with the Hungarian method (scipy) and keep their ids;
+   the data clearly better (a new kind of shopper appeared); a new segment keeps the id of the
+   old one whose sampled members it mostly holds;
 4. segments below ``min_share`` of the users are dropped (their users go to the nearest other);
 5. **customer value**: every ``value.refit_interval_s`` the value model
    (:func:`segmenter.clv.fit_value_model`) is fitted again on the customers among the sampled
@@ -37,7 +37,6 @@ A new version is published only when a centre moved noticeably, so a settled mod
 
 from __future__ import annotations
 
-import heapq
 import random
 from collections import Counter
 from typing import Any
@@ -53,10 +52,10 @@ from segmenter.behavior import (
     BehaviorModel,
     StatsDelta,
     describe,
-    sample_hash,
 )
 from segmenter.clusterers import OnlineCentres, inertia, kmeans_plus_plus, match_ids, moved_share
 from segmenter.clv import ValueTrainer
+from segmenter.reservoir import Reservoir
 from segmenter.segmentation_settings import BehaviorSettings, ValueSettings
 
 #: The step lengths tried, longest first (halving down to 1/4096), and the share of max_churn
@@ -80,12 +79,7 @@ class BehaviorTrainer:
         self.model = model
         self.rng = random.Random(settings.seed)
         #: A bottom-k sample of users (smallest id hashes) -> their current vector.
-        self.reservoir: dict[str, list[float]] = {}
-        #: (-hash, user) of the users put in the reservoir: a max-heap, to drop the largest
-        #: hash in O(log k) (entries of users gone since are skipped when they surface).
-        self._by_hash: list[tuple[float, str]] = []
-        #: Workers send the vectors of users whose id hash is below this (see sample_hash).
-        self.sample_below = 1.0
+        self.reservoir = Reservoir(settings.reservoir_size)
         #: Segment id -> [count, sum, sum of squares] of its current members, all workers.
         self.stats: dict[str, list[Any]] = {}
         #: Offset of the last statistics message applied (for exactly-once after a restart).
@@ -124,7 +118,7 @@ class BehaviorTrainer:
                       for s, (n, a, b) in state.get("stats", {}).items()}
         self.offset = state.get("offset", -1)
         self.next_id = state.get("next_id", len(model.ids) + 1)
-        self.sample_below = state.get("sample_below", 1.0)
+        self.reservoir.sample_below = state.get("sample_below", 1.0)
         # The sample the centres were fitted on, not this trainer's (empty) one: a trainer
         # taking over must not take its refilling sample for growth and re-fit at once.
         self.fitted_on = state.get("fitted_on", self.settings.reservoir_size)
@@ -148,9 +142,9 @@ class BehaviorTrainer:
                 self.population_changed = True
         for user_id, vector in delta.sample.items():
             if vector is None:  # the user is gone (a visitor merged into a customer)
-                self.reservoir.pop(user_id, None)
+                self.reservoir.drop(user_id)
             else:
-                self._keep(user_id, vector)
+                self.reservoir.keep(user_id, vector, delta.sampled_at.get(user_id))
         vectors = [v for v in delta.sample.values() if v is not None]
         if self.online is not None:
             self.online.learn(vectors)
@@ -169,24 +163,10 @@ class BehaviorTrainer:
                 self.drifted = True
                 self.drifts += 1
 
-    def _keep(self, user_id: str, vector: list[float]) -> None:
-        """Bottom-k sampling: the users with the smallest id hashes, always their latest
-        vector, so the reservoir is a uniform sample of the *current* population."""
-        rank = sample_hash(user_id)
-        if rank >= self.sample_below:
-            return
-        if user_id not in self.reservoir:
-            heapq.heappush(self._by_hash, (-rank, user_id))
-        self.reservoir[user_id] = vector
-        while len(self.reservoir) > self.settings.reservoir_size:
-            negative, dropped = heapq.heappop(self._by_hash)
-            if self.reservoir.pop(dropped, None) is not None:
-                self.sample_below = -negative
-
     def next_version(self, now: float) -> BehaviorModel | None:
         """The next model version if there is one to publish, else None."""
         # First: a version published now carries it.
-        refitted = self.value.fit(now, self.reservoir.keys())
+        refitted = self.value.fit(now, self.reservoir)
         version = self._next_grouping(now)
         if refitted and version is None and self.model is not None:
             model = self.model  # the same grouping, with the new value model
@@ -239,7 +219,7 @@ class BehaviorTrainer:
         """Number of users, mean and standard deviation per dimension, from all the sums."""
         count = sum(n for n, _, _ in self.stats.values())
         if count <= 0:
-            points = np.asarray(list(self.reservoir.values()))
+            points = self.reservoir.points()
             return len(points), points.mean(axis=0), points.std(axis=0)
         total = sum(a for _, a, _ in self.stats.values())
         squares = sum(b for _, _, b in self.stats.values())
@@ -265,25 +245,31 @@ class BehaviorTrainer:
         # damped step: on overlapping kinds the step that keeps within max_churn can be shorter
         # than min_centre_shift, and the centres must still go on toward the means.
         wanted = np.abs((centres - model.centres) / scale).max()
-        if not small:
-            centres, scale = self._damped(model, centres, scale)
+        dropped = small[:len(model.ids) - 2]  # two segments stay, whatever their size
+        if dropped:
+            return self._merge(model, dropped)
+        centres, scale = self._damped(model, centres, scale)
         moved = np.abs((centres - model.centres) / scale).max()
         still = wanted < self.settings.min_centre_shift or moved <= 0.0
         rescaled = np.abs(scale / model.scale - 1).max()
-        if (still and rescaled < 0.01 and not small
+        if (still and rescaled < 0.01
                 and not self.population_changed and not self._shares_moved(model, users)):
             return None
-        if still and rescaled < 0.01 and not small:
+        if still and rescaled < 0.01:
             # Only the customer population or the segments' sizes moved: the same centres,
             # so no one is re-placed.
             return self._publish(model.ids, model.centres, (model.mean, model.scale),
                                  reason="population or sizes moved")
-        # A segment too small is merged away: its users go to their nearest other segment.
-        dropped = small[:len(model.ids) - 2]  # two segments stay, whatever their size
+        return self._publish(model.ids, centres, (mean, scale), reason="centres moved")
+
+    def _merge(self, model: BehaviorModel, dropped: list[int]) -> BehaviorModel:
+        """Segments too small merged away: their users go to their nearest other segment.
+        The other centres and the scale stay where they are, so only the merged segments'
+        users move (an undamped step taken with the merge moved a third of the shop)."""
         keep = [row for row in range(len(model.ids)) if row not in dropped]
         merged = [model.ids[row] for row in dropped]
-        return self._publish([model.ids[row] for row in keep], centres[keep], (mean, scale),
-                             reason=f"merged too small {merged}" if merged else "centres moved")
+        return self._publish([model.ids[row] for row in keep], model.centres[keep],
+                             (model.mean, model.scale), reason=f"merged too small {merged}")
 
     def _shares_moved(self, model: BehaviorModel, users: float) -> bool:
         """Whether a segment's share of the users is half again or half less than its
@@ -304,7 +290,7 @@ class BehaviorTrainer:
         at most ``max_churn`` of the sampled users (halving down to a sixteenth; none if even
         that is too much): each version moves few users who did nothing, and the centres
         still get where the members' means are, over several versions."""
-        sample = list(self.reservoir.values())
+        sample = self.reservoir.points()
         if len(sample) < self.settings.warmup_users:
             # Too few users to tell whom a step moves (a trainer that just took over, whose
             # sample refills as users change): stay where the last version is.
@@ -329,7 +315,7 @@ class BehaviorTrainer:
 
     def _fit(self) -> Any:
         """Fresh centres for the reservoir (no ids: a fit that is not taken uses none up)."""
-        points = np.asarray(list(self.reservoir.values()))
+        points = self.reservoir.points()
         scale = np.maximum(points.std(axis=0), 1e-9)
         centres, labels = self._kmeans(points / scale)
         shares = np.bincount(labels, minlength=len(centres)) / len(points)
@@ -349,7 +335,7 @@ class BehaviorTrainer:
             raise InvariantBroken("a refit before the first fit")
         if len(self.reservoir) < self.settings.warmup_users:
             return None
-        sample = np.asarray(list(self.reservoir.values()))
+        sample = self.reservoir.points()
         points = sample / model.scale
         # The current centres at their best on this sample (Lloyd from where they are), so
         # that a refit is taken for a better optimum, never for a few Lloyd steps.
@@ -367,11 +353,14 @@ class BehaviorTrainer:
         return self._publish(ids, fresh, reason=(
             f"refit on {len(sample)} users: inertia {fresh_inertia:.1f} < {current:.1f}"))
 
-    def _match(self, model: BehaviorModel, fresh: Any) -> list[str]:
-        """Ids for fresh centres: the id of the old centre each continues, else a new one."""
-        matched = match_ids(model.centres / model.scale, fresh / model.scale,
-                            self.settings.match_distance)
-        return [self._new_id() if row is None else model.ids[row] for row in matched]
+    def _match(self, model: BehaviorModel, centres: Any) -> list[str]:
+        """Ids for new centres: the id of the old segment whose sampled members each mostly
+        holds (:func:`segmenter.clusterers.match_ids`), else a new one."""
+        sample = self.reservoir.points()
+        after = BehaviorModel(0, [str(n) for n in range(len(centres))], centres,
+                              model.scale).predict_many(sample)
+        continued = match_ids(model.predict_many(sample), after)
+        return [continued.get(str(n)) or self._new_id() for n in range(len(centres))]
 
     def _new_id(self) -> str:
         segment = f"b{self.next_id}"
@@ -389,13 +378,13 @@ class BehaviorTrainer:
         version = 1 if self.model is None else self.model.version + 1
         sizes = {s: max(float(self.stats.get(s, (0,))[0]), 0.0) for s in ids}
         if not any(sizes.values()):  # before any member statistics: the reservoir's split
-            sizes = BehaviorModel(0, ids, centres, scale).sizes(list(self.reservoir.values()))
+            sizes = BehaviorModel(0, ids, centres, scale).sizes(self.reservoir.points())
         total = sum(sizes.values())
         profiles = {s: describe(c, mean, scale, sizes[s], total)
                     for s, c in zip(ids, centres, strict=True)}
         stats = {s: [n, a.tolist(), b.tolist()] for s, (n, a, b) in self.stats.items()}
         training = {"stats": stats, "offset": self.offset, "next_id": self.next_id,
-                    "sample_below": self.sample_below, "partitions": self.partitions,
+                    "sample_below": self.reservoir.sample_below, "partitions": self.partitions,
                     "fitted_on": self.fitted_on}
         population: dict[str, Counter[int]] = {}
         for dimensions in self.partitions.values():

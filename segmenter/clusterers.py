@@ -6,9 +6,9 @@ across refits, and measuring how many points a new grouping moves.
 restarts) on a uniform sample once ``warmup`` points came, then each point moves its nearest
 centre to the running mean of the points it took (MacQueen's online k-means). ADWIN (River's
 drift detector) watches the points' distances to their centres; when they drift, a fresh
-k-means++ fit on the sample replaces the centres if it groups the sample differently, and its
-centres keep the ids of the old ones they match (Hungarian method), so a label stays with its
-group. In the workers the same model is learned from every worker's sufficient statistics by
+k-means++ fit on the sample replaces the centres if it groups the sample differently, and a
+new group keeps the label of the old one whose points it mostly holds, so a label stays with
+its group. In the workers the same model is learned from every worker's sufficient statistics by
 the trainer; ``segmenter quality`` compares both with River's own clusterers on one stream.
 
 It takes dicts, so it sits behind River's online scaling in a pipeline:
@@ -65,16 +65,30 @@ def inertia(points: Any, centres: Any) -> float:
     return float(((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).min(axis=1).sum())
 
 
-def match_ids(old: Any, new: Any, max_distance: float) -> list[int | None]:
-    """For each new centre, the row of the old centre it continues (Hungarian method on
-    distances, not their squares: one far new centre must not pull the matches apart), or
-    None for a new group. Centres are in the same (scaled) units."""
-    cost = np.sqrt(((new[:, None, :] - old[None, :, :]) ** 2).sum(axis=2))
-    rows, cols = linear_sum_assignment(cost)
-    matched: list[int | None] = [None] * len(new)
-    for row, col in zip(rows, cols, strict=True):
-        if cost[row, col] <= max_distance:
-            matched[row] = int(col)
+#: The share of an old group's points a new group must hold to continue it (keep its label).
+SURVIVAL = 0.5
+
+
+def match_ids(before: Sequence[Any], after: Sequence[Any]) -> dict[Any, Any]:
+    """For the labels of a new grouping, the old label each continues: ``before`` and
+    ``after`` label the same points. Old and new groups are paired one to one by their shared
+    points (Hungarian method); a new group continues an old one if it holds at least
+    :data:`SURVIVAL` of the old group's points (a group "survives" as in MONIC, Spiliopoulou
+    et al. 2006). A group that lost most of its points, or a new kind, gets no old label.
+    Membership, not centre distance, decides: a centre that moved far while its members
+    stayed keeps its label."""
+    rows = sorted(set(before), key=str)
+    cols = sorted(set(after), key=str)
+    table = np.zeros((len(rows), len(cols)))
+    row_of = {label: n for n, label in enumerate(rows)}
+    col_of = {label: n for n, label in enumerate(cols)}
+    for a, b in zip(before, after, strict=True):
+        table[row_of[a], col_of[b]] += 1
+    sizes = table.sum(axis=1)
+    matched = {}
+    for row, col in zip(*linear_sum_assignment(-table), strict=True):
+        if table[row, col] > 0 and table[row, col] >= SURVIVAL * sizes[row]:
+            matched[cols[col]] = rows[row]
     return matched
 
 
@@ -110,8 +124,6 @@ class SeededKMeans(base.Clusterer):
     min_regroup
         A re-fit replaces the centres only if it labels more than this share of the sample
         differently (else the grouping is the same and nothing changes).
-    match_distance
-        A re-fitted centre keeps the label of an old one at most this far away.
     seed
         Random seed of the sampling and the fits.
 
@@ -123,13 +135,12 @@ class SeededKMeans(base.Clusterer):
 
     def __init__(self, n_clusters: int = 6, warmup: int = 100, sample_size: int = 2000,
                  drift_delta: float = 0.002, min_regroup: float = 0.01,
-                 match_distance: float = 2.0, seed: int | None = None) -> None:
+                 seed: int | None = None) -> None:
         self.n_clusters = n_clusters
         self.warmup = warmup
         self.sample_size = sample_size
         self.drift_delta = drift_delta
         self.min_regroup = min_regroup
-        self.match_distance = match_distance
         self.seed = seed
         self._rng = random.Random(seed)
         self._features: dict[Any, int] = {}
@@ -221,14 +232,14 @@ class SeededKMeans(base.Clusterer):
         current = [self._nearest(point)[0] for point in points]
         if moved_share(current, labels.tolist(), match=True) <= self.min_regroup:
             return  # the same grouping: the labels stay as they are
-        matched = match_ids(self._centres, fresh, self.match_distance)
+        continued = match_ids([self._labels[row] for row in current], labels.tolist())
         new_labels = []
-        for row in matched:
-            if row is None:
-                new_labels.append(self._next_label)
+        for row in range(len(fresh)):
+            label = continued.get(row)
+            if label is None:
+                label = self._next_label
                 self._next_label += 1
-            else:
-                new_labels.append(self._labels[row])
+            new_labels.append(label)
         self._centres = np.asarray(fresh, dtype=float)
         self._counts = np.bincount(labels, minlength=len(fresh)).tolist()
         self._labels = new_labels

@@ -119,8 +119,6 @@ class BehaviorSettings(StrictModel):
     refit_interval_s: float = Field(gt=0)
     #: A re-fit replaces the centres only if it lowers the reservoir's inertia this much.
     refit_gain: float = Field(gt=0, lt=1)
-    #: A re-fitted centre keeps an old id if it is this close (standard deviations).
-    match_distance: float = Field(gt=0)
     #: A version moves at most this share of the sampled users whose vectors did not change
     #: (centre steps are shortened to fit), unless the grouping itself changed (a refit
     #: after drift, a segment merged away).

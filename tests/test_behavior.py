@@ -174,7 +174,7 @@ def test_the_trainer_resumes_from_a_published_version_and_skips_what_it_holds() 
     assert sum(n for n, _, _ in resumed.stats.values()) == 40
 
 
-def test_a_refit_keeps_the_ids_of_the_centres_it_matches() -> None:
+def test_a_refit_keeps_the_ids_of_the_groups_whose_members_it_keeps() -> None:
     settings = BEHAVIOR.model_copy(update={"clusters": 3, "warmup_users": 30})
     trainer = BehaviorTrainer(settings)
     rng = np.random.default_rng(2)
@@ -183,14 +183,20 @@ def test_a_refit_keeps_the_ids_of_the_centres_it_matches() -> None:
     trainer.learn(StatsDelta(sample=sample), 0)
     first = trainer.next_version(now=0.0)
     assert first is not None
-    # The refit finds the same blobs in another order: the Hungarian match gives the old ids.
+    # The refit finds the same blobs in another order: each keeps the id of its members.
     fresh = first.centres[[2, 0, 1]] + 0.05
     assert trainer._match(first, fresh) == [first.ids[2], first.ids[0], first.ids[1]]
-    odd = np.zeros(DIMENSIONS)
-    odd[0] = 40.0
-    far = np.vstack([first.centres[:2], odd])
-    assert trainer._match(first, far)[:2] == first.ids[:2]
-    assert trainer._match(first, far)[2] not in first.ids  # a new kind of shopper: a new id
+    # A centre that moved far (over two standard deviations) but still holds the same
+    # members keeps its id.
+    moved = first.centres.copy()
+    moved[0][0] += 6.0
+    assert trainer._match(first, moved) == first.ids
+    # A new kind of shopper, placed in an old segment until now, gets a segment of its own:
+    # a new id, while the old segments keep theirs.
+    odd = list(np.full(DIMENSIONS, 20.0))
+    trainer.learn(StatsDelta(sample={f"new{n}": odd for n in range(15)}), 1)
+    ids = trainer._match(first, np.vstack([first.centres, [odd]]))
+    assert ids[:3] == first.ids and ids[3] not in first.ids
 
 
 def test_tiny_groups_are_not_created_and_auto_picks_the_number() -> None:

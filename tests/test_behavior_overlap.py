@@ -78,7 +78,7 @@ def test_centres_reach_their_members_means_on_overlapping_kinds_a_few_users_a_ve
     start = BehaviorModel(1, ["b1", "b2"], [aside, np.full(DIMENSIONS, 0.8) + aside],
                           np.std(points, axis=0))
     trainer = BehaviorTrainer(settings, start)
-    trainer.sample_below = 1.0
+    trainer.reservoir.sample_below = 1.0
     members = StatsDelta(sample={f"u{n}": list(p) for n, p in enumerate(points)})
     for point, segment in zip(points, start.predict_many(points), strict=True):
         members.add(segment, list(point), +1)

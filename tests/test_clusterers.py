@@ -99,10 +99,12 @@ def test_labels_stay_with_their_groups_through_a_drift() -> None:
 
 def test_the_shared_rules() -> None:
     points = np.asarray([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]])
-    centres, labels = kmeans_plus_plus(points, 2, seed=0)
+    _, labels = kmeans_plus_plus(points, 2, seed=0)
     assert labels[0] == labels[1] != labels[2] == labels[3]
-    assert match_ids(centres, centres[::-1] + 0.1, 1.0) == [1, 0]
-    assert match_ids(centres, np.asarray([[50.0, 50.0]]), 1.0) == [None]
+    assert match_ids(["a", "a", "b", "b"], [1, 1, 0, 0]) == {1: "a", 0: "b"}
+    # "b" split: the half that holds half its points continues it; a new group does not.
+    assert match_ids(["a", "a", "b", "b", "b", "b"], [0, 0, 1, 1, 2, 3]) == {0: "a", 1: "b"}
+    assert match_ids(["a", "a", "a"], [0, 1, 2]) == {}  # "a" fell apart: no group continues it
     assert moved_share([1, 1, 2, 2], [7, 7, 8, 8], match=True) == 0.0
     assert moved_share([1, 1, 2, 2], [1, 2, 2, 2]) == 0.25
 
