@@ -240,6 +240,39 @@ def test_a_new_segment_gets_its_rounds_to_gather_users_however_long_its_fit_took
     assert step is None or step.ids == first.ids
 
 
+def test_a_merge_moves_only_the_merged_segments_users() -> None:
+    """The other centres and the scale stay as published: a Lloyd step taken with the merge,
+    undamped, moved a third of the users who had done nothing."""
+    rng = np.random.default_rng(5)
+    centres = [np.full(DIMENSIONS, 0.0), np.full(DIMENSIONS, 4.0), np.full(DIMENSIONS, -4.0)]
+    sample = {f"u{n}": list(centres[n % 3] + rng.normal(0, 0.2, DIMENSIONS)) for n in range(300)}
+    settings = BEHAVIOR.model_copy(update={"clusters": 3, "warmup_users": 100})
+    trainer = BehaviorTrainer(settings)
+    trainer.learn(StatsDelta(sample=sample), 0)
+    first = trainer.next_version(now=0.0)
+    assert first is not None
+    # Every member sits in the first two segments, far from their published centres.
+    away = [np.asarray(first.centres[row]) + 1.0 for row in (0, 1)]
+    trainer.learn(StatsDelta(deltas={first.ids[row]: (150, point * 150, point * point * 150)
+                                     for row, point in enumerate(away)}), 1)
+    previous = first
+    for round_ in range(1, 7):  # the empty segment's grace: five rounds after its first
+        previous = trainer.next_version(now=round_ * settings.publish_interval_s) or previous
+    assert previous.ids == first.ids
+    # The members move on again just as the grace runs out.
+    trainer.learn(StatsDelta(deltas={first.ids[row]: (0, point * 150, point * point * 150)
+                                     for row, point in enumerate(away)}), 2)
+    merged = trainer.next_version(now=7 * settings.publish_interval_s)
+    assert merged is not None and merged.ids == first.ids[:2]
+    assert np.array_equal(merged.centres, previous.centres[:2])
+    assert np.array_equal(merged.scale, previous.scale)
+    points = list(sample.values())
+    kept = [(old, new) for old, new in zip(previous.predict_many(points),
+                                           merged.predict_many(points), strict=True)
+            if old != first.ids[2]]
+    assert kept and all(old == new for old, new in kept)
+
+
 def test_a_trainer_that_took_the_model_over_waits_its_refit_interval() -> None:
     """A second worker taking training over refitted at once (its last refit counted as at
     the machine's boot, over an hour of monotonic time ago) and regrouped users whose
