@@ -9,7 +9,8 @@ keeps the grouping moves at most 1% of the users with no new events since the pr
 
 The drift scenario (:func:`drift_figures`) plays on after the planted shop settled: one kind
 starts shopping like another while the others go on; it measures how many shifted events it
-takes until the drifted users sit in the other kind's segment, and where they end.
+takes until the drifted users sit in the segment they end in once the model settled (the model
+followed the drift), and in the other kind's segment, and where they end.
 ``tests/test_behavior_overlap.py`` runs the overlapping shop at 1,000 users.
 """
 
@@ -116,6 +117,10 @@ class DriftFigures:
     #: Share of the drifted users in the target persona's segment -> shifted events fed until
     #: it was first reached (None: not reached before the end of the stream).
     reached: dict[float, int | None]
+    #: Share of the drifted users in the segment (by id) they hold once the model settled ->
+    #: shifted events fed until it was first reached: how soon the model followed the drift,
+    #: wherever the drifted users end (their own segment, if they became a kind of their own).
+    followed: dict[float, int | None]
     #: After the stream and settling: share in the target's segment, ARI against offline
     #: KMeans over every user, versions, worst per-version churn of those that kept the
     #: grouping (with how many above 1%, of how many), regroupings.
@@ -164,16 +169,26 @@ def drift_figures(run: ShopRun, plans: Mapping[str, UserPlan], seed: int, start:
     thresholds = (0.5, 0.8, 0.95)
     reached: dict[float, int | None] = dict.fromkeys(thresholds)
     fed = 0
+    on_the_way: list[tuple[int, list[str | None]]] = []
     for n in range(0, len(stream), 1000):
         chunk = stream[n:n + 1000]
         run.feed(chunk)
         fed += sum(1 for event in chunk if "-shift-" in event["event_id"])
-        share = _share_in_segment_of(run.assignments(), drifted, targets)
+        placed = run.assignments()
+        on_the_way.append((fed, [placed.get(u) for u in drifted]))
+        share = _share_in_segment_of(placed, drifted, targets)
         for threshold in thresholds:
             if reached[threshold] is None and share >= threshold:
                 reached[threshold] = fed
     run.settle(SETTLE_ROUNDS)
     placed = run.assignments()
+    final = [placed.get(u) for u in drifted]
+    followed: dict[float, int | None] = dict.fromkeys(thresholds)
+    for fed_then, then in on_the_way:
+        share = sum(a == b for a, b in zip(then, final, strict=True)) / max(len(final), 1)
+        for threshold in thresholds:
+            if followed[threshold] is None and share >= threshold:
+                followed[threshold] = fed_then
     clusters = len(run.model.ids) if run.model is not None else 1
     churn = run.version_churn[churn_from:]
     drifted_segment = _most_common_segment(placed, drifted)
@@ -181,6 +196,7 @@ def drift_figures(run: ShopRun, plans: Mapping[str, UserPlan], seed: int, start:
     steps = [moved / quiet for _, moved, quiet, regroup in churn if not regroup]
     return DriftFigures(
         drifted=len(drifted), shifted_events=len(shift), events=len(stream), reached=reached,
+        followed=followed,
         joined=_share_in_segment_of(placed, drifted, targets),
         drifted_segment=drifted_segment,
         drifted_share=len(set(members) & set(drifted)) / max(len(members), 1),
@@ -209,11 +225,13 @@ def _share_in_segment_of(placed: Mapping[str, str | None], drifted: list[str],
 def print_drift(run: ShopRun, plans: Mapping[str, UserPlan], seed: int,
                 start: float) -> DriftFigures:
     figures = drift_figures(run, plans, seed, start)
-    reached = ", ".join(f"{share:.0%} after {'-' if fed is None else f'{fed:,}'}"
-                        for share, fed in figures.reached.items())
+    reached, followed = (", ".join(f"{share:.0%} after {'-' if fed is None else f'{fed:,}'}"
+                                   for share, fed in shares.items())
+                         for shares in (figures.reached, figures.followed))
     print(f"drift        {figures.drifted:,} window shoppers buy like bargain hunters for 30 "
           f"days ({figures.shifted_events:,} shifted events) while the others go on "
-          f"({figures.events:,} events in all); in the bargain hunters' segment: {reached} "
+          f"({figures.events:,} events in all); in the segment they end in: {followed} "
+          f"shifted events; in the bargain hunters' segment: {reached} "
           f"shifted events; after settling {figures.joined:.0%}; the most of them in "
           f"{figures.drifted_segment}, of which they are {figures.drifted_share:.0%}; the "
           f"bargain hunters' segment {figures.target_segments[0]} before, "
