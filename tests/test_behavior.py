@@ -211,19 +211,28 @@ def test_tiny_groups_are_not_created_and_auto_picks_the_number() -> None:
     assert model is not None and len(model.ids) == 3  # the 2-user group is under min_share
 
 
+def _fitted_on_blobs(clusters: int, users: int, seed: int,
+                    now: float = 0.0) -> tuple[BehaviorTrainer, BehaviorModel, dict[str, list]]:
+    """A trainer's first version on ``clusters`` well-apart blobs of ``users`` sampled users."""
+    rng = np.random.default_rng(seed)
+    centres = [np.full(DIMENSIONS, centre) for centre in (0.0, 4.0, -4.0)[:clusters]]
+    sample = {f"u{n}": list(centres[n % clusters] + rng.normal(0, 0.2, DIMENSIONS))
+              for n in range(users)}
+    trainer = BehaviorTrainer(BEHAVIOR.model_copy(update={"clusters": clusters,
+                                                          "warmup_users": 100}))
+    trainer.learn(StatsDelta(sample=sample), 0)
+    first = trainer.next_version(now=now)
+    assert first is not None and len(first.ids) == clusters
+    return trainer, first, sample
+
+
 def test_a_new_segment_gets_its_rounds_to_gather_users_however_long_its_fit_took() -> None:
     """Its grace is timed from the first round after its version went out: a fit slowed by a
     loaded machine, or a trainer that took the model over, must not merge segments away before
     any worker could place a user in them (a two-worker test lost four of six that way)."""
-    rng = np.random.default_rng(5)
-    centres = [np.full(DIMENSIONS, 0.0), np.full(DIMENSIONS, 4.0), np.full(DIMENSIONS, -4.0)]
-    sample = {f"u{n}": list(centres[n % 3] + rng.normal(0, 0.2, DIMENSIONS)) for n in range(300)}
-    settings = BEHAVIOR.model_copy(update={"clusters": 3, "warmup_users": 100})
+    trainer, first, sample = _fitted_on_blobs(3, 300, seed=5)
+    settings = trainer.settings
     interval = settings.publish_interval_s
-    trainer = BehaviorTrainer(settings)
-    trainer.learn(StatsDelta(sample=sample), 0)
-    first = trainer.next_version(now=0.0)
-    assert first is not None and len(first.ids) == 3
     # Members arrive for one segment only; the next round comes long after the fit began.
     one = np.asarray(sample["u0"])
     trainer.learn(StatsDelta(deltas={first.ids[0]: (300, one * 300, one * one * 300)}), 1)
@@ -243,14 +252,8 @@ def test_a_new_segment_gets_its_rounds_to_gather_users_however_long_its_fit_took
 def test_a_merge_moves_only_the_merged_segments_users() -> None:
     """The other centres and the scale stay as published: a Lloyd step taken with the merge,
     undamped, moved a third of the users who had done nothing."""
-    rng = np.random.default_rng(5)
-    centres = [np.full(DIMENSIONS, 0.0), np.full(DIMENSIONS, 4.0), np.full(DIMENSIONS, -4.0)]
-    sample = {f"u{n}": list(centres[n % 3] + rng.normal(0, 0.2, DIMENSIONS)) for n in range(300)}
-    settings = BEHAVIOR.model_copy(update={"clusters": 3, "warmup_users": 100})
-    trainer = BehaviorTrainer(settings)
-    trainer.learn(StatsDelta(sample=sample), 0)
-    first = trainer.next_version(now=0.0)
-    assert first is not None
+    trainer, first, sample = _fitted_on_blobs(3, 300, seed=5)
+    settings = trainer.settings
     # Every member sits in the first two segments, far from their published centres.
     away = [np.asarray(first.centres[row]) + 1.0 for row in (0, 1)]
     trainer.learn(StatsDelta(deltas={first.ids[row]: (150, point * 150, point * point * 150)
@@ -277,14 +280,8 @@ def test_a_trainer_that_took_the_model_over_waits_its_refit_interval() -> None:
     """A second worker taking training over refitted at once (its last refit counted as at
     the machine's boot, over an hour of monotonic time ago) and regrouped users whose
     behaviour had not changed; its refit interval now starts with its first round."""
-    rng = np.random.default_rng(7)
-    centres = [np.full(DIMENSIONS, 0.0), np.full(DIMENSIONS, 4.0)]
-    sample = {f"u{n}": list(centres[n % 2] + rng.normal(0, 0.2, DIMENSIONS)) for n in range(200)}
-    settings = BEHAVIOR.model_copy(update={"clusters": 2, "warmup_users": 100})
-    first = BehaviorTrainer(settings)
-    first.learn(StatsDelta(sample=sample), 0)
-    model = first.next_version(now=100.0)
-    assert model is not None
+    first, model, sample = _fitted_on_blobs(2, 200, seed=7, now=100.0)
+    settings = first.settings
     taken_over = BehaviorTrainer(settings, BehaviorModel.from_json(model.to_json()))
     taken_over.learn(StatsDelta(sample=sample), 1)
     taken_over.drifted = True  # refilling its sample looks like drift to ADWIN
