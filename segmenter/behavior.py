@@ -313,22 +313,26 @@ class BehaviorSegmentation:
     def assign(self, user_id: str, contributed: list[Any] | None,
                features: Mapping[str, float], now: float = 0.0,
                ) -> tuple[str | None, list[Any]]:
-        """The user's segment, and their new contribution ``[segment, vector]``; ``now``:
-        the evaluation's event time (for a sampled customer's summary)."""
+        """The user's segment, and their new contribution ``[segment, vector]`` (None: the
+        user does not learn); ``now``: the evaluation's event time (for the sample)."""
         vector = behavior_vector(features)
         segment = None if self.model is None else self.model.predict_one(vector)
-        if self.learns(user_id):
-            self.withdraw(contributed)
-            if segment is not None:
-                self.pending.add(segment, vector, +1)
-            below = 1.0 if self.model is None else (self.model.training or {}).get(
-                "sample_below", 1.0)
-            if sample_hash(user_id) < below:  # in the trainer's reservoir: keep it current
-                self.pending.sample[user_id] = vector
-                self.pending.sampled_at[user_id] = now
-                customer = customer_summary(features, now) if self.send_customers else None
-                if customer is not None:
-                    self.pending.customers[user_id] = customer
+        self.withdraw(contributed)
+        if not self.learns(user_id):
+            # No contribution: withdrawing one never added (when the user merges into a
+            # customer) corrupted the members' sums, and with them every centre and the scale.
+            # One stored while learn_sample was larger was just taken out.
+            return segment, None
+        if segment is not None:
+            self.pending.add(segment, vector, +1)
+        below = 1.0 if self.model is None else (self.model.training or {}).get(
+            "sample_below", 1.0)
+        if sample_hash(user_id) < below:  # in the trainer's reservoir: keep it current
+            self.pending.sample[user_id] = vector
+            self.pending.sampled_at[user_id] = now
+            customer = customer_summary(features, now) if self.send_customers else None
+            if customer is not None:
+                self.pending.customers[user_id] = customer
         return segment, [segment, vector]
 
     def forget(self, user_id: str) -> None:

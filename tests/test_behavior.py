@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from features.events import ClickEvent, OrderEvent
-from segmenter.behavior import DIMENSIONS, NAMES, BehaviorModel, StatsDelta, describe
+from segmenter.behavior import (
+    DIMENSIONS,
+    NAMES,
+    BehaviorModel,
+    BehaviorSegmentation,
+    StatsDelta,
+    describe,
+    sample_hash,
+)
 from segmenter.behavior_trainer import BehaviorTrainer
 from segmenter.engine import SegmentEngine
 from segmenter.settings import BehaviorSettings, Settings, load_settings
@@ -333,3 +341,23 @@ def test_settings_reject_bad_behaviour_values() -> None:
         BehaviorSettings.model_validate({**BEHAVIOR.model_dump(), "clusters": 1})
     with pytest.raises(ValueError, match="reservoir_size must be at least warmup_users"):
         BehaviorSettings.model_validate({**BEHAVIOR.model_dump(), "reservoir_size": 10})
+
+
+def test_users_outside_the_learning_sample_never_touch_the_members_sums() -> None:
+    """With learn_sample < 1, a visitor who merged into a customer had a contribution taken
+    out that was never put in: the sums went wrong, and with them the centres and the scale
+    (`segmenter quality`'s sampled run: ARI 0.41 against the planted personas)."""
+    segmentation = BehaviorSegmentation(learn_sample=0.5)
+    segmentation.model = BehaviorModel(1, ["b1", "b2"], [[0.0] * DIMENSIONS, [3.0] * DIMENSIONS],
+                                       [1.0] * DIMENSIONS)
+    users = [f"u{n}" for n in range(200)]
+    learners = sum(1 for user in users if sample_hash(user) < 0.5)
+    assert 0 < learners < len(users)
+    features = {"orders": 2, "monetary": 80.0, "days_since_last_order": 3.0}
+    contributions = [segmentation.assign(user, None, features)[1] for user in users]
+    counted = segmentation.take_pending()
+    assert sum(count for count, _, _ in counted.deltas.values()) == learners
+    for contribution in contributions:  # every user merges into a customer
+        segmentation.withdraw(contribution)
+    withdrawn = segmentation.take_pending()
+    assert sum(count for count, _, _ in withdrawn.deltas.values()) == -learners
