@@ -312,7 +312,7 @@ class BehaviorSegmentation:
 
     def assign(self, user_id: str, contributed: list[Any] | None,
                features: Mapping[str, float], now: float = 0.0,
-               ) -> tuple[str | None, list[Any]]:
+               ) -> tuple[str | None, list[Any] | None]:
         """The user's segment, and their new contribution ``[segment, vector]`` (None: the
         user does not learn); ``now``: the evaluation's event time (for the sample)."""
         vector = behavior_vector(features)

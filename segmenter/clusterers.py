@@ -65,6 +65,18 @@ def inertia(points: Any, centres: Any) -> float:
     return float(((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).min(axis=1).sum())
 
 
+def _shared_points(before: Sequence[Any], after: Sequence[Any]) -> tuple[list, list, Any]:
+    """The old labels, the new ones, and how many points each pair shares (a row per old)."""
+    rows = sorted(set(before), key=str)
+    cols = sorted(set(after), key=str)
+    row_of = {label: n for n, label in enumerate(rows)}
+    col_of = {label: n for n, label in enumerate(cols)}
+    table = np.zeros((len(rows), len(cols)))
+    for a, b in zip(before, after, strict=True):
+        table[row_of[a], col_of[b]] += 1
+    return rows, cols, table
+
+
 #: The share of an old group's points a new group must hold to continue it (keep its label).
 SURVIVAL = 0.5
 
@@ -77,13 +89,7 @@ def match_ids(before: Sequence[Any], after: Sequence[Any]) -> dict[Any, Any]:
     et al. 2006). A group that lost most of its points, or a new kind, gets no old label.
     Membership, not centre distance, decides: a centre that moved far while its members
     stayed keeps its label."""
-    rows = sorted(set(before), key=str)
-    cols = sorted(set(after), key=str)
-    table = np.zeros((len(rows), len(cols)))
-    row_of = {label: n for n, label in enumerate(rows)}
-    col_of = {label: n for n, label in enumerate(cols)}
-    for a, b in zip(before, after, strict=True):
-        table[row_of[a], col_of[b]] += 1
+    rows, cols, table = _shared_points(before, after)
     sizes = table.sum(axis=1)
     matched = {}
     for row, col in zip(*linear_sum_assignment(-table), strict=True):
@@ -99,11 +105,7 @@ def moved_share(before: Sequence[Any], after: Sequence[Any], match: bool = False
         return 0.0
     if not match:
         return sum(1 for a, b in zip(before, after, strict=True) if a != b) / len(before)
-    rows = {label: n for n, label in enumerate(sorted(set(before), key=str))}
-    cols = {label: n for n, label in enumerate(sorted(set(after), key=str))}
-    table = np.zeros((len(rows), len(cols)))
-    for a, b in zip(before, after, strict=True):
-        table[rows[a], cols[b]] += 1
+    _, _, table = _shared_points(before, after)
     matched_rows, matched_cols = linear_sum_assignment(-table)
     return 1.0 - table[matched_rows, matched_cols].sum() / len(before)
 

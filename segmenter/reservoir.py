@@ -10,6 +10,7 @@ their next review (``review_days``), and meanwhile the days since their last ord
 grew. Judging whom a centre step moves on such stale vectors misjudged quiet users; the
 sample is read aged to the latest event time any worker sent (:func:`segmenter.behavior.aged`).
 
+>>> from segmenter.behavior import DAYS_DIMENSIONS
 >>> reservoir = Reservoir(size=2)
 >>> for n in range(5):
 ...     reservoir.keep(f"u{n}", [0.0] * DIMENSIONS, at=n * DAY)
