@@ -61,10 +61,17 @@ async def settled(store: Any, users: list[str], workers: list[WorkerProcess]) ->
 
     await wait_for(everyone_placed, timeout=90,
                    what=lambda: "behaviour segments\n" + workers[0].log()[-3000:])
-    last, since = -1.0, time.monotonic()
-    while time.monotonic() - since < 4:  # no new version for 4 s
+    # The model's published sizes count every user (a first fit on the part of the shop read
+    # by then sizes its segments on that part, and the sample doubling later brings a refit),
+    # and no new version for 8 s (a loaded machine went 20 s between two versions).
+    last, since, sized = -1.0, time.monotonic(), 0.0
+    deadline = since + 120
+    while time.monotonic() - since < 8:
+        assert time.monotonic() < deadline, f"version {last}, sizes for {sized} users"
         version = workers[0].metric(VERSION)
-        if version != last:
+        profiles = await store.hgetall("seg:segments:behavior")
+        sized = sum(orjson.loads(profile).get("size", 0) for profile in profiles.values())
+        if version != last or round(sized) != len(users):
             last, since = version, time.monotonic()
         await wait_for_seconds(0.5)
     return await placed(store, users)
