@@ -71,7 +71,7 @@ async def settled(store: Any, users: list[str], workers: list[WorkerProcess]) ->
         version = workers[0].metric(VERSION)
         profiles = await store.hgetall("seg:segments:behavior")
         sized = sum(orjson.loads(profile).get("size", 0) for profile in profiles.values())
-        if version != last or round(sized) != len(users):
+        if version != last or sized < len(users):  # they may count a few more (151 of 150)
             last, since = version, time.monotonic()
         await wait_for_seconds(0.5)
     return await placed(store, users)
