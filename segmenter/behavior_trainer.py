@@ -345,22 +345,30 @@ class BehaviorTrainer:
         fresh_inertia = inertia(points, fresh / model.scale)
         if fresh_inertia > (1 - self.settings.refit_gain) * current:
             return None
-        trial = BehaviorModel(0, [str(n) for n in range(len(fresh))], fresh, model.scale)
-        if moved_share(model.predict_many(sample), trial.predict_many(sample),
-                       match=True) <= self.settings.max_churn:
+        before, after = model.predict_many(sample), self._labels(model, fresh)
+        if moved_share(before, after, match=True) <= self.settings.max_churn:
             return None  # the same grouping: nothing worth moving anyone for
-        ids = self._match(model, fresh)
+        ids = self._continued(before, after, len(fresh))
         return self._publish(ids, fresh, reason=(
             f"refit on {len(sample)} users: inertia {fresh_inertia:.1f} < {current:.1f}"))
 
+    def _labels(self, model: BehaviorModel, centres: Any) -> list[str]:
+        """The sampled users' nearest of ``centres`` (by row number, as text), in the model's
+        scale."""
+        rows = [str(n) for n in range(len(centres))]
+        return BehaviorModel(0, rows, centres, model.scale).predict_many(self.reservoir.points())
+
     def _match(self, model: BehaviorModel, centres: Any) -> list[str]:
         """Ids for new centres: the id of the old segment whose sampled members each mostly
-        holds (:func:`segmenter.clusterers.match_ids`), else a new one."""
-        sample = self.reservoir.points()
-        after = BehaviorModel(0, [str(n) for n in range(len(centres))], centres,
-                              model.scale).predict_many(sample)
-        continued = match_ids(model.predict_many(sample), after)
-        return [continued.get(str(n)) or self._new_id() for n in range(len(centres))]
+        holds, else a new one."""
+        return self._continued(model.predict_many(self.reservoir.points()),
+                               self._labels(model, centres), len(centres))
+
+    def _continued(self, before: list[str], after: list[str], count: int) -> list[str]:
+        """Ids for ``count`` new centres from the sampled users' old segments and their
+        nearest new centres (:meth:`_labels`; :func:`segmenter.clusterers.match_ids`)."""
+        continued = match_ids(before, after)
+        return [continued.get(str(n)) or self._new_id() for n in range(count)]
 
     def _new_id(self) -> str:
         segment = f"b{self.next_id}"

@@ -48,6 +48,9 @@ class Reservoir:
         #: (-hash, user) of the users kept: a max-heap, to drop the largest hash in O(log k)
         #: (entries of users gone since are skipped when they surface).
         self._by_hash: list[tuple[float, str]] = []
+        #: What :meth:`points` last returned, until the next keep or drop (a trainer round
+        #: reads the sample several times: a step, a fit, the refit's ids and sizes).
+        self._points: Any = None
 
     def __len__(self) -> int:
         return len(self._vectors)
@@ -60,6 +63,7 @@ class Reservoir:
 
     def keep(self, user_id: str, vector: list[float], at: float | None = None) -> None:
         """The user's latest vector, as of event time ``at`` (None: as of the latest)."""
+        self._points = None
         if at is not None:  # the stream's time, whether or not this user is kept
             self.event_time = max(self.event_time, at)
         rank = sample_hash(user_id)
@@ -80,13 +84,16 @@ class Reservoir:
 
     def drop(self, user_id: str) -> None:
         """The user is gone (a visitor merged into a customer)."""
+        self._points = None
         self._vectors.pop(user_id, None)
         self._at.pop(user_id, None)
 
     def points(self) -> Any:
-        """Every kept vector as of the latest event time, one row each (in iteration order)."""
-        if not self._vectors:
-            return np.zeros((0, DIMENSIONS))
-        latest = self.event_time
-        days = [(latest - self._at.get(user, latest)) / DAY for user in self._vectors]
-        return aged(list(self._vectors.values()), days)
+        """Every kept vector as of the latest event time, one row each (in iteration order;
+        read only: the same array until the sample changes)."""
+        if self._points is None:
+            latest = self.event_time
+            days = [(latest - self._at.get(user, latest)) / DAY for user in self._vectors]
+            self._points = (aged(list(self._vectors.values()), days) if self._vectors
+                            else np.zeros((0, DIMENSIONS)))
+        return self._points

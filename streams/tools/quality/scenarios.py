@@ -166,29 +166,24 @@ def drift_figures(run: ShopRun, plans: Mapping[str, UserPlan], seed: int, start:
     version = run.model.version if run.model is not None else 0
     target_before = _most_common_segment(run.assignments(), targets)
     churn_from = len(run.version_churn)
-    thresholds = (0.5, 0.8, 0.95)
-    reached: dict[float, int | None] = dict.fromkeys(thresholds)
     fed = 0
-    on_the_way: list[tuple[int, list[str | None]]] = []
+    #: After each chunk: shifted events fed so far, the drifted users' segments, and their
+    #: share in the target's segment.
+    on_the_way: list[tuple[int, list[str | None], float]] = []
     for n in range(0, len(stream), 1000):
         chunk = stream[n:n + 1000]
         run.feed(chunk)
         fed += sum(1 for event in chunk if "-shift-" in event["event_id"])
         placed = run.assignments()
-        on_the_way.append((fed, [placed.get(u) for u in drifted]))
-        share = _share_in_segment_of(placed, drifted, targets)
-        for threshold in thresholds:
-            if reached[threshold] is None and share >= threshold:
-                reached[threshold] = fed
+        on_the_way.append((fed, [placed.get(u) for u in drifted],
+                           _share_in_segment_of(placed, drifted, targets)))
     run.settle(SETTLE_ROUNDS)
     placed = run.assignments()
     final = [placed.get(u) for u in drifted]
-    followed: dict[float, int | None] = dict.fromkeys(thresholds)
-    for fed_then, then in on_the_way:
-        share = sum(a == b for a, b in zip(then, final, strict=True)) / max(len(final), 1)
-        for threshold in thresholds:
-            if followed[threshold] is None and share >= threshold:
-                followed[threshold] = fed_then
+    reached = _first_reached([(fed, share) for fed, _, share in on_the_way])
+    followed = _first_reached([
+        (fed, sum(a == b for a, b in zip(then, final, strict=True)) / max(len(final), 1))
+        for fed, then, _ in on_the_way])
     clusters = len(run.model.ids) if run.model is not None else 1
     churn = run.version_churn[churn_from:]
     drifted_segment = _most_common_segment(placed, drifted)
@@ -205,6 +200,17 @@ def drift_figures(run: ShopRun, plans: Mapping[str, UserPlan], seed: int, start:
         versions=(run.model.version if run.model is not None else 0) - version,
         worst_step=max(steps, default=0.0), steps_over=sum(1 for s in steps if s > 0.01),
         steps=len(steps), regroupings=sum(1 for *_, regroup in churn if regroup))
+
+
+def _first_reached(shares: list[tuple[int, float]],
+                   thresholds: tuple[float, ...] = (0.5, 0.8, 0.95)) -> dict[float, int | None]:
+    """Threshold -> the first count whose share reached it (None: never).
+
+    >>> _first_reached([(10, 0.4), (20, 0.85), (30, 0.9)])
+    {0.5: 20, 0.8: 20, 0.95: None}
+    """
+    return {threshold: next((fed for fed, share in shares if share >= threshold), None)
+            for threshold in thresholds}
 
 
 def _most_common_segment(placed: Mapping[str, str | None], users: list[str]) -> str | None:
