@@ -224,7 +224,8 @@ class SegmentEngine:
         if self.behavior is not None:
             names.add("behavior")
         changes = [SegmentChange(user_id, name, segment, None, now, cause,
-                                 model_version=self.model_version(name))
+                                 model_version=self.model_version(name),
+                                 number=record.next_change())
                    for name, segment in record.segments.items() if name not in names]
         for change in changes:
             self._move(record, change.segmentation, None, now)
@@ -246,7 +247,8 @@ class SegmentEngine:
         erasure request): they leave every segment and stop counting anywhere."""
         self.population.update(visitor_id, visitor.customer, None)
         changes = [SegmentChange(visitor_id, name, segment, None, ts, cause, merged_into=user_id,
-                                 model_version=self.model_version(name))
+                                 model_version=self.model_version(name),
+                                 number=visitor.next_change())
                    for name, segment in visitor.segments.items()]
         if self.behavior is not None:
             self.behavior.withdraw(visitor.behavior)
@@ -363,7 +365,8 @@ class SegmentEngine:
             if current != previous and previous is not None and now < dwell_until:
                 review_at = min(review_at, dwell_until)
             elif current != previous:
-                changes.append(SegmentChange(user_id, name, previous, current, ts, cause))
+                changes.append(SegmentChange(user_id, name, previous, current, ts, cause,
+                                             number=record.next_change()))
                 self._move(record, name, current, now)
             if after is not None:
                 # A second past the edge, so the review lands strictly beyond the threshold.
@@ -400,4 +403,4 @@ class SegmentEngine:
             return []
         self._move(record, "behavior", current, now)
         return [SegmentChange(user_id, "behavior", previous, current, ts, cause,
-                              model_version=version)]
+                              model_version=version, number=record.next_change())]

@@ -30,12 +30,17 @@ class SegmentChange:
     merged_into: str | None = None
     #: For ``behavior`` changes: the model version that placed the user.
     model_version: int | None = None
+    #: How many changes the user's record made before this one: a transition may recur with
+    #: the same cause (two quantile shifts at one event time, while no input arrives), and
+    #: each occurrence needs its own id.
+    number: int = 0
 
     @property
     def event_id(self) -> str:
-        """Deterministic: reprocessing the same cause yields the same id, so consumers dedupe."""
+        """Deterministic: reprocessing the same cause from the same stored state yields the
+        same id, so consumers dedupe."""
         parts = (self.user_id, self.segmentation, self.previous or "", self.current or "",
-                 self.cause)
+                 self.cause, str(self.number))
         return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:32]
 
     @property
@@ -116,6 +121,13 @@ class UserRecord:
     #: Events folded in while catching up and not evaluated yet: [event time, event id] of
     #: the latest of them (the cause of what their evaluation changes), None once evaluated.
     unsettled: list[Any] | None = None
+    #: Changes made so far (each change's :attr:`SegmentChange.number`).
+    changes_made: int = 0
+
+    def next_change(self) -> int:
+        """The number of the change being made, counted."""
+        self.changes_made += 1
+        return self.changes_made - 1
 
     def set_segment(self, segmentation: str, segment: str | None, now: float) -> None:
         """Enter ``segment`` of a segmentation at ``now`` (None: leave it)."""
@@ -153,6 +165,7 @@ class UserRecord:
             "outbox_seq": self.outbox_seq,
             "converted": self.converted,
             "unsettled": self.unsettled,
+            "changes_made": self.changes_made,
         }))
 
     @classmethod
@@ -173,4 +186,5 @@ class UserRecord:
             outbox_seq=state.get("outbox_seq", 0),
             converted=state.get("converted", []),
             unsettled=state.get("unsettled"),
+            changes_made=state.get("changes_made", 0),
         )

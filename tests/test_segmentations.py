@@ -138,6 +138,27 @@ def test_record_round_trip_and_change_ids_are_deterministic() -> None:
     assert engine.learn("u1", record, [order(1, T0)], T0) == []  # duplicate: no change
     restored = engine.load_record(record.to_bytes())
     assert restored.segments == record.segments and restored.review_at == record.review_at
+    assert restored.changes_made == record.changes_made == len(changes)
+
+
+def test_a_transition_that_recurs_with_the_same_cause_gets_a_new_id() -> None:
+    """Quantile shifts while no input arrives all happen at one event time: the same move
+    (same cause text) can come twice in a user's history, after an event moved them back."""
+    engine = SegmentEngine(SETTINGS)
+    record = engine.new_record()
+    engine.learn("u1", record, [order(1, T0)], T0)
+    record.set_segment("lifecycle", "repeat", T0)  # as if moved there and back meanwhile
+    stored = record.to_bytes()
+    first = engine.rescore("u1", record, T0 + 60)
+    record.set_segment("lifecycle", "repeat", T0)
+    second = engine.rescore("u1", record, T0 + 60)
+    assert [(c.previous, c.current, c.cause) for c in first] == [
+        (c.previous, c.current, c.cause) for c in second] == [
+        ("repeat", "new_customer", f"population@{T0 + 60:.3f}")]
+    assert first[0].event_id != second[0].event_id
+    # the same stored state replayed gives the same id again
+    assert engine.rescore("u1", engine.load_record(stored), T0 + 60)[0].event_id == \
+        first[0].event_id
 
 
 def test_a_good_customer_who_stops_buying_drifts_to_at_risk() -> None:
