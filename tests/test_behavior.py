@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from planted import PLANTED_NAMES, names_by_persona
 
 from features.events import ClickEvent, OrderEvent
 from segmenter.behavior import (
@@ -90,33 +91,18 @@ def test_versions_that_keep_the_grouping_move_few_users_who_did_nothing(
     assert highest <= len(run.model.ids) + 2 * len(regroups)
 
 
-def _names_by_persona(run: ShopRun, plans: dict) -> dict[str, str]:
-    assert run.model is not None
-    assignments = run.assignments()
-    names = {}
-    for segment in run.model.ids:
-        members = [plans[u].persona for u, s in assignments.items() if s == segment and u in plans]
-        names[max(set(members), key=members.count)] = run.model.profiles[segment]["name"]
-    return names
-
-
-def test_the_same_planted_kinds_get_the_same_names_in_another_shop(
+def test_the_planted_kinds_get_their_names(
     settled: tuple[ShopRun, dict], settled_assignments: dict[str, str | None],
 ) -> None:
+    """The same names in every shop (tests/test_behavior_names.py tries another)."""
     run, plans = settled
-    events, other_plans = plan_events(users=1500, days=90, seed=12, end_ts=END)
-    other = ShopRun(SETTINGS)
-    other.feed(events)
-    other.settle()
-    names = _names_by_persona(run, plans)
-    assert len(names) == 6 and len(set(names.values())) == 6
-    assert _names_by_persona(other, other_plans) == names
+    assert names_by_persona(run, plans) == PLANTED_NAMES
 
 
 def test_profiles_read_like_the_personas(settled: tuple[ShopRun, dict]) -> None:
     run, plans = settled
     assert run.model is not None
-    names = _names_by_persona(run, plans)
+    names = names_by_persona(run, plans)
     assert "high spenders" in names["loyal_high_spender"]
     assert "bargain hunters" in names["bargain_hunter"]
     assert "gone quiet" in names["lapsing_customer"] or "not bought" in names["lapsing_customer"]
@@ -150,7 +136,7 @@ def test_two_workers_share_one_model_and_agree_with_one_worker(
 ) -> None:
     _, plans = settled
     events, _ = plan_events(users=1500, days=90, seed=11, end_ts=END)
-    two = ShopRun(SETTINGS, workers=2)
+    two = ShopRun(SETTINGS, workers=2, count_churn=False)
     two.feed(events)
     two.settle()
     # logins whose visitor lives on the other worker were handed over: the same users

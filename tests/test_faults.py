@@ -217,7 +217,10 @@ def _disagreement(changes: list[dict[str, Any]], held: dict[str, dict[str, str]]
     by_key = chains(changes)
     differ = [(user, _last_published(by_key, user), segments) for user, segments in held.items()
               if _last_published(by_key, user) != segments]
-    return f"the change topic to end where Redis is; e.g. (topic, Redis): {differ[:3]}"
+    first = [(c["segmentation"], c["previous"], c["current"], c["cause"], c["event_id"][:8])
+             for c in changes if differ and c["user_id"] == differ[0][0]]
+    return (f"the change topic to end where Redis is; {len(differ)} differ, e.g. (topic, "
+            f"Redis): {differ[:3]}; the first one's changes as on the topic: {first}")
 
 
 def _last_published(by_key: dict[tuple[str, str], list[dict[str, Any]]],

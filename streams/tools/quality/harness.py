@@ -55,7 +55,10 @@ class _Worker:
 class ShopRun:
     """Simulated workers and one trainer, fed event dicts in the input contract form."""
 
-    def __init__(self, settings: Settings, workers: int = 1, partitions: int = 4) -> None:
+    def __init__(self, settings: Settings, workers: int = 1, partitions: int = 4,
+                 count_churn: bool = True) -> None:
+        """``count_churn``: measure :attr:`version_churn` (every user's vector, per version:
+        a fifth of the run's time; off where only the outcome matters)."""
         # A compressed history plays months in seconds: no event may count as too late.
         features = settings.features.model_copy(update={"allowed_lateness_minutes": 10**8})
         self.settings = settings.model_copy(update={"features": features})
@@ -78,6 +81,7 @@ class ShopRun:
         #: version than by the previous one, on the same vectors (time passing moves users
         #: whatever the version; that is not the model's doing).
         self.version_churn: list[tuple[int, int, int, bool]] = []
+        self.count_churn = count_churn
         #: Every user's behaviour vector each time their events changed it, in order (kept
         #: when ``record_vectors`` is set: the stream other clusterers learn from).
         self.record_vectors = False
@@ -132,7 +136,8 @@ class ShopRun:
                 def owns(user_id: str, n: int = n) -> bool:
                     return self.partition(user_id) % len(self.workers) == n
                 outcome = worker.processor.process(messages, worker.store.get, owns)
-                self.touched.update(outcome.records)
+                if self.count_churn:
+                    self.touched.update(outcome.records)
                 if self.record_vectors:
                     now = worker.processor.watermark
                     self.vector_stream += [(user, behavior_vector(record.features.snapshot(now)))
@@ -162,7 +167,8 @@ class ShopRun:
         model = self.trainer.next_version(self.clock)
         if model is None:
             return False
-        self._count_churn(self.model, model)
+        if self.count_churn:
+            self._count_churn(self.model, model)
         self.model = model
         started = time.perf_counter()
         for worker in self.workers:

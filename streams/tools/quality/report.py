@@ -83,7 +83,7 @@ def run_quality(settings: Settings, args: argparse.Namespace) -> int:
           f"vs scikit-learn KMeans offline {offline:.4f}")
     _print_profiles(one, model, plans)
     _churn(one, plans, args.seed)
-    two = ShopRun(settings, workers=2)
+    two = ShopRun(settings, workers=2, count_churn=False)
     two.feed(events)
     two.settle()
     common = set(plans)
