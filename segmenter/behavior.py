@@ -100,28 +100,6 @@ def aged(vectors: Any, days: Any) -> Any:
 
 
 @dataclass(slots=True, eq=False)
-class Handover:
-    """A refit's grouping taking over a few users a version (see
-    :meth:`segmenter.behavior_trainer.BehaviorTrainer._hand_over`): a user whose nearest of
-    these centres lies within ``reach`` standard deviations of them takes its segment, and so
-    does a user whose own events are evaluated (their change is theirs, not the model's); a
-    user already in the segment it gives them stays; everyone else stays with the published
-    centres. The reach only grows, so each user changes once.
-    """
-
-    ids: list[str]
-    #: One row per id, in the unscaled vector space.
-    centres: Any
-    reach: float
-    #: What the new grouping is (a refit, a merge), for the log.
-    why: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ids": self.ids, "centres": np.asarray(self.centres).tolist(),
-                "reach": self.reach, "why": self.why}
-
-
-@dataclass(slots=True, eq=False)
 class BehaviorModel:
     """One published version of the behaviour model: what every worker predicts with."""
 
@@ -143,11 +121,7 @@ class BehaviorModel:
     population: dict[str, dict[int, int]] | None = None
     #: The customer value model (predicted value and tiers), once the trainer has fitted one.
     value: ValueModel | None = None
-    #: A refit's grouping taking over, while it does.
-    handover: Handover | None = None
     _scaled: Any = field(init=False, repr=False)
-    _incoming: Any = field(init=False, repr=False)
-    _incoming_rows: list[tuple[float, ...]] = field(init=False, repr=False)
     _rows: list[tuple[float, ...]] = field(init=False, repr=False)
     _inverse_scale: list[float] = field(init=False, repr=False)
 
@@ -160,56 +134,30 @@ class BehaviorModel:
         # Plain lists for predict_one: numpy's per-call overhead outweighs a few centres' sums.
         self._rows = [tuple(row) for row in self._scaled.tolist()]
         self._inverse_scale = (1.0 / self.scale).tolist()
-        self._incoming, self._incoming_rows = None, []
-        if self.handover is not None:
-            self.handover.centres = np.asarray(self.handover.centres, dtype=float).reshape(
-                len(self.handover.ids), DIMENSIONS)
-            self._incoming = self.handover.centres / self.scale
-            self._incoming_rows = [tuple(row) for row in self._incoming.tolist()]
 
-    def predict_one(self, vector: Sequence[float], acting: bool = False,
-                    current: str | None = None) -> str:
-        """The id of the nearest centre; while a grouping takes over (:class:`Handover`), its
-        nearest centre's for a user within its reach, acting (their own events evaluated), or
-        already in that segment (``current``: taken over earlier, they stay)."""
+    def predict_one(self, vector: Sequence[float]) -> str:
+        """The id of the nearest centre."""
         point = [value * inverse for value, inverse in zip(vector, self._inverse_scale,
                                                             strict=True)]
-        if self.handover is not None:
-            incoming = [math.dist(row, point) for row in self._incoming_rows]
-            segment = self.handover.ids[incoming.index(min(incoming))]
-            if acting or segment == current or min(incoming) <= self.handover.reach:
-                return segment
         distances = [math.dist(row, point) for row in self._rows]
         return self.ids[distances.index(min(distances))]
 
     def predict_many(self, vectors: Any) -> list[str]:
         """Nearest centre ids for a batch of vectors (one row each): one matrix operation."""
         rows, _ = self.nearest(vectors)
-        labels = [self.ids[i] for i in rows]
-        if self.handover is not None:
-            ids, reach = self.handover.ids, self.handover.reach
-            incoming, distances = _nearest(self._points(vectors), self._incoming)
-            labels = [ids[row] if distance <= reach else label
-                      for label, row, distance in zip(labels, incoming.tolist(),
-                                                      distances.tolist(), strict=True)]
-        return labels
-
-    def segments(self) -> list[str]:
-        """Every segment a user may be in: the ids, and those of a grouping taking over."""
-        incoming = [] if self.handover is None else self.handover.ids
-        return self.ids + [segment for segment in incoming if segment not in self.ids]
+        return [self.ids[i] for i in rows]
 
     def sizes(self, vectors: Any) -> dict[str, float]:
         """How many of ``vectors`` (rows) each segment would get."""
         labels = self.predict_many(vectors) if len(vectors) else []
-        return {segment: float(labels.count(segment)) for segment in self.segments()}
+        return {segment: float(labels.count(segment)) for segment in self.ids}
 
     def nearest(self, vectors: Any) -> tuple[Any, Any]:
         """Each vector's nearest centre (row) and its distance, in standard deviations."""
-        return _nearest(self._points(vectors), self._scaled)
-
-    def _points(self, vectors: Any) -> Any:
-        return np.asarray(vectors, dtype=float).reshape(-1, DIMENSIONS) / self.scale
+        points = np.asarray(vectors, dtype=float).reshape(-1, DIMENSIONS) / self.scale
+        squares = ((points[:, None, :] - self._scaled[None, :, :]) ** 2).sum(axis=2)
+        rows = squares.argmin(axis=1)
+        return rows, np.sqrt(squares[np.arange(len(rows)), rows])
 
     def descriptions(self) -> dict[str, str]:
         return {segment: profile.get("description", "")
@@ -222,7 +170,6 @@ class BehaviorModel:
             "profiles": self.profiles, "training": self.training,
             "population": self.population,
             "value": None if self.value is None else self.value.to_dict(),
-            "handover": None if self.handover is None else self.handover.to_dict(),
         }, option=orjson.OPT_NON_STR_KEYS)
 
     @classmethod
@@ -232,15 +179,13 @@ class BehaviorModel:
                       for d, bins in (state.get("population") or {}).items()}
         return cls(state["version"], state["ids"], state["centres"], state["scale"],
                    state["mean"], state["profiles"], state.get("training"), population or None,
-                   ValueModel.from_dict(state["value"]) if state.get("value") else None,
-                   Handover(**state["handover"]) if state.get("handover") else None)
+                   ValueModel.from_dict(state["value"]) if state.get("value") else None)
 
     def same_centres(self, other: BehaviorModel | None) -> bool:
         """Whether ``other`` places users exactly as this version does."""
         return (other is not None and other.ids == self.ids
                 and np.array_equal(other.centres, self.centres)
-                and np.array_equal(other.scale, self.scale)
-                and _same_handover(other.handover, self.handover))
+                and np.array_equal(other.scale, self.scale))
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, BehaviorModel) and self.version == other.version
@@ -248,20 +193,6 @@ class BehaviorModel:
                 and np.allclose(self.scale, other.scale))
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def _nearest(points: Any, centres: Any) -> tuple[Any, Any]:
-    """Each (scaled) point's nearest of the (scaled) centres, and its distance."""
-    squares = ((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
-    rows = squares.argmin(axis=1)
-    return rows, np.sqrt(squares[np.arange(len(rows)), rows])
-
-
-def _same_handover(one: Handover | None, other: Handover | None) -> bool:
-    if one is None or other is None:
-        return one is other
-    return (one.ids == other.ids and one.reach == other.reach
-            and np.array_equal(one.centres, other.centres))
 
 
 def describe(centre: Any, mean: Any, scale: Any, size: float, total: float) -> dict[str, Any]:
@@ -325,9 +256,6 @@ class StatsDelta:
     #: User id -> the event time their sampled vector is as of (the trainer ages the days
     #: since the last order and visit from there, to judge whom a step moves today).
     sampled_at: dict[str, float] = field(default_factory=dict)
-    #: User id -> the segment their sampled vector was placed in (a handover counts who is
-    #: still to be taken over).
-    sampled_in: dict[str, str | None] = field(default_factory=dict)
 
     def add(self, segment: str, vector: list[float], sign: int) -> None:
         entry = self.deltas.get(segment)
@@ -348,7 +276,6 @@ class StatsDelta:
             "population": self.population,
             "customers": self.customers,
             "sampled_at": self.sampled_at,
-            "sampled_in": self.sampled_in,
         }, option=orjson.OPT_NON_STR_KEYS)
 
     @classmethod
@@ -359,8 +286,7 @@ class StatsDelta:
                       for p, dims in state.get("population", {}).items()}
         return cls({s: [n, np.asarray(a), np.asarray(b)] for s, (n, a, b) in
                     state["deltas"].items()}, state["sample"], population,
-                   state.get("customers", {}), state.get("sampled_at", {}),
-                   state.get("sampled_in", {}))
+                   state.get("customers", {}), state.get("sampled_at", {}))
 
 
 class BehaviorSegmentation:
@@ -385,14 +311,12 @@ class BehaviorSegmentation:
         return self.learn_sample >= 1.0 or sample_hash(user_id) < self.learn_sample
 
     def assign(self, user_id: str, contributed: list[Any] | None,
-               features: Mapping[str, float], now: float = 0.0, acting: bool = False,
-               current: str | None = None) -> tuple[str | None, list[Any] | None]:
+               features: Mapping[str, float], now: float = 0.0,
+               ) -> tuple[str | None, list[Any] | None]:
         """The user's segment, and their new contribution ``[segment, vector]`` (None: the
-        user does not learn); ``now``: the evaluation's event time (for the sample);
-        ``acting``, ``current`` (their segment now): see :meth:`BehaviorModel.predict_one`."""
+        user does not learn); ``now``: the evaluation's event time (for the sample)."""
         vector = behavior_vector(features)
-        segment = None if self.model is None else self.model.predict_one(vector, acting,
-                                                                          current)
+        segment = None if self.model is None else self.model.predict_one(vector)
         self.withdraw(contributed)
         if not self.learns(user_id):
             # No contribution: withdrawing one never added (when the user merges into a
@@ -406,7 +330,6 @@ class BehaviorSegmentation:
         if sample_hash(user_id) < below:  # in the trainer's reservoir: keep it current
             self.pending.sample[user_id] = vector
             self.pending.sampled_at[user_id] = now
-            self.pending.sampled_in[user_id] = segment
             customer = customer_summary(features, now) if self.send_customers else None
             if customer is not None:
                 self.pending.customers[user_id] = customer

@@ -50,7 +50,6 @@ from segmenter.behavior import (
     DIMENSIONS,
     NAMES,
     BehaviorModel,
-    Handover,
     StatsDelta,
     describe,
 )
@@ -145,8 +144,7 @@ class BehaviorTrainer:
             if vector is None:  # the user is gone (a visitor merged into a customer)
                 self.reservoir.drop(user_id)
             else:
-                self.reservoir.keep(user_id, vector, delta.sampled_at.get(user_id),
-                                    delta.sampled_in.get(user_id))
+                self.reservoir.keep(user_id, vector, delta.sampled_at.get(user_id))
         vectors = [v for v in delta.sample.values() if v is not None]
         if self.online is not None:
             self.online.learn(vectors)
@@ -187,8 +185,6 @@ class BehaviorTrainer:
             centres = self._fit()
             ids = [self._new_id() for _ in centres]
             return self._publish(ids, centres, reason=f"first fit on {len(self.reservoir)} users")
-        if self.model.handover is not None:
-            return self._hand_over(self.model.handover)
         # Early on the sample grows fast and the first centres were fitted on few users:
         # look again whenever it has doubled. Later, only when the users' distances to their
         # centres drifted (ADWIN), at most every refit_interval_s: a refit is for a new
@@ -267,14 +263,13 @@ class BehaviorTrainer:
         return self._publish(model.ids, centres, (mean, scale), reason="centres moved")
 
     def _merge(self, model: BehaviorModel, dropped: list[int]) -> BehaviorModel:
-        """Segments too small merged away: their users go to their nearest other segment, a
-        few a version (a handover to the same model without them). The other centres and
-        the scale stay where they are, so only the merged segments' users move (an undamped
-        step taken with the merge moved a third of the shop)."""
+        """Segments too small merged away: their users go to their nearest other segment.
+        The other centres and the scale stay where they are, so only the merged segments'
+        users move (an undamped step taken with the merge moved a third of the shop)."""
         keep = [row for row in range(len(model.ids)) if row not in dropped]
-        return self._hand_over(Handover(
-            [model.ids[row] for row in keep], model.centres[keep], 0.0,
-            f"merged too small {[model.ids[row] for row in dropped]}"))
+        merged = [model.ids[row] for row in dropped]
+        return self._publish([model.ids[row] for row in keep], model.centres[keep],
+                             (model.mean, model.scale), reason=f"merged too small {merged}")
 
     def _shares_moved(self, model: BehaviorModel, users: float) -> bool:
         """Whether a segment's share of the users is half again or half less than its
@@ -354,38 +349,8 @@ class BehaviorTrainer:
         if moved_share(before, after, match=True) <= self.settings.max_churn:
             return None  # the same grouping: nothing worth moving anyone for
         ids = self._continued(before, after, len(fresh))
-        return self._hand_over(Handover(ids, fresh, 0.0, (
-            f"refit on {len(sample)} users: inertia {fresh_inertia:.1f} < {current:.1f}")))
-
-    def _hand_over(self, target: Handover) -> BehaviorModel:
-        """The next version while a refit's grouping takes over (:class:`Handover`): its
-        reach grows to take max_churn more of the sampled users it places elsewhere, nearest
-        to its centres first; once the rest fit in one version, the refit's grouping itself.
-        A regrouping that moved a quarter of the shop in one version takes fifty of them, each
-        user moving once, as the jump would have moved them (the continuing centres then go on
-        to their members' means by the usual damped steps)."""
-        model = self.model
-        if model is None:
-            raise InvariantBroken("a handover before the first fit")
-        sample = self.reservoir.points()
-        # Where the workers placed them (users acting were taken over at once), else where
-        # the published centres place them.
-        placed = BehaviorModel(0, model.ids, model.centres, model.scale).predict_many(sample)
-        current = [known or fallback
-                   for known, fallback in zip(self.reservoir.segments(), placed, strict=True)]
-        rows, distances = BehaviorModel(0, target.ids, target.centres, model.scale).nearest(
-            sample)
-        waiting = sorted(distance for distance, row, segment
-                         in zip(distances.tolist(), rows.tolist(), current, strict=True)
-                         if distance > target.reach and target.ids[row] != segment)
-        budget = max(1, int(self.settings.max_churn * len(sample)))
-        space = (model.mean, model.scale)
-        if len(waiting) <= budget:
-            return self._publish(target.ids, target.centres, space,
-                                 reason=f"{target.why}: handed over")
-        handover = Handover(target.ids, target.centres, waiting[budget - 1], target.why)
-        return self._publish(model.ids, model.centres, space, handover=handover, reason=(
-            f"{target.why}: handing over, {len(waiting) - budget} sampled users to go"))
+        return self._publish(ids, fresh, reason=(
+            f"refit on {len(sample)} users: inertia {fresh_inertia:.1f} < {current:.1f}"))
 
     def _labels(self, model: BehaviorModel, centres: Any) -> list[str]:
         """The sampled users' nearest of ``centres`` (by row number, as text), in the model's
@@ -411,25 +376,20 @@ class BehaviorTrainer:
         return segment
 
     def _publish(self, ids: list[str], centres: Any, space: tuple[Any, Any] | None = None,
-                 reason: str = "", handover: Handover | None = None) -> BehaviorModel:
+                 reason: str = "") -> BehaviorModel:
         """The next version; ``space``: keep this (mean, scale) instead of the population's;
-        ``reason``: why it is made, for the log (:attr:`reason`); ``handover``: a grouping
-        taking over."""
+        ``reason``: why it is made, for the log (:attr:`reason`)."""
         self.reason = reason
         _, mean, scale = self._spread()
         if space is not None:
             mean, scale = space
         version = 1 if self.model is None else self.model.version + 1
-        named = dict(zip(ids, centres, strict=True))
-        if handover is not None:  # the incoming segments too, at their centres
-            named |= {s: c for s, c in zip(handover.ids, handover.centres, strict=True)
-                      if s not in named}
-        sizes = {s: max(float(self.stats.get(s, (0,))[0]), 0.0) for s in named}
+        sizes = {s: max(float(self.stats.get(s, (0,))[0]), 0.0) for s in ids}
         if not any(sizes.values()):  # before any member statistics: the reservoir's split
-            sizes = dict.fromkeys(named, 0.0) | BehaviorModel(0, ids, centres, scale).sizes(
-                self.reservoir.points())
+            sizes = BehaviorModel(0, ids, centres, scale).sizes(self.reservoir.points())
         total = sum(sizes.values())
-        profiles = {s: describe(c, mean, scale, sizes[s], total) for s, c in named.items()}
+        profiles = {s: describe(c, mean, scale, sizes[s], total)
+                    for s, c in zip(ids, centres, strict=True)}
         stats = {s: [n, a.tolist(), b.tolist()] for s, (n, a, b) in self.stats.items()}
         training = {"stats": stats, "offset": self.offset, "next_id": self.next_id,
                     "sample_below": self.reservoir.sample_below, "partitions": self.partitions,
@@ -441,5 +401,5 @@ class BehaviorTrainer:
         self.population_changed = False
         self.model = BehaviorModel(version, ids, centres, scale, mean, profiles, training,
                                    {d: dict(bins) for d, bins in population.items()} or None,
-                                   self.value.model, handover)
+                                   self.value.model)
         return self.model

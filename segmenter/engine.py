@@ -165,8 +165,7 @@ class SegmentEngine:
         cause = self.fold(record, events, too_late, horizon)
         if cause is None:  # only duplicates: nothing can have changed
             return []
-        return self._evaluate(user_id, record, max(now, cause.ts), cause.ts, cause.event_id,
-                              acting=True)
+        return self._evaluate(user_id, record, max(now, cause.ts), cause.ts, cause.event_id)
 
     def fold(self, record: UserRecord, events: Iterable[ShopEvent],
              too_late: list[ShopEvent] | None = None, horizon: float | None = None,
@@ -206,7 +205,7 @@ class SegmentEngine:
         if record.unsettled is None:
             raise InvariantBroken(f"user {user_id} has nothing unsettled")
         ts, event_id = record.unsettled
-        return self._evaluate(user_id, record, max(now, ts), ts, event_id, acting=True)
+        return self._evaluate(user_id, record, max(now, ts), ts, event_id)
 
     def review(self, user_id: str, record: UserRecord, now: float) -> list[SegmentChange]:
         """Re-evaluate a user whom time alone may have moved (``record.review_at <= now``)."""
@@ -342,14 +341,12 @@ class SegmentEngine:
 
     def _evaluate(
         self, user_id: str, record: UserRecord, now: float, ts: float, cause: str,
-        dwell: Mapping[str, float] | None = None, acting: bool = False,
+        dwell: Mapping[str, float] | None = None,
     ) -> list[SegmentChange]:
         """Apply every segmentation at ``now``; report what changed.
 
         ``dwell`` (segmentation -> seconds): a user who entered their segment less than that
         long ago stays in it for now, and is looked at again when the dwell is over.
-        ``acting``: the user's own events cause it (a grouping taking over places them at
-        once: see :class:`segmenter.behavior.Handover`).
         """
         dwell = self.dwell if dwell is None else dwell
         self._contribute(user_id, record)
@@ -380,7 +377,7 @@ class SegmentEngine:
         record.evaluated_with = self.fingerprint
         record.unsettled = None
         if self.behavior is not None:
-            changes += self._behave(user_id, record, snapshot, now, ts, cause, acting)
+            changes += self._behave(user_id, record, snapshot, now, ts, cause)
         return changes
 
     def features_of(self, features: UserFeatures, now: float) -> dict[str, Any]:
@@ -394,12 +391,11 @@ class SegmentEngine:
         return snapshot
 
     def _behave(self, user_id: str, record: UserRecord, snapshot: Mapping[str, float],
-                now: float, ts: float, cause: str, acting: bool) -> list[SegmentChange]:
+                now: float, ts: float, cause: str) -> list[SegmentChange]:
         behavior = self.behavior
         if behavior is None:
             raise InvariantBroken("a behaviour evaluation with the behaviour segmentation off")
-        current, record.behavior = behavior.assign(
-            user_id, record.behavior, snapshot, now, acting, record.segments.get("behavior"))
+        current, record.behavior = behavior.assign(user_id, record.behavior, snapshot, now)
         version = behavior.model.version if behavior.model is not None else 0
         record.behavior_version = version
         previous = record.segments.get("behavior")

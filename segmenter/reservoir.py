@@ -43,8 +43,6 @@ class Reservoir:
         self._vectors: dict[str, list[float]] = {}
         #: User -> the event time their vector is as of.
         self._at: dict[str, float] = {}
-        #: User -> the segment their vector was placed in, where the worker said.
-        self._segments: dict[str, str] = {}
         #: The latest event time of any vector (what :meth:`points` ages to).
         self.event_time = 0.0
         #: (-hash, user) of the users kept: a max-heap, to drop the largest hash in O(log k)
@@ -63,10 +61,8 @@ class Reservoir:
     def __contains__(self, user_id: object) -> bool:
         return user_id in self._vectors
 
-    def keep(self, user_id: str, vector: list[float], at: float | None = None,
-             segment: str | None = None) -> None:
-        """The user's latest vector, as of event time ``at`` (None: as of the latest), and the
-        segment it was placed in (None: not known)."""
+    def keep(self, user_id: str, vector: list[float], at: float | None = None) -> None:
+        """The user's latest vector, as of event time ``at`` (None: as of the latest)."""
         self._points = None
         if at is not None:  # the stream's time, whether or not this user is kept
             self.event_time = max(self.event_time, at)
@@ -76,10 +72,6 @@ class Reservoir:
         if user_id not in self._vectors:
             heapq.heappush(self._by_hash, (-rank, user_id))
         self._vectors[user_id] = vector
-        if segment is not None:
-            self._segments[user_id] = segment
-        else:
-            self._segments.pop(user_id, None)
         if at is not None:
             self._at[user_id] = at
         else:
@@ -88,7 +80,6 @@ class Reservoir:
             negative, dropped = heapq.heappop(self._by_hash)
             if self._vectors.pop(dropped, None) is not None:
                 self._at.pop(dropped, None)
-                self._segments.pop(dropped, None)
                 self.sample_below = -negative
 
     def drop(self, user_id: str) -> None:
@@ -96,11 +87,6 @@ class Reservoir:
         self._points = None
         self._vectors.pop(user_id, None)
         self._at.pop(user_id, None)
-        self._segments.pop(user_id, None)
-
-    def segments(self) -> list[str | None]:
-        """The segment each kept vector was placed in (None: not known), as :meth:`points`."""
-        return [self._segments.get(user) for user in self._vectors]
 
     def points(self) -> Any:
         """Every kept vector as of the latest event time, one row each (in iteration order;

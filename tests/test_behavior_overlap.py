@@ -42,7 +42,7 @@ def test_on_overlapping_kinds_the_segments_agree_with_offline_kmeans(
     assert overlap.ari_planted < 0.85
 
 
-def test_on_overlapping_kinds_every_version_moves_few_quiet_users(
+def test_on_overlapping_kinds_versions_that_keep_the_grouping_move_few_quiet_users(
         overlap: OverlapFigures) -> None:
     """The target is at most 1% a version. The trainer budgets max_churn (0.5%) on its
     sample's vectors, which lag the users' current ones, so a few versions go a little over:

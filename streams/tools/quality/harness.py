@@ -187,23 +187,16 @@ class ShopRun:
         return True
 
     def _count_churn(self, previous: BehaviorModel | None, model: BehaviorModel) -> None:
-        """Each quiet user placed by both versions on their current vector, as a sweep places
-        them (from the segment they are in: one taken over by a handover stays)."""
-        quiet = [(vector, self._segment(user)) for user, vector in self.vectors().items()
-                 if user not in self.touched]
+        vectors = {user: vector for user, vector in self.vectors().items()
+                   if user not in self.touched}
         self.touched.clear()
-        if previous is None or not quiet:
+        if previous is None or not vectors:
             return
-        moved = sum(1 for vector, segment in quiet
-                    if previous.predict_one(vector, current=segment)
-                    != model.predict_one(vector, current=segment))
-        self.version_churn.append((model.version, moved, len(quiet),
+        points = list(vectors.values())
+        moved = sum(1 for old, new in zip(previous.predict_many(points),
+                                          model.predict_many(points), strict=True) if old != new)
+        self.version_churn.append((model.version, moved, len(points),
                                    previous.ids != model.ids))
-
-    def _segment(self, user_id: str) -> str | None:
-        worker = self.workers[self.partition(user_id) % len(self.workers)]
-        record = worker.store.get(user_id)
-        return None if record is None else record.segments.get("behavior")
 
     def assignments(self, segmentation: str = "behavior") -> dict[str, str | None]:
         """User -> segment of ``segmentation``, over every worker."""
