@@ -220,10 +220,7 @@ class UserFeatures:
         self.cart.merge(other.cart)
         self.traits.merge(other.traits)
         self.channels.merge(other.channels)
-        theirs = other.session_counter
-        self.session_counter.closed += theirs.closed
-        for ts in theirs.open_ts:
-            self.session_counter.learn_one(ts)
+        self.session_counter.merge(other.session_counter)
         if other.engagement.anchor_value:
             self.engagement.add(other.engagement.anchor_ts, other.engagement.anchor_value)
         self._forget_unreachable()
