@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from features.seen_ids import SeenIds
+from features.seen_ids import SeenIds, id_hash
 
 ids = st.dictionaries(st.text(min_size=1, max_size=64),
                       st.floats(0, 4e9, allow_nan=False), max_size=200)
@@ -42,3 +44,21 @@ def test_pruning_waits_until_the_ids_have_doubled() -> None:
         seen.prune(horizon=n - 10.0)
     # Pruned when over 16 (to 11 left), then only past 22 ids again: never over twice.
     assert 11 <= len(seen) <= 22 and "e39" in seen and "e0" not in seen
+
+
+@given(ids)
+def test_packed_ids_answer_as_a_dict_would(seen_at: dict) -> None:
+    """Against the plain {hash: second} they replace, through adds, a merge and pruning."""
+    seen, plain = SeenIds(), {}
+    for event_id, ts in seen_at.items():
+        seen.add(event_id, ts)
+        plain[id_hash(event_id)] = math.ceil(ts)
+    other = SeenIds()
+    other.add("from-the-visitor", 7.0)
+    seen.update(other)
+    plain[id_hash("from-the-visitor")] = 7
+    assert seen.times == plain and len(seen) == len(plain)
+    seen.prune(horizon=2e9, at_least=0)
+    assert seen.times == {key: second for key, second in plain.items() if second >= 2e9}
+    assert all((event_id in seen) == (math.ceil(ts) >= 2e9) for event_id, ts in seen_at.items())
+
