@@ -85,8 +85,9 @@ class SeenIds:
             self._times[index] = second
 
     def update(self, other: SeenIds) -> None:
-        for key, second in other.times.items():
-            self._put(key, second)
+        for index, second in enumerate(other._times):
+            self._put(int.from_bytes(other._hashes[index * HASH:(index + 1) * HASH], "little"),
+                      second)
 
     def prune(self, horizon: float, at_least: int = 16) -> None:
         """Forget the ids of events older than ``horizon`` (no such event is accepted), once
