@@ -48,13 +48,10 @@ REVIEW_INTERVAL_S = 1.0
 WRITES_IN_FLIGHT = 4
 #: How long the consume loop waits for input while unsettled users wait for their turn.
 SETTLING_WAIT_S = 0.01
-#: A batch's target processing time (in a thread, off the loop: it bounds how long a
-#: batch's input waits, not the loop's lag), and the smallest batch it may come to.
-BATCH_BUDGET_S = 0.2
+#: A batch step's target time on the loop (the worker's loop budget is 100 ms), and the
+#: smallest batch it may come to.
+BATCH_BUDGET_S = 0.04
 MIN_BATCH = 50
-#: A slice of settling or time-driven work, or a batch's writing out: what runs on the loop
-#: (its budget is 100 ms).
-SLICE_BUDGET_S = 0.04
 #: Time-driven work per review tick; what is left waits for the next tick.
 REVIEW_BUDGET_S = 0.5
 
@@ -153,23 +150,12 @@ class SegmentWorker:
                 async with self.lock:
                     locked = time.perf_counter()
                     metrics.STAGE_SECONDS.labels("lock").inc(locked - started)
-                    # In a thread, off the loop: batches big enough that a user in a live
-                    # session is evaluated once for several events take longer than the loop
-                    # may be held (soak traffic at 6,000 events/s: 2.3x the events handled of
-                    # 40 ms batches on the loop, measured). The lock keeps the review, sweeps
-                    # and recovery away from the records and the engine meanwhile.
-                    outcome = await asyncio.to_thread(
-                        self.processor.process, [_message(m) for m in taken], self.load,
-                        self.owns, coalesce_after_s)
+                    outcome = self.processor.process(map(_message, taken), self.load, self.owns,
+                                                     coalesce_after_s)
                     took = time.perf_counter() - locked
                     metrics.STAGE_SECONDS.labels("process").inc(took)
+                    limit = next_batch_limit(limit, len(taken), took, worker.batch_size)
                     sent = await self.publish(outcome)
-                    # Writing a batch out (serialising its records, Redis, the producer) is
-                    # on the loop: it bounds the batch too (a backfill's batch is all new users).
-                    published = time.perf_counter() - locked - took
-                    limit = min(next_batch_limit(limit, len(taken), took, worker.batch_size),
-                                next_batch_limit(limit, len(taken), published,
-                                                 worker.batch_size, SLICE_BUDGET_S))
                     metrics.UNSETTLED_USERS.set(len(self.processor.unsettled))
                 await _make_room(writing)
                 writing.append(asyncio.ensure_future(self._acknowledge(sent, taken)))
@@ -224,8 +210,7 @@ class SegmentWorker:
             consumer.ack(message)
 
     def _size_slices(self, evaluated: int, took_s: float) -> None:
-        self.slice_limit = next_batch_limit(self.slice_limit, evaluated, took_s, REVIEW_SLICE,
-                                            SLICE_BUDGET_S)
+        self.slice_limit = next_batch_limit(self.slice_limit, evaluated, took_s, REVIEW_SLICE)
 
     async def review(self) -> None:
         """Time-driven work in slices of at most :attr:`slice_limit` users, each committed on
@@ -360,19 +345,16 @@ class SegmentWorker:
         return await self.publisher.publish(outcome, self.processor.watermark)
 
 
-def next_batch_limit(limit: int, taken: int, took_s: float, most: int,
-                     budget_s: float = BATCH_BUDGET_S) -> int:
-    """The next batch's (or slice's) size limit: one takes about ``budget_s`` to process,
-    whatever an event costs (users with long histories, slow CPUs).
+def next_batch_limit(limit: int, taken: int, took_s: float, most: int) -> int:
+    """The next batch's size limit: one batch step holds the loop for about
+    :data:`BATCH_BUDGET_S`, whatever an event costs (users with long histories, slow CPUs).
 
-    >>> next_batch_limit(2000, 2000, 0.8, 2000), next_batch_limit(100, 100, 0.05, 2000)
-    (500, 126)
-    >>> next_batch_limit(256, 256, 0.08, 256, SLICE_BUDGET_S)
-    128
+    >>> next_batch_limit(500, 500, 0.2, 500), next_batch_limit(100, 100, 0.01, 500)
+    (100, 126)
     """
-    if took_s > budget_s:
-        return max(MIN_BATCH, int(taken * budget_s / took_s))
-    if taken >= limit and took_s < budget_s / 2:
+    if took_s > BATCH_BUDGET_S:
+        return max(MIN_BATCH, int(taken * BATCH_BUDGET_S / took_s))
+    if taken >= limit and took_s < BATCH_BUDGET_S / 2:
         return min(most, int(limit * 1.25) + 1)
     return limit
 
