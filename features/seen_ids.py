@@ -29,6 +29,7 @@ import base64
 import hashlib
 import math
 from array import array
+from collections.abc import Iterator
 from typing import Any
 
 HASH = 8  #: bytes of a hash
@@ -66,12 +67,15 @@ class SeenIds:
     def __len__(self) -> int:
         return len(self._times)
 
+    def _keys(self) -> Iterator[int]:
+        """The hashes, in the order of their times."""
+        return (int.from_bytes(self._hashes[n:n + HASH], "little")
+                for n in range(0, len(self._hashes), HASH))
+
     @property
     def times(self) -> dict[int, int]:
         """Hash -> event time (for checks and tests; a copy)."""
-        hashes = [int.from_bytes(self._hashes[n:n + HASH], "little")
-                  for n in range(0, len(self._hashes), HASH)]
-        return dict(zip(hashes, self._times, strict=True))
+        return dict(zip(self._keys(), self._times, strict=True))
 
     def add(self, event_id: str, ts: float) -> None:
         self._put(id_hash(event_id), math.ceil(ts))
@@ -85,9 +89,8 @@ class SeenIds:
             self._times[index] = second
 
     def update(self, other: SeenIds) -> None:
-        for index, second in enumerate(other._times):
-            self._put(int.from_bytes(other._hashes[index * HASH:(index + 1) * HASH], "little"),
-                      second)
+        for key, second in zip(other._keys(), other._times, strict=True):
+            self._put(key, second)
 
     def prune(self, horizon: float, at_least: int = 16) -> None:
         """Forget the ids of events older than ``horizon`` (no such event is accepted), once
