@@ -10,7 +10,8 @@ import math
 import time
 import traceback
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
+from itertools import islice
 
 from features.events import ShopEvent
 from segmenter.engine import SegmentChange, SegmentEngine, UserRecord
@@ -20,12 +21,15 @@ from streams.runtime.admission import Admission
 from streams.runtime.forget import apply_forget
 from streams.runtime.identity import claim, handoff_in
 from streams.runtime.messages import BatchOutcome, DeadLetter, LoadRecord, Message
+from streams.runtime.pacing import Pacer
 
 #: A topic that delivered nothing in this many of the worker's batches no longer holds its
 #: task's event time back. Counted in batches, not seconds: settling a backfill's users or a
 #: long review pauses every topic at once, and a wall-clock rule would then let the first topic
 #: back set the time.
 IDLE_TOPIC_BATCHES = 20
+#: Messages decoded between two looks at the clock (see :meth:`BatchProcessor.steps`).
+ADMIT_CHUNK = 200
 #: Messages produced within this long count towards the produce -> Redis latency metric.
 LIVE_S = 3600.0
 
@@ -63,36 +67,36 @@ class BatchProcessor:
     def process(self, messages: Iterable[Message], load: LoadRecord,
                 owns: Owns = lambda user_id: True,
                 coalesce_after_s: float | None = None) -> BatchOutcome:
-        """``owns``: whether a user's partition is this worker's (else a login's visitor is
+        """:meth:`steps` in one go (tools and tests; the worker gives the loop its turns)."""
+        steps = self.steps(messages, load, owns, coalesce_after_s)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def steps(self, messages: Iterable[Message], load: LoadRecord,
+              owns: Owns = lambda user_id: True, coalesce_after_s: float | None = None,
+              slice_s: float = math.inf) -> Generator[None, None, BatchOutcome]:
+        """Process a batch, pausing (a bare ``yield``) once ``slice_s`` has passed since the
+        last pause, between two users: a large batch amortises more per user (a user with
+        several events of the batch is evaluated once), and the worker's loop still gets its
+        turn every slice. Returns the batch's outcome.
+
+        ``owns``: whether a user's partition is this worker's (else a login's visitor is
         claimed from the worker that owns them, over the identity topic).
 
         ``coalesce_after_s``: while the stream's event time is more than this behind the wall
         clock (catching up on a backlog), users' events are only folded in and their records
         stored, marked unsettled; they are evaluated, once each, by :meth:`settle` once the
         backlog is read (logins are evaluated at once)."""
-        outcome = BatchOutcome()
-        decoded, handoffs, forgets = self.admission.sort(messages, outcome.dead_letters)
-        if decoded:
-            self.input_at = time.monotonic()
+        outcome, pacer = BatchOutcome(), Pacer(slice_s)
+        decoded, handoffs, forgets = yield from self._admit(messages, outcome, pacer)
         lateness = self.engine.params.lateness_s
         horizons = {task: at - lateness for task, at in self.task_time.items()}
         decoded = self._on_time(decoded, outcome)
         defer = self.catching_up(coalesce_after_s)
-        # Event-time order across the topics, so that each user's events are folded in the
-        # order they happened whichever topic brought them.
-        decoded.sort(key=lambda pair: pair[0].ts)
-        by_user: dict[str, list[ShopEvent]] = defaultdict(list)
-        origin: dict[int, Message] = {}
-        live_after = time.time() - LIVE_S
-        for event, message in decoded:
-            origin[id(event)] = message
-            user_id = event.entity_id
-            if message.key is not None and message.key != user_id.encode():
-                outcome.misrouted += 1
-            by_user[user_id].append(event)
-            outcome.events_by_topic[message.topic] += 1
-            if message.timestamp > live_after:  # replayed history has old timestamps
-                outcome.produced_at.append(message.timestamp)
+        by_user, origin = _by_user(decoded, outcome)
         for message in handoffs:
             handoff_in(self.engine, message, load, outcome, self.watermark, self._keep)
         too_late: list[ShopEvent] = []
@@ -100,6 +104,9 @@ class BatchProcessor:
         # Visitors first, so a visitor's events of this batch are in place before a login
         # merges them into the customer.
         for user_id in sorted(by_user, key=lambda user: user in logins):
+            if pacer.due():
+                yield
+                pacer.restart()
             events = by_user[user_id]
             horizon = horizons.get(origin[id(events[0])].partition, -math.inf)
             kept = self._held(user_id, outcome)
@@ -122,6 +129,27 @@ class BatchProcessor:
             outcome.dead_letters.append(DeadLetter(
                 origin[id(event)], "too_late", f"ts {event.ts:.0f} is before the horizon"))
         return outcome
+
+    def _admit(self, messages: Iterable[Message], outcome: BatchOutcome, pacer: Pacer
+               ) -> Generator[None, None, tuple[list[tuple[ShopEvent, Message]],
+                                                list[Message], list[Message]]]:
+        """Decode and check the messages a chunk at a time (see :meth:`steps`): valid events
+        with their messages, identity handoffs and forget requests."""
+        decoded: list[tuple[ShopEvent, Message]] = []
+        handoffs: list[Message] = []
+        forgets: list[Message] = []
+        unread = iter(messages)
+        while chunk := list(islice(unread, ADMIT_CHUNK)):
+            admitted = self.admission.sort(chunk, outcome.dead_letters)
+            decoded += admitted[0]
+            handoffs += admitted[1]
+            forgets += admitted[2]
+            if pacer.due():
+                yield
+                pacer.restart()
+        if decoded:
+            self.input_at = time.monotonic()
+        return decoded, handoffs, forgets
 
     def catching_up(self, coalesce_after_s: float | None) -> bool:
         """Coalescing, and the stream's event time more than that behind the wall clock."""
@@ -361,6 +389,27 @@ def _failure(what: str, exc: Exception, consequence: str) -> str:
     return (f"{what} raised {type(exc).__name__}: {exc} (at "
             f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} in {frame.name}); "
             f"{consequence}")
+
+
+def _by_user(decoded: list[tuple[ShopEvent, Message]], outcome: BatchOutcome
+             ) -> tuple[dict[str, list[ShopEvent]], dict[int, Message]]:
+    """The batch's events per user, in event-time order across the topics (so that each
+    user's events are folded in the order they happened whichever topic brought them), and
+    each event's message; counts them in ``outcome``."""
+    decoded.sort(key=lambda pair: pair[0].ts)
+    by_user: dict[str, list[ShopEvent]] = defaultdict(list)
+    origin: dict[int, Message] = {}
+    live_after = time.time() - LIVE_S
+    for event, message in decoded:
+        origin[id(event)] = message
+        user_id = event.entity_id
+        if message.key is not None and message.key != user_id.encode():
+            outcome.misrouted += 1
+        by_user[user_id].append(event)
+        outcome.events_by_topic[message.topic] += 1
+        if message.timestamp > live_after:  # replayed history has old timestamps
+            outcome.produced_at.append(message.timestamp)
+    return by_user, origin
 
 
 def _logins(by_user: dict[str, list[ShopEvent]]) -> dict[str, dict[str, ShopEvent]]:

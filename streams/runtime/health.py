@@ -41,7 +41,7 @@ TICK_S = 0.05
 #: How often the stall watchdog looks (short, so that a stopping worker is not held up).
 CHECK_S = 0.5
 LIVE_LOOP_S = 10.0
-BLOCKED_REPORT_S = 0.25
+BLOCKED_REPORT_S = 0.1
 STALLED_EXIT_CODE = 3
 
 #: (topic, partition) -> input messages waiting there (None: not known yet).

@@ -55,6 +55,15 @@ STAGE_SECONDS = Counter(
 LOOP_LAG = Gauge("segmenter_loop_lag_seconds",
                  "How late the event loop last woke a sleeping task (what held the loop)")
 LOOP_LAG_MAX = Gauge("segmenter_loop_lag_max_seconds", "Largest loop lag since the start")
+GC_SECONDS = Histogram(
+    "segmenter_gc_seconds",
+    "Garbage collections run between the worker's steps (streams.runtime.collector)",
+    ["generations"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+GC_FROZEN = Gauge("segmenter_gc_frozen_objects",
+                  "Objects kept out of the collector's view: freed when their last reference "
+                  "goes; cycles among them wait for a full collection while idle")
 INPUT_REREADS = Counter("segmenter_input_rereads_total",
                         "Times the input was read again from the committed offsets because "
                         "messages waited and nothing was processed (see streams.runtime.health)")

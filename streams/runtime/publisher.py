@@ -19,6 +19,7 @@ from segmenter.settings import Settings
 from streams.runtime import metrics
 from streams.runtime.app import SegmenterApp
 from streams.runtime.messages import BatchOutcome, DeadLetter
+from streams.runtime.pacing import Pacer
 from streams.runtime.sinks.redis import RedisMembership
 from streams.runtime.state.change_outbox import ChangeOutbox
 from streams.runtime.state.parsed_records import ParsedRecords
@@ -78,14 +79,17 @@ class OutcomePublisher:
         written_at = time.time()
         metrics.STAGE_SECONDS.labels("redis").inc(time.perf_counter() - started)
         backfill_after_s = 60 * self.settings.worker.backfill_after_minutes
+        pacer = Pacer()
         changes: dict[str, list[bytes]] = {}
         for change in outcome.changes:
             changes.setdefault(change.user_id, []).append(
                 change.to_json(written_at, backfill_after_s))
+            if pacer.due():
+                await pacer.pause()
         # The records (with their outboxes) first; the change events once they are stored.
         seq = self.outbox.next_seq()
         batches = RecordBatches(self.app.producer._ensure_producer())
-        self._store(outcome, batches, changes, seq)
+        await self._store(outcome, batches, changes, seq, pacer)
         stored = await batches.send()
         pending += stored
         if changes:
@@ -93,8 +97,8 @@ class OutcomePublisher:
         metrics.record_batch(outcome, sizes, written_at, watermark)
         return pending
 
-    def _store(self, outcome: BatchOutcome, batches: RecordBatches,
-               changes: dict[str, list[bytes]], seq: int) -> None:
+    async def _store(self, outcome: BatchOutcome, batches: RecordBatches,
+                     changes: dict[str, list[bytes]], seq: int, pacer: Pacer) -> None:
         """Write the touched records, each with its outbox, to the table and its changelog.
 
         Straight into the store and through the producer rather than ``table[key] = value``:
@@ -122,6 +126,8 @@ class OutcomePublisher:
                 value = store[key] = record.to_bytes()
                 self.parsed.keep(key, value, record)
             batches.add(topic, partition, key, value)
+            if pacer.due():  # the seq's changes are sent only after these records: no race
+                await pacer.pause()
         for partition, exits in parked.items():
             key, value = self.outbox.park(partition, seq, exits)
             store[key] = value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import signal
 import sys
@@ -16,12 +15,9 @@ import faust
 
 from segmenter.settings import Settings
 from streams.runtime import health
+from streams.runtime.collector import COLLECTOR
 from streams.runtime.topics import TopicSetupError, TopicUnreachableError, ensure_topics
 from streams.runtime.worker import SegmentWorker
-
-#: Allocations before a young collection, and collections before the older generations'.
-GC_THRESHOLDS = (50_000, 20, 100)
-
 
 #: While the broker cannot be reached at start: seconds between attempts.
 RETRY_S = 2.0
@@ -69,12 +65,7 @@ def run_worker(settings: Settings) -> int:
               f"{settings.metrics.port} (metrics.port): {exc}", file=sys.stderr)
         return 1
     settings.worker.data_dir.mkdir(parents=True, exist_ok=True)
-    # The worker keeps hundreds of thousands of small long-lived objects (records waiting in a
-    # backfill, the population, schedules); with the default thresholds a full collection
-    # walks them all every few batches, holding the loop for a tenth of a second and more as
-    # they grow. What is loaded by now is never garbage; collect less often.
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    COLLECTOR.start()
     runner = _Worker(worker.app, loglevel=settings.worker.log_level, quiet=True)
     runner.shutdown_timeout_s = settings.worker.shutdown_timeout_s
     runner.snapshot_dir = settings.worker.data_dir

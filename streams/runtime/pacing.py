@@ -1,0 +1,40 @@
+"""Giving the event loop its turn during a long step: a step that loops over a batch's users
+checks :meth:`Pacer.due` between two of them and, once a slice's time has passed, awaits
+:meth:`Pacer.pause` (the worker's loop budget is 100 ms; no step may hold the loop that long).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from streams.runtime.collector import COLLECTOR
+
+#: How long a step may hold the loop before it pauses.
+SLICE_S = 0.03
+
+
+class Pacer:
+    """Counts a step's time on the loop since its last pause.
+
+    >>> pacer = Pacer(slice_s=0.0)
+    >>> pacer.due()
+    True
+    >>> asyncio.run(pacer.pause())
+    """
+
+    def __init__(self, slice_s: float = SLICE_S) -> None:
+        self.slice_s = slice_s
+        self.pause_at = time.perf_counter() + slice_s
+
+    def due(self) -> bool:
+        return time.perf_counter() > self.pause_at
+
+    def restart(self) -> None:
+        """A new slice starts (after a pause outside :meth:`pause`: a generator's yield)."""
+        self.pause_at = time.perf_counter() + self.slice_s
+
+    async def pause(self) -> None:
+        COLLECTOR.between_steps()
+        await asyncio.sleep(0)
+        self.restart()
