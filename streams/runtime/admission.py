@@ -4,13 +4,20 @@ forget requests, and a dead letter (with its reason) for everything refused."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
+from itertools import islice
 
 from features.events import ShopEvent
 from features.money import AmountOutOfBounds, Currencies, UnknownCurrency
 from segmenter.settings import Topics
 from streams.runtime.codec import InvalidEvent, decode_message
 from streams.runtime.messages import DeadLetter, Message
+from streams.runtime.pacing import Pacer
+
+#: Messages decoded between two looks at the clock.
+CHUNK = 200
+#: Valid events with their messages, identity handoffs, forget requests.
+Sorted = tuple[list[tuple[ShopEvent, Message]], list[Message], list[Message]]
 
 
 class Admission:
@@ -23,18 +30,24 @@ class Admission:
         self.currencies = currencies
         self.max_clock_skew_s = max_clock_skew_s
 
-    def sort(self, messages: Iterable[Message], dead_letters: list[DeadLetter]) -> tuple[
-            list[tuple[ShopEvent, Message]], list[Message], list[Message]]:
+    def sort(self, messages: Iterable[Message], dead_letters: list[DeadLetter],
+             pacer: Pacer | None = None) -> Generator[None, None, Sorted]:
         """Valid events with their messages (the rest dead-lettered), identity handoffs and
-        forget requests."""
+        forget requests. Pauses (a bare ``yield``) between chunks of messages once ``pacer``
+        says a slice is over."""
         decoded: list[tuple[ShopEvent, Message]] = []
         handoffs, forgets = [], []
-        for message in messages:
-            if message.topic in (self.identity, self.forget):
-                (handoffs if message.topic == self.identity else forgets).append(message)
-                continue
-            for event in self.events(message, dead_letters):
-                decoded.append((event, message))
+        unread = iter(messages)
+        while chunk := list(islice(unread, CHUNK)):
+            for message in chunk:
+                if message.topic in (self.identity, self.forget):
+                    (handoffs if message.topic == self.identity else forgets).append(message)
+                    continue
+                for event in self.events(message, dead_letters):
+                    decoded.append((event, message))
+            if pacer is not None and pacer.due():
+                yield
+                pacer.restart()
         return decoded, handoffs, forgets
 
     def events(self, message: Message, dead_letters: list[DeadLetter]) -> list[ShopEvent]:

@@ -11,7 +11,6 @@ import time
 import traceback
 from collections import defaultdict
 from collections.abc import Callable, Generator, Iterable
-from itertools import islice
 
 from features.events import ShopEvent
 from segmenter.engine import SegmentChange, SegmentEngine, UserRecord
@@ -28,8 +27,6 @@ from streams.runtime.pacing import Pacer
 #: long review pauses every topic at once, and a wall-clock rule would then let the first topic
 #: back set the time.
 IDLE_TOPIC_BATCHES = 20
-#: Messages decoded between two looks at the clock (see :meth:`BatchProcessor.steps`).
-ADMIT_CHUNK = 200
 #: Messages produced within this long count towards the produce -> Redis latency metric.
 LIVE_S = 3600.0
 
@@ -91,7 +88,10 @@ class BatchProcessor:
         stored, marked unsettled; they are evaluated, once each, by :meth:`settle` once the
         backlog is read (logins are evaluated at once)."""
         outcome, pacer = BatchOutcome(), Pacer(slice_s)
-        decoded, handoffs, forgets = yield from self._admit(messages, outcome, pacer)
+        decoded, handoffs, forgets = yield from self.admission.sort(
+            messages, outcome.dead_letters, pacer)
+        if decoded:
+            self.input_at = time.monotonic()
         lateness = self.engine.params.lateness_s
         horizons = {task: at - lateness for task, at in self.task_time.items()}
         decoded = self._on_time(decoded, outcome)
@@ -129,27 +129,6 @@ class BatchProcessor:
             outcome.dead_letters.append(DeadLetter(
                 origin[id(event)], "too_late", f"ts {event.ts:.0f} is before the horizon"))
         return outcome
-
-    def _admit(self, messages: Iterable[Message], outcome: BatchOutcome, pacer: Pacer
-               ) -> Generator[None, None, tuple[list[tuple[ShopEvent, Message]],
-                                                list[Message], list[Message]]]:
-        """Decode and check the messages a chunk at a time (see :meth:`steps`): valid events
-        with their messages, identity handoffs and forget requests."""
-        decoded: list[tuple[ShopEvent, Message]] = []
-        handoffs: list[Message] = []
-        forgets: list[Message] = []
-        unread = iter(messages)
-        while chunk := list(islice(unread, ADMIT_CHUNK)):
-            admitted = self.admission.sort(chunk, outcome.dead_letters)
-            decoded += admitted[0]
-            handoffs += admitted[1]
-            forgets += admitted[2]
-            if pacer.due():
-                yield
-                pacer.restart()
-        if decoded:
-            self.input_at = time.monotonic()
-        return decoded, handoffs, forgets
 
     def catching_up(self, coalesce_after_s: float | None) -> bool:
         """Coalescing, and the stream's event time more than that behind the wall clock."""
