@@ -12,7 +12,7 @@ from features.money import AmountOutOfBounds, Currencies, UnknownCurrency
 from segmenter.settings import Topics
 from streams.runtime.codec import InvalidEvent, decode_message
 from streams.runtime.messages import DeadLetter, Message
-from streams.runtime.pacing import Pacer
+from streams.runtime.slices import SliceTimer
 
 #: Messages decoded between two looks at the clock.
 CHUNK = 200
@@ -31,9 +31,9 @@ class Admission:
         self.max_clock_skew_s = max_clock_skew_s
 
     def sort(self, messages: Iterable[Message], dead_letters: list[DeadLetter],
-             pacer: Pacer | None = None) -> Generator[None, None, Sorted]:
+             slices: SliceTimer | None = None) -> Generator[None, None, Sorted]:
         """Valid events with their messages (the rest dead-lettered), identity handoffs and
-        forget requests. Pauses (a bare ``yield``) between chunks of messages once ``pacer``
+        forget requests. Pauses (a bare ``yield``) between chunks of messages once ``slices``
         says a slice is over."""
         decoded: list[tuple[ShopEvent, Message]] = []
         handoffs, forgets = [], []
@@ -45,9 +45,9 @@ class Admission:
                     continue
                 for event in self.events(message, dead_letters):
                     decoded.append((event, message))
-            if pacer is not None and pacer.due():
+            if slices is not None and slices.due():
                 yield
-                pacer.restart()
+                slices.restart()
         return decoded, handoffs, forgets
 
     def events(self, message: Message, dead_letters: list[DeadLetter]) -> list[ShopEvent]:

@@ -20,7 +20,7 @@ from streams.runtime.admission import Admission
 from streams.runtime.forget import apply_forget
 from streams.runtime.identity import claim, handoff_in
 from streams.runtime.messages import BatchOutcome, DeadLetter, LoadRecord, Message
-from streams.runtime.pacing import Pacer
+from streams.runtime.slices import SliceTimer
 
 #: A topic that delivered nothing in this many of the worker's batches no longer holds its
 #: task's event time back. Counted in batches, not seconds: settling a backfill's users or a
@@ -87,9 +87,9 @@ class BatchProcessor:
         clock (catching up on a backlog), users' events are only folded in and their records
         stored, marked unsettled; they are evaluated, once each, by :meth:`settle` once the
         backlog is read (logins are evaluated at once)."""
-        outcome, pacer = BatchOutcome(), Pacer(slice_s)
+        outcome, slices = BatchOutcome(), SliceTimer(slice_s)
         decoded, handoffs, forgets = yield from self.admission.sort(
-            messages, outcome.dead_letters, pacer)
+            messages, outcome.dead_letters, slices)
         if decoded:
             self.input_at = time.monotonic()
         lateness = self.engine.params.lateness_s
@@ -104,9 +104,9 @@ class BatchProcessor:
         # Visitors first, so a visitor's events of this batch are in place before a login
         # merges them into the customer.
         for user_id in sorted(by_user, key=lambda user: user in logins):
-            if pacer.due():
+            if slices.due():
                 yield
-                pacer.restart()
+                slices.restart()
             events = by_user[user_id]
             horizon = horizons.get(origin[id(events[0])].partition, -math.inf)
             kept = self._held(user_id, outcome)

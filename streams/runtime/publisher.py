@@ -19,8 +19,8 @@ from segmenter.settings import Settings
 from streams.runtime import metrics
 from streams.runtime.app import SegmenterApp
 from streams.runtime.messages import BatchOutcome, DeadLetter
-from streams.runtime.pacing import Pacer
 from streams.runtime.sinks.redis import RedisMembership
+from streams.runtime.slices import SliceTimer
 from streams.runtime.state.change_outbox import ChangeOutbox
 from streams.runtime.state.parsed_records import ParsedRecords
 from streams.runtime.state.record_batches import RecordBatches
@@ -79,17 +79,17 @@ class OutcomePublisher:
         written_at = time.time()
         metrics.STAGE_SECONDS.labels("redis").inc(time.perf_counter() - started)
         backfill_after_s = 60 * self.settings.worker.backfill_after_minutes
-        pacer = Pacer()
+        slices = SliceTimer()
         changes: dict[str, list[bytes]] = {}
         for change in outcome.changes:
             changes.setdefault(change.user_id, []).append(
                 change.to_json(written_at, backfill_after_s))
-            if pacer.due():
-                await pacer.pause()
+            if slices.due():
+                await slices.pause()
         # The records (with their outboxes) first; the change events once they are stored.
         seq = self.outbox.next_seq()
         batches = RecordBatches(self.app.producer._ensure_producer())
-        await self._store(outcome, batches, changes, seq, pacer)
+        await self._store(outcome, batches, changes, seq, slices)
         stored = await batches.send()
         pending += stored
         if changes:
@@ -98,7 +98,7 @@ class OutcomePublisher:
         return pending
 
     async def _store(self, outcome: BatchOutcome, batches: RecordBatches,
-                     changes: dict[str, list[bytes]], seq: int, pacer: Pacer) -> None:
+                     changes: dict[str, list[bytes]], seq: int, slices: SliceTimer) -> None:
         """Write the touched records, each with its outbox, to the table and its changelog.
 
         Straight into the store and through the producer rather than ``table[key] = value``:
@@ -126,8 +126,8 @@ class OutcomePublisher:
                 value = store[key] = record.to_bytes()
                 self.parsed.keep(key, value, record)
             batches.add(topic, partition, key, value)
-            if pacer.due():  # the seq's changes are sent only after these records: no race
-                await pacer.pause()
+            if slices.due():  # the seq's changes are sent only after these records: no race
+                await slices.pause()
         for partition, exits in parked.items():
             key, value = self.outbox.park(partition, seq, exits)
             store[key] = value

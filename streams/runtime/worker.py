@@ -31,13 +31,13 @@ from streams.runtime.inbox import BatchInbox
 from streams.runtime.kafka_options import client_options
 from streams.runtime.messages import BatchOutcome, Message
 from streams.runtime.model_sweep import REVIEW_SLICE, ModelSweep, review_slice
-from streams.runtime.pacing import SLICE_S
 from streams.runtime.partitioning import user_partition
 from streams.runtime.publisher import OutcomePublisher
 from streams.runtime.recovery import complete_changelog, restore_owned
 from streams.runtime.segment_history import SegmentHistory
 from streams.runtime.sinks.redis import RedisMembership
 from streams.runtime.sinks.redis_rebuild import RedisRebuild
+from streams.runtime.slices import SLICE_S
 from streams.runtime.state.change_outbox import is_user_key
 from streams.runtime.state.record_batches import written
 
@@ -53,7 +53,7 @@ SETTLING_WAIT_S = 0.01
 #: A batch's target processing time, and the smallest batch it may come to. A larger batch
 #: costs less per event (a user with several of its events is evaluated once: 197 us per
 #: event at 100 events, 92 us at 1,000, on session traffic); the loop gets its turn every
-#: :data:`SLICE_S` of it (:mod:`streams.runtime.pacing`).
+#: :data:`SLICE_S` of it (:mod:`streams.runtime.slices`).
 BATCH_BUDGET_S = 0.25
 MIN_BATCH = 50
 #: A slice of settling or time-driven work is done in one step on the loop: its target time.

@@ -1,6 +1,6 @@
 """Giving the event loop its turn during a long step: a step that loops over a batch's users
-checks :meth:`Pacer.due` between two of them and, once a slice's time has passed, awaits
-:meth:`Pacer.pause` (the worker's loop budget is 100 ms; no step may hold the loop that long).
+checks :meth:`SliceTimer.due` between two of them and, once a slice's time has passed, awaits
+:meth:`SliceTimer.pause` (the worker's loop budget is 100 ms; no step may hold it that long).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from streams.runtime.collector import COLLECTOR
 SLICE_S = 0.03
 
 
-class Pacer:
+class SliceTimer:
     """Counts a step's time on the loop since its last pause.
 
-    >>> pacer = Pacer(slice_s=0.0)
+    >>> pacer = SliceTimer(slice_s=0.0)
     >>> pacer.due()
     True
     >>> asyncio.run(pacer.pause())
