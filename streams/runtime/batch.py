@@ -20,7 +20,7 @@ from streams.runtime.admission import Admission
 from streams.runtime.forget import apply_forget
 from streams.runtime.identity import claim, handoff_in
 from streams.runtime.messages import BatchOutcome, DeadLetter, LoadRecord, Message
-from streams.runtime.slices import SliceTimer
+from streams.runtime.slices import SliceTimer, run_through
 
 #: A topic that delivered nothing in this many of the worker's batches no longer holds its
 #: task's event time back. Counted in batches, not seconds: settling a backfill's users or a
@@ -65,12 +65,7 @@ class BatchProcessor:
                 owns: Owns = lambda user_id: True,
                 coalesce_after_s: float | None = None) -> BatchOutcome:
         """:meth:`steps` in one go (tools and tests; the worker gives the loop its turns)."""
-        steps = self.steps(messages, load, owns, coalesce_after_s)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value
+        return run_through(self.steps(messages, load, owns, coalesce_after_s))
 
     def steps(self, messages: Iterable[Message], load: LoadRecord,
               owns: Owns = lambda user_id: True, coalesce_after_s: float | None = None,
@@ -182,12 +177,20 @@ class BatchProcessor:
         outcome.dead_letters += [DeadLetter(m, "apply_failed", detail) for m in messages.values()]
 
     def settle(self, limit: int, load: LoadRecord) -> BatchOutcome:
+        """:meth:`settle_steps` in one go."""
+        return run_through(self.settle_steps(limit, load))
+
+    def settle_steps(self, limit: int, load: LoadRecord, slice_s: float = math.inf
+                     ) -> Generator[None, None, BatchOutcome]:
         """Evaluate up to ``limit`` unsettled users, each once at the stream's event time:
         their change events go from what was last published to the state their backlog
         reached. A user no longer here (``load`` gives None), or evaluated meanwhile (a login,
-        a model sweep), is passed over."""
-        outcome = BatchOutcome()
+        a model sweep), is passed over. Pauses like :meth:`steps`."""
+        outcome, slices = BatchOutcome(), SliceTimer(slice_s)
         for _ in range(min(limit, len(self.unsettled))):
+            if slices.due():
+                yield
+                slices.restart()
             # popitem, not the first item: a dict's head is found by scanning past the slots
             # of the items already taken, which made settling a backlog quadratic.
             user_id, _ = self.unsettled.popitem()

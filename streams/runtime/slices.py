@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Generator
+from typing import TypeVar
 
 from streams.runtime.collector import COLLECTOR
 
@@ -38,3 +40,26 @@ class SliceTimer:
         COLLECTOR.between_steps()
         await asyncio.sleep(0)
         self.restart()
+
+
+Result = TypeVar("Result")
+
+
+def run_through(steps: Generator[None, None, Result]) -> Result:
+    """A sliced step in one go, without pauses (tools and tests)."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+async def run_sliced(steps: Generator[None, None, Result]) -> Result:
+    """A sliced step on the loop: the collector runs and the loop turns at each pause."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+        COLLECTOR.between_steps()
+        await asyncio.sleep(0)

@@ -37,7 +37,7 @@ from streams.runtime.recovery import complete_changelog, restore_owned
 from streams.runtime.segment_history import SegmentHistory
 from streams.runtime.sinks.redis import RedisMembership
 from streams.runtime.sinks.redis_rebuild import RedisRebuild
-from streams.runtime.slices import SLICE_S
+from streams.runtime.slices import SLICE_S, run_sliced
 from streams.runtime.state.change_outbox import is_user_key
 from streams.runtime.state.record_batches import written
 
@@ -130,6 +130,8 @@ class SegmentWorker:
         #: (a user's evaluation costs about what a batch's event does, several times that
         #: for a long history), at most REVIEW_SLICE.
         self.slice_limit = MIN_BATCH
+        #: Users settled per batch of a coalescing backfill (see :meth:`_settle`).
+        self.settle_limit = MIN_BATCH
 
     async def consume(self) -> None:
         """The hot path: take what the consumer fetched, process it as one batch, write it
@@ -181,15 +183,8 @@ class SegmentWorker:
     async def _process(self, taken: list[Any], coalesce_after_s: float | None) -> BatchOutcome:
         """Process a batch a slice at a time, giving the loop its turn between slices (the
         lock stays held: no review or recovery sees a half-processed batch)."""
-        steps = self.processor.steps(map(_message, taken), self.load, self.owns,
-                                     coalesce_after_s, SLICE_S)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value
-            COLLECTOR.between_steps()
-            await asyncio.sleep(0)
+        return await run_sliced(self.processor.steps(map(_message, taken), self.load,
+                                                     self.owns, coalesce_after_s, SLICE_S))
 
     @property
     def coalesce_after_s(self) -> float | None:
@@ -215,8 +210,13 @@ class SegmentWorker:
         return what then waits for the writes."""
         async with self.lock:
             started = time.perf_counter()
-            outcome = self.processor.settle(self.slice_limit, self.load_owned)
-            self._size_slices(len(outcome.records), time.perf_counter() - started)
+            outcome = await run_sliced(self.processor.settle_steps(
+                self.settle_limit, self.load_owned, SLICE_S))
+            # Sized like a batch: each round of writing out costs about the same whatever
+            # its size (measured: a backfill's settling took 12 s for 23,500 users).
+            self.settle_limit = next_batch_limit(
+                self.settle_limit, len(outcome.records), time.perf_counter() - started,
+                self.settings.worker.batch_size)
             sent = await self.publish(outcome)
             metrics.UNSETTLED_USERS.set(len(self.processor.unsettled))
         self.health.progressed()
