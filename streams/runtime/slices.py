@@ -14,6 +14,10 @@ from streams.runtime.collector import COLLECTOR
 
 #: How long a step may hold the loop before it pauses.
 SLICE_S = 0.03
+#: A pause is a short timer, not ``sleep(0)``: a task that sleeps 0 is queued ahead of the
+#: timers that fell due meanwhile, so a timer (the loop-lag probe, Faust's and aiokafka's own)
+#: waited for two slices; a timer due later than theirs lets them run first.
+PAUSE_S = 0.0001
 
 
 class SliceTimer:
@@ -38,7 +42,7 @@ class SliceTimer:
 
     async def pause(self) -> None:
         COLLECTOR.between_steps()
-        await asyncio.sleep(0)
+        await asyncio.sleep(PAUSE_S)
         self.restart()
 
 
@@ -62,4 +66,4 @@ async def run_sliced(steps: Generator[None, None, Result]) -> Result:
         except StopIteration as done:
             return done.value
         COLLECTOR.between_steps()
-        await asyncio.sleep(0)
+        await asyncio.sleep(PAUSE_S)

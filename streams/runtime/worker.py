@@ -37,7 +37,7 @@ from streams.runtime.recovery import complete_changelog, restore_owned
 from streams.runtime.segment_history import SegmentHistory
 from streams.runtime.sinks.redis import RedisMembership
 from streams.runtime.sinks.redis_rebuild import RedisRebuild
-from streams.runtime.slices import SLICE_S, run_sliced
+from streams.runtime.slices import PAUSE_S, SLICE_S, run_sliced
 from streams.runtime.state.change_outbox import is_user_key
 from streams.runtime.state.record_batches import written
 
@@ -175,7 +175,7 @@ class SegmentWorker:
             COLLECTOR.between_steps()
             # Input waiting in the inbox and an uncontended lock do not suspend: without this,
             # a backlog's batches ran back to back, holding the loop for a third of a second.
-            await asyncio.sleep(0)
+            await asyncio.sleep(PAUSE_S)
             waited_since = time.perf_counter()
         for write in writing:
             await write
