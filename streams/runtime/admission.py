@@ -45,9 +45,8 @@ class Admission:
                     continue
                 for event in self.events(message, dead_letters):
                     decoded.append((event, message))
-            if slices is not None and slices.due():
-                yield
-                slices.restart()
+            if slices is not None:
+                yield from slices.turn()
         return decoded, handoffs, forgets
 
     def events(self, message: Message, dead_letters: list[DeadLetter]) -> list[ShopEvent]:

@@ -99,9 +99,7 @@ class BatchProcessor:
         # Visitors first, so a visitor's events of this batch are in place before a login
         # merges them into the customer.
         for user_id in sorted(by_user, key=lambda user: user in logins):
-            if slices.due():
-                yield
-                slices.restart()
+            yield from slices.turn()
             events = by_user[user_id]
             horizon = horizons.get(origin[id(events[0])].partition, -math.inf)
             kept = self._held(user_id, outcome)
@@ -188,9 +186,7 @@ class BatchProcessor:
         a model sweep), is passed over. Pauses like :meth:`steps`."""
         outcome, slices = BatchOutcome(), SliceTimer(slice_s)
         for _ in range(min(limit, len(self.unsettled))):
-            if slices.due():
-                yield
-                slices.restart()
+            yield from slices.turn()
             # popitem, not the first item: a dict's head is found by scanning past the slots
             # of the items already taken, which made settling a backlog quadratic.
             user_id, _ = self.unsettled.popitem()

@@ -84,8 +84,7 @@ class OutcomePublisher:
         for change in outcome.changes:
             changes.setdefault(change.user_id, []).append(
                 change.to_json(written_at, backfill_after_s))
-            if slices.due():
-                await slices.pause()
+            await slices.pause_if_due()
         # The records (with their outboxes) first; the change events once they are stored.
         seq = self.outbox.next_seq()
         batches = RecordBatches(self.app.producer._ensure_producer())
@@ -126,8 +125,8 @@ class OutcomePublisher:
                 value = store[key] = record.to_bytes()
                 self.parsed.keep(key, value, record)
             batches.add(topic, partition, key, value)
-            if slices.due():  # the seq's changes are sent only after these records: no race
-                await slices.pause()
+            # The seq's changes are sent only after these records: pausing races nothing.
+            await slices.pause_if_due()
         for partition, exits in parked.items():
             key, value = self.outbox.park(partition, seq, exits)
             store[key] = value

@@ -23,10 +23,10 @@ PAUSE_S = 0.0001
 class SliceTimer:
     """Counts a step's time on the loop since its last pause.
 
-    >>> pacer = SliceTimer(slice_s=0.0)
-    >>> pacer.due()
+    >>> slices = SliceTimer(slice_s=0.0)
+    >>> slices.due()
     True
-    >>> asyncio.run(pacer.pause())
+    >>> asyncio.run(slices.pause_if_due())
     """
 
     def __init__(self, slice_s: float = SLICE_S) -> None:
@@ -37,13 +37,26 @@ class SliceTimer:
         return time.perf_counter() > self.pause_at
 
     def restart(self) -> None:
-        """A new slice starts (after a pause outside :meth:`pause`: a generator's yield)."""
         self.pause_at = time.perf_counter() + self.slice_s
 
-    async def pause(self) -> None:
-        COLLECTOR.between_steps()
-        await asyncio.sleep(PAUSE_S)
-        self.restart()
+    def turn(self) -> Generator[None, None, None]:
+        """In a sliced generator (``yield from slices.turn()``): pause (a bare ``yield``) if
+        the slice is over."""
+        if self.due():
+            yield
+            self.restart()
+
+    async def pause_if_due(self) -> None:
+        """In a coroutine: give the loop its turn if the slice is over."""
+        if self.due():
+            await give_turn()
+            self.restart()
+
+
+async def give_turn() -> None:
+    """A pause between two slices: the collector runs, then the loop turns."""
+    COLLECTOR.between_steps()
+    await asyncio.sleep(PAUSE_S)
 
 
 Result = TypeVar("Result")
@@ -65,5 +78,4 @@ async def run_sliced(steps: Generator[None, None, Result]) -> Result:
             next(steps)
         except StopIteration as done:
             return done.value
-        COLLECTOR.between_steps()
-        await asyncio.sleep(PAUSE_S)
+        await give_turn()

@@ -37,7 +37,7 @@ from streams.runtime.recovery import complete_changelog, restore_owned
 from streams.runtime.segment_history import SegmentHistory
 from streams.runtime.sinks.redis import RedisMembership
 from streams.runtime.sinks.redis_rebuild import RedisRebuild
-from streams.runtime.slices import PAUSE_S, SLICE_S, run_sliced
+from streams.runtime.slices import SLICE_S, give_turn, run_sliced
 from streams.runtime.state.change_outbox import is_user_key
 from streams.runtime.state.record_batches import written
 
@@ -56,8 +56,6 @@ SETTLING_WAIT_S = 0.01
 #: :data:`SLICE_S` of it (:mod:`streams.runtime.slices`).
 BATCH_BUDGET_S = 0.25
 MIN_BATCH = 50
-#: A slice of settling or time-driven work is done in one step on the loop: its target time.
-SLICE_BUDGET_S = 0.03
 #: Time-driven work per review tick; what is left waits for the next tick.
 REVIEW_BUDGET_S = 0.5
 
@@ -126,9 +124,9 @@ class SegmentWorker:
         self._following: asyncio.Task[None] | None = None
         #: Users (keys) still to re-evaluate under the latest behaviour model version.
         self.sweep = ModelSweep(self.engine, self.processor)
-        #: Users evaluated per slice of settling or time-driven work: sized like a batch step
-        #: (a user's evaluation costs about what a batch's event does, several times that
-        #: for a long history), at most REVIEW_SLICE.
+        #: Users evaluated per slice of time-driven work (not itself sliced: sized to one
+        #: SLICE_S; a user's evaluation costs several times that for a long history), at most
+        #: REVIEW_SLICE.
         self.slice_limit = MIN_BATCH
         #: Users settled per batch of a coalescing backfill (see :meth:`_settle`).
         self.settle_limit = MIN_BATCH
@@ -172,10 +170,9 @@ class SegmentWorker:
                 writing.append(asyncio.ensure_future(await self._settle()))
             if not taken and not settling:  # a second without input
                 COLLECTOR.idle()
-            COLLECTOR.between_steps()
             # Input waiting in the inbox and an uncontended lock do not suspend: without this,
             # a backlog's batches ran back to back, holding the loop for a third of a second.
-            await asyncio.sleep(PAUSE_S)
+            await give_turn()
             waited_since = time.perf_counter()
         for write in writing:
             await write
@@ -231,8 +228,9 @@ class SegmentWorker:
             consumer.ack(message)
 
     def _size_slices(self, evaluated: int, took_s: float) -> None:
+        # A slice of time-driven work is one step on the loop: it is sized to one SLICE_S.
         self.slice_limit = next_batch_limit(self.slice_limit, evaluated, took_s, REVIEW_SLICE,
-                                            SLICE_BUDGET_S)
+                                            SLICE_S)
 
     async def review(self) -> None:
         """Time-driven work in slices of at most :attr:`slice_limit` users, each committed on
