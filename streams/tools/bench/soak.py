@@ -24,12 +24,14 @@ TICK_S = 0.1
 
 
 async def soak(settings: Settings, worker: WorkerProcess, rate: float, seconds: float,
-               warmup_s: float, users: int = USERS) -> str:
+               warmup_s: float, users: int = USERS, lateness_s: float | None = None) -> str:
     """Produce valid live events at ``rate`` for ``seconds``; a line of figures.
 
-    RSS is first read once the worker has handled every user's first session (and at least
-    ``warmup_s`` in): growth after that is the state of users already known, not new users
-    (a fixed warm-up read it while most of the population was still arriving)."""
+    RSS is first read once the worker has handled every user's first session, at least
+    ``warmup_s`` in and, with the worker's allowed lateness ``lateness_s``, at least twice
+    that in: by then every user's window of recent event ids is full (ids are pruned once
+    twice as many as the window needs have gathered). Growth after that is neither new users
+    nor state filling its bounds, which is what a leak would show as."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, linger_ms=5,
                                 max_batch_size=512 * 1024)
     await producer.start()
@@ -39,6 +41,7 @@ async def soak(settings: Settings, worker: WorkerProcess, rate: float, seconds: 
     # state of users already known, not new users).
     first_visits = [f"soak-{n}" for n in rng.sample(range(users), users)]
     sessions = [_session(rng, first_visits, users) for _ in range(SESSIONS)]
+    warmup_s = max(warmup_s, 2 * lateness_s) if lateness_s else warmup_s
     sent, warm_rss, warm_at, checked = 0, 0.0, 0.0, 0.0
     all_seen: int | None = None  # events sent when the last user's first session began
     started = time.monotonic()
@@ -75,9 +78,10 @@ async def soak(settings: Settings, worker: WorkerProcess, rate: float, seconds: 
             f"{end_rss / 1e6:.0f} MB at the end ({growth:+.1%})" if warm_rss else
             f"RSS {end_rss / 1e6:.0f} MB at the end (the worker had not yet seen every user: "
             f"no growth figure)")
+    window = f", allowed lateness {lateness_s / 60:.0f} min" if lateness_s else ""
     return (f"{seconds / 60:.1f} min at {rate:,.0f} events/s (70% of single), {users:,} users in "
-            f"sessions, {SESSIONS} at once: {warm}; {dead:.0f} dead letters of {sent:,} valid "
-            f"events; "
+            f"sessions, {SESSIONS} at once{window}: {warm}; {dead:.0f} dead letters of "
+            f"{sent:,} valid events; "
             f"{handled:,.0f} handled, {max(0.0, behind):.1f} s after the last was sent")
 
 
