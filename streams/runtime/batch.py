@@ -299,7 +299,9 @@ class BatchProcessor:
         read = all(caught_up(*key) for key in self.topic_time)
         if self.catching_up(coalesce_after_s) and not read:
             return outcome  # a backlog still waits: what it brings would supersede these
-        for user_id in self.schedule.pop_due(self.watermark, limit):
+        due = self.schedule.pop_due(self.watermark, limit)
+        outcome.more = self.schedule.due_by(self.watermark)  # it stopped at its bound
+        for user_id in due:
             record = load(user_id)
             if record is not None:  # else the user's partition moved to another worker
                 self._reevaluate(user_id, record, self.engine.review, outcome)

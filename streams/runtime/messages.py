@@ -57,3 +57,6 @@ class BatchOutcome:
     #: Users whose events or evaluation raised, each with what happened (logged and counted;
     #: their events are dead-lettered, or their record kept as it was).
     failures: list[str] = field(default_factory=list)
+    #: Time-driven work stopped at its slice's bound with more of it waiting (see
+    #: :meth:`streams.runtime.batch.BatchProcessor.review`).
+    more: bool = False

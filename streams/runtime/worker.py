@@ -249,7 +249,7 @@ class SegmentWorker:
                 sweep -= swept
                 if outcome.records or outcome.changes:
                     await self.commit(outcome)
-            if reviewed + swept < limit:  # nothing more is due now
+            if reviewed + swept < limit and not outcome.more:  # nothing more is due now
                 return
             await asyncio.sleep(0)
 
