@@ -76,8 +76,8 @@ async def soak(settings: Settings, worker: WorkerProcess, rate: float, seconds: 
     growth = end_rss / warm_rss - 1 if warm_rss else float("nan")
     warm = (f"RSS {warm_rss / 1e6:.0f} MB once warm ({warm_at:.0f} s: every user seen, "
             f"recent ids full) -> {end_rss / 1e6:.0f} MB at the end ({growth:+.1%})" if warm_rss
-            else f"RSS {end_rss / 1e6:.0f} MB at the end (no growth figure: the run ended before "
-            f"the worker had seen every user with {warmup_s:.0f} s gone)")
+            else f"RSS {end_rss / 1e6:.0f} MB at the end (no growth figure: warm is every user "
+            f"seen and {warmup_s:.0f} s gone, and the run did not get there)")
     window = f", allowed lateness {lateness_s / 60:.0f} min" if lateness_s else ""
     return (f"{seconds / 60:.1f} min at {rate:,.0f} events/s (70% of single), {users:,} users in "
             f"sessions, {SESSIONS} at once{window}: {warm}; {dead:.0f} dead letters of "
