@@ -5,7 +5,6 @@ in slices, so a worker with a million users does not hold the loop while it does
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterator, MutableMapping
 from typing import Any, Protocol
@@ -16,6 +15,7 @@ from streams.runtime.batch import BatchProcessor
 from streams.runtime.messages import BatchOutcome
 from streams.runtime.publisher import OutcomePublisher
 from streams.runtime.sinks.redis import RedisMembership
+from streams.runtime.slices import give_turn
 from streams.runtime.state.change_outbox import PARKED_PREFIX, is_user_key, parked_partition_seq
 from streams.runtime.state.changelog import read_changelog_tail
 
@@ -72,7 +72,7 @@ async def restore_owned(worker: Recovering) -> int:
         for user_id, changes in outbox.undelivered(records, worker.partition).items():
             again.setdefault(user_id, []).extend(changes)
         processor.adopt(records)
-        await asyncio.sleep(0)
+        await give_turn()
     # Before anything new: what the last life may not have delivered, as it was.
     await outbox.republish(again, worker.owned)
     rescored = engine.refresh_population()

@@ -251,7 +251,7 @@ class SegmentWorker:
                     await self.commit(outcome)
             if reviewed + swept < limit and not outcome.more:  # nothing more is due now
                 return
-            await asyncio.sleep(0)
+            await give_turn()
 
     async def rebuild_redis(self) -> None:
         """Redis lost its data: write the owned users again
@@ -263,7 +263,7 @@ class SegmentWorker:
         while self.rebuild.rebuilding and time.monotonic() < budget_ends:
             async with self.lock:
                 await self.rebuild.step(self.load_owned)
-            await asyncio.sleep(0)
+            await give_turn()
 
     async def apply_model(self, model: BehaviorModel) -> None:
         """A new model version: predict with it, publish its profiles, queue the users to
