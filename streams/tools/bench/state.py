@@ -96,6 +96,9 @@ def _state_at(settings: Settings, users: int) -> tuple[float, float, float]:
             for user_id, record in outcome.records.items():
                 outbox.fill(record, 0, changes.get(user_id, []), seq)
                 store[user_id.encode()] = record.to_bytes()
+            # The behaviour statistics go to the trainer with each batch, as the publisher
+            # sends them: left to gather, they held every user's vector (about 550 B a user).
+            engine.take_statistics()
             COLLECTOR.between_steps()
             seconds += time.perf_counter() - started
             events += len(batch)
