@@ -19,7 +19,7 @@ from segmenter.behavior import BehaviorModel, StatsDelta
 from segmenter.check_cases import Cases, Codec, Features
 from segmenter.clv import BuyTillYouDie, ValueModel
 from segmenter.population import CustomerValues
-from segmenter.records import SegmentChange, UserRecord, _json_of
+from segmenter.records import SegmentChange, UserRecord, _json_of, outbox_of
 
 
 def codecs(params: FeatureParams) -> dict[type, Codec]:
@@ -141,8 +141,9 @@ def check_round_trip_is_stable(obj: Any, cases: Cases) -> None:
 
 
 def _content(data: bytes) -> Any:
-    """What bytes say, ignoring key order (a stored record is JSON in an LZ4 block)."""
-    return orjson.loads(_json_of(data) if data[:1] != b"{" else data)
+    """What bytes say, ignoring key order (a stored record is JSON in an LZ4 block, and its
+    outbox after it)."""
+    return orjson.loads(_json_of(data) if data[:1] != b"{" else data), outbox_of(data)
 
 
 def _same(left: Features, right: Features) -> bool:

@@ -15,13 +15,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from segmenter.engine import SegmentChange, SegmentEngine, UserRecord
+from segmenter.records import OUTBOX_MARK
 from segmenter.settings import Settings
 from streams.runtime import metrics
 from streams.runtime.app import SegmenterApp
 from streams.runtime.messages import BatchOutcome, DeadLetter
 from streams.runtime.sinks.redis import RedisMembership
 from streams.runtime.slices import SliceTimer
-from streams.runtime.state.change_outbox import ChangeOutbox
+from streams.runtime.state.change_outbox import ChangeOutbox, keep_delivered
 from streams.runtime.state.parsed_records import ParsedRecords
 from streams.runtime.state.record_batches import RecordBatches
 
@@ -88,17 +89,21 @@ class OutcomePublisher:
         # The records (with their outboxes) first; the change events once they are stored.
         seq = self.outbox.next_seq()
         batches = RecordBatches(self.app.producer._ensure_producer())
-        await self._store(outcome, batches, changes, seq, slices)
+        carrying = await self._store(outcome, batches, changes, seq, slices)
         stored = await batches.send()
         pending += stored
         if changes:
-            pending.append(self.outbox.send_after(stored, changes, seq, self.partition_of))
+            sending = self.outbox.send_after(stored, changes, seq, self.partition_of)
+            sending.add_done_callback(lambda sent: self._keep_delivered(carrying, sent))
+            pending.append(sending)
         metrics.record_batch(outcome, sizes, written_at, watermark)
         return pending
 
     async def _store(self, outcome: BatchOutcome, batches: RecordBatches,
-                     changes: dict[str, list[bytes]], seq: int, slices: SliceTimer) -> None:
-        """Write the touched records, each with its outbox, to the table and its changelog.
+                     changes: dict[str, list[bytes]], seq: int, slices: SliceTimer,
+                     ) -> list[tuple[bytes, int]]:
+        """Write the touched records, each with its outbox, to the table and its changelog;
+        return the keys (and partitions) of those stored with an outbox.
 
         Straight into the store and through the producer rather than ``table[key] = value``:
         Faust queues each table write in a 100-message buffer that it drains one message at a
@@ -110,6 +115,7 @@ class OutcomePublisher:
         store = self.users.data
         fill = self.outbox.fill
         parked: dict[int, dict[str, list[bytes]]] = {}
+        carrying = []
         for user_id, record in outcome.records.items():
             key = user_id.encode()
             partition = self.partition_of(user_id)
@@ -124,6 +130,8 @@ class OutcomePublisher:
                     fill(record, partition, changes.get(user_id, []), seq)
                 value = store[key] = record.to_bytes()
                 self.parsed.keep(key, value, record)
+                if value[:1] == OUTBOX_MARK:
+                    carrying.append((key, partition))
             batches.add(topic, partition, key, value)
             # The seq's changes are sent only after these records: pausing races nothing.
             await slices.pause_if_due()
@@ -131,6 +139,14 @@ class OutcomePublisher:
             key, value = self.outbox.park(partition, seq, exits)
             store[key] = value
             batches.add(topic, partition, key, value)
+        return carrying
+
+    def _keep_delivered(self, written: list[tuple[bytes, int]], sent: Any) -> None:
+        """A write's change events are delivered: its records stay in memory without their
+        outbox (:func:`keep_delivered`). One that carried only an earlier write's outbox
+        keeps it until its next write (rare: the two writes overlapped)."""
+        if not sent.cancelled() and sent.exception() is None:
+            keep_delivered(self.users.data, written, self.outbox.delivered, self.parsed)
 
     async def _send_dead_letter(self, dead: DeadLetter) -> Awaitable[Any]:
         message = dead.message

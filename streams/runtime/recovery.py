@@ -16,7 +16,12 @@ from streams.runtime.messages import BatchOutcome
 from streams.runtime.publisher import OutcomePublisher
 from streams.runtime.sinks.redis import RedisMembership
 from streams.runtime.slices import give_turn
-from streams.runtime.state.change_outbox import PARKED_PREFIX, is_user_key, parked_partition_seq
+from streams.runtime.state.change_outbox import (
+    PARKED_PREFIX,
+    is_user_key,
+    keep_delivered,
+    parked_partition_seq,
+)
 from streams.runtime.state.changelog import read_changelog_tail
 
 
@@ -78,6 +83,9 @@ async def restore_owned(worker: Recovering) -> int:
     rescored = engine.refresh_population()
     reevaluated = 0
     for chunk in _chunks(owned, RESTORE_SLICE):
+        # Every recovered outbox is delivered now: kept without it, as the publisher keeps them.
+        keep_delivered(worker.users.data, [(key, worker.partition(key.decode())) for key in chunk],
+                       outbox.delivered)
         outcome = processor.restore(_records(engine, worker.users.data, chunk), rescored)
         reevaluated += len(outcome.records)
         await worker.commit(outcome)

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 import orjson
 
-from segmenter.records import UserRecord
+from segmenter.records import UserRecord, without_outbox
 from streams.runtime.partitioning import partition_of
+from streams.runtime.state.parsed_records import ParsedRecords
 from streams.runtime.state.record_batches import RecordBatches, written
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,35 @@ def parked_partition_seq(key: bytes) -> tuple[int, int]:
 
 def is_user_key(key: bytes) -> bool:
     return not key.startswith(RESERVED_PREFIX)
+
+
+def keep_delivered(store: MutableMapping[bytes, bytes], written: Iterable[tuple[bytes, int]],
+                   delivered: Mapping[int, int], parsed: ParsedRecords[Any] | None = None,
+                   ) -> None:
+    """Records whose outbox is delivered stay in memory without it (a slice of the stored
+    bytes, :func:`segmenter.records.without_outbox`): the changelog keeps the whole record and
+    its partition's marker says the outbox was delivered, so recovery needs nothing more. One
+    written again since, by a write not yet delivered, keeps its own.
+
+    ``written``: (key, partition) of records stored with an outbox; ``delivered``: partition
+    -> the highest delivered write; ``parsed``: the parsed records kept beside the store.
+
+    >>> from features.profile import FeatureParams, UserFeatures
+    >>> record = UserRecord(UserFeatures(FeatureParams()), outbox=['{"a":1}'], outbox_seq=3)
+    >>> store = {b"u1": record.to_bytes(), b"u2": record.to_bytes()}
+    >>> keep_delivered(store, [(b"u1", 0), (b"u2", 1)], {0: 3, 1: 2})
+    >>> [UserRecord.from_bytes(store[key], FeatureParams()).outbox for key in (b"u1", b"u2")]
+    [[], ['{"a":1}']]
+    """
+    for key, partition in written:
+        value = store.get(key)
+        if value is None:
+            continue
+        kept = without_outbox(value, delivered.get(partition, 0))
+        if kept is not value:
+            store[key] = kept
+            if parsed is not None:
+                parsed.rekey(key, value, kept)
 
 
 class ChangeOutbox:

@@ -52,6 +52,13 @@ class ParsedRecords(Generic[Record]):
         if len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
+    def rekey(self, key: bytes, stored: bytes, now_stored: bytes) -> None:
+        """The store replaced ``stored`` by ``now_stored``, the same record (its delivered
+        outbox left out): a record kept for ``stored`` is now kept for ``now_stored``."""
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] is stored:
+            self._entries[key] = (now_stored, entry[1])
+
     def drop(self, key: bytes) -> None:
         self._entries.pop(key, None)
 

@@ -21,11 +21,12 @@ from typing import Any
 import orjson
 
 from segmenter.engine import SegmentEngine
+from segmenter.records import OUTBOX_MARK
 from segmenter.settings import Settings
 from streams.runtime.batch import BatchProcessor
 from streams.runtime.collector import COLLECTOR
 from streams.runtime.messages import Message
-from streams.runtime.state.change_outbox import ChangeOutbox
+from streams.runtime.state.change_outbox import ChangeOutbox, keep_delivered
 
 DAY = 86_400.0
 
@@ -76,9 +77,10 @@ def _state_at(settings: Settings, users: int) -> tuple[float, float, float]:
         return None if value is None else engine.load_record(value)
 
     # Records are stored with their change events (the outbox), as the publisher stores them;
-    # each batch's predecessors count as delivered.
+    # each batch's predecessors count as delivered, and are kept without them from then on.
     outbox = ChangeOutbox(lambda: None, "", lambda: "", lambda: {})
     events, seconds = 0, 0.0
+    carrying: list[tuple[bytes, int]] = []  # the last batch's records stored with an outbox
     # The garbage collector as the worker runs it (:mod:`streams.runtime.collector`): with
     # CPython's own, full collections walk every stored record again and again, and the cost
     # per event at a million users was 115 us instead of 63 (measured), a cost the worker
@@ -90,12 +92,17 @@ def _state_at(settings: Settings, users: int) -> tuple[float, float, float]:
             outcome = processor.process(batch, load)
             seq = outbox.next_seq()
             outbox.delivered[0] = seq - 1
+            keep_delivered(store, carrying, outbox.delivered)
+            carrying = []
             changes: dict[str, list[bytes]] = {}
             for change in outcome.changes:
                 changes.setdefault(change.user_id, []).append(change.to_json(time.time()))
             for user_id, record in outcome.records.items():
                 outbox.fill(record, 0, changes.get(user_id, []), seq)
-                store[user_id.encode()] = record.to_bytes()
+                key = user_id.encode()
+                value = store[key] = record.to_bytes()
+                if value[:1] == OUTBOX_MARK:
+                    carrying.append((key, 0))
             # The behaviour statistics go to the trainer with each batch, as the publisher
             # sends them: left to gather, they held every user's vector (about 550 B a user).
             engine.take_statistics()
@@ -104,6 +111,8 @@ def _state_at(settings: Settings, users: int) -> tuple[float, float, float]:
             events += len(batch)
     finally:
         COLLECTOR.stop()
+    outbox.delivered[0] = outbox.seq
+    keep_delivered(store, carrying, outbox.delivered)
     gc.collect()
     stored = sum(len(key) + len(value) for key, value in store.items()) / users
     rss = (_rss() - rss_before) / users
