@@ -77,7 +77,7 @@ LZ4_MARK = b"\x04"
 #: seq), the block, then the change events' JSON one per line, outside the block. Once they are
 #: delivered the worker keeps only ``LZ4_MARK`` and the block in memory
 #: (:func:`without_outbox`, a slice: no parsing); the changelog still has them for recovery.
-#: In the block they had cost about a third of an idle user's stored bytes, for good.
+#: In the block they had cost more than a quarter of an idle user's stored bytes, for good.
 OUTBOX_MARK = b"\x05"
 _OUTBOX_HEADER = struct.Struct(">IQ")
 _OUTBOX_START = 1 + _OUTBOX_HEADER.size
