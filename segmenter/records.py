@@ -83,24 +83,32 @@ _OUTBOX_HEADER = struct.Struct(">IQ")
 _OUTBOX_START = 1 + _OUTBOX_HEADER.size
 
 
+def _outbox_parts(data: bytes) -> tuple[bytes, int, bytes] | None:
+    """A stored record with an outbox (:data:`OUTBOX_MARK`): its LZ4 block, the write's seq
+    and the outbox's lines; None for a record without one."""
+    if data[:1] != OUTBOX_MARK:
+        return None
+    size, seq = _OUTBOX_HEADER.unpack_from(data, 1)
+    end = _OUTBOX_START + size
+    return data[_OUTBOX_START:end], seq, data[end:]
+
+
 def _json_of(data: bytes) -> bytes:
     """A stored record's JSON: LZ4 (with or without an outbox after it), or as written by
     earlier versions, zlib or plain."""
     first = data[:1]
     if first == LZ4_MARK:
         return lz4.block.decompress(data[1:])
-    if first == OUTBOX_MARK:
-        size, _ = _OUTBOX_HEADER.unpack_from(data, 1)
-        return lz4.block.decompress(data[_OUTBOX_START:_OUTBOX_START + size])
+    parts = _outbox_parts(data)
+    if parts is not None:
+        return lz4.block.decompress(parts[0])
     return data if first == b"{" else zlib.decompress(data)
 
 
 def outbox_of(data: bytes) -> tuple[int, list[str]]:
     """The seq and change events of a stored record's outbox ((0, []) for none)."""
-    if data[:1] != OUTBOX_MARK:
-        return 0, []
-    size, seq = _OUTBOX_HEADER.unpack_from(data, 1)
-    return seq, data[_OUTBOX_START + size:].decode().split("\n")
+    parts = _outbox_parts(data)
+    return (0, []) if parts is None else (parts[1], parts[2].decode().split("\n"))
 
 
 def without_outbox(data: bytes, delivered_seq: float = math.inf) -> bytes:
@@ -117,10 +125,8 @@ def without_outbox(data: bytes, delivered_seq: float = math.inf) -> bytes:
     >>> without_outbox(stored, delivered_seq=6) is stored  # written after what is delivered
     True
     """
-    if data[:1] != OUTBOX_MARK:
-        return data
-    size, seq = _OUTBOX_HEADER.unpack_from(data, 1)
-    return LZ4_MARK + data[_OUTBOX_START:_OUTBOX_START + size] if seq <= delivered_seq else data
+    parts = _outbox_parts(data)
+    return data if parts is None or parts[1] > delivered_seq else LZ4_MARK + parts[0]
 
 
 @functools.lru_cache(maxsize=4)

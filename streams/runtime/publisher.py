@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from segmenter.engine import SegmentChange, SegmentEngine, UserRecord
-from segmenter.records import OUTBOX_MARK
 from segmenter.settings import Settings
 from streams.runtime import metrics
 from streams.runtime.app import SegmenterApp
@@ -130,7 +129,7 @@ class OutcomePublisher:
                     fill(record, partition, changes.get(user_id, []), seq)
                 value = store[key] = record.to_bytes()
                 self.parsed.keep(key, value, record)
-                if value[:1] == OUTBOX_MARK:
+                if record.outbox:  # stored with it (see UserRecord.to_bytes)
                     carrying.append((key, partition))
             batches.add(topic, partition, key, value)
             # The seq's changes are sent only after these records: pausing races nothing.

@@ -25,7 +25,6 @@ from typing import Any
 import orjson
 
 from segmenter.engine import SegmentEngine
-from segmenter.records import OUTBOX_MARK
 from segmenter.settings import Settings, load_settings
 from streams.runtime.batch import BatchProcessor
 from streams.runtime.collector import COLLECTOR
@@ -141,8 +140,8 @@ def _write(engine: SegmentEngine, outcome: Any, outbox: ChangeOutbox,
     for user_id, record in outcome.records.items():
         outbox.fill(record, 0, changes.get(user_id, []), seq)
         key = user_id.encode()
-        value = store[key] = record.to_bytes()
-        if value[:1] == OUTBOX_MARK:
+        store[key] = record.to_bytes()
+        if record.outbox:
             written.append((key, 0))
     # The behaviour statistics go to the trainer with each batch, as the publisher sends
     # them: left to gather, they held every user's vector (about 550 B a user).

@@ -87,7 +87,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     rows += _part(settings, "backfill", lambda s, env: _backfill(
         s, env, size["orders"], size["customers"]), live=False)
     rows += _part(settings, "two", lambda s, env: _two_workers(s, env, events))
-    rows += state_rows(size["state_users"], getattr(args, "config", None))
+    rows += state_rows(size["state_users"], args.config)
     rows += _part(settings, "soak", lambda s, env: _soak(s, env, 0.7 * measured["single"],
                                                          size["soak_s"], size["warmup_s"],
                                                          size["soak_users"]),
