@@ -24,6 +24,10 @@ their simulated traffic is weeks old, and coalescing it would measure a backfill
    ``--quick``): RSS growth once warm, dead letters of valid traffic
    (:mod:`streams.tools.bench.soak`).
 
+Each throughput part (1-4) also prints the workers' CPU per event and how busy the whole
+machine was meanwhile (:mod:`streams.tools.bench.cpu`): two workers on a machine whose cores
+one worker, the broker and Redis already fill cannot double the rate, and those figures say so.
+
 The machines are shared and noisy: compare the ratios taken within one run.
 """
 
@@ -48,6 +52,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from segmenter.settings import Settings
 from streams.runtime.codec import event_time_ms
 from streams.runtime.topics import ensure_topics
+from streams.tools.bench.cpu import CpuMeter, CpuUsed
 from streams.tools.bench.latency import measure_latency
 from streams.tools.bench.soak import soak
 from streams.tools.bench.state import order_history, state_rows
@@ -86,7 +91,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     rows += _part(settings, "batched", lambda s, env: _batched(s, env, events))
     rows += _part(settings, "backfill", lambda s, env: _backfill(
         s, env, size["orders"], size["customers"]), live=False)
-    rows += _part(settings, "two", lambda s, env: _two_workers(s, env, events))
+    rows += _part(settings, "two", lambda s, env: _two_workers(s, env, events, measured))
     rows += state_rows(size["state_users"], args.config)
     rows += _part(settings, "soak", lambda s, env: _soak(s, env, 0.7 * measured["single"],
                                                          size["soak_s"], size["warmup_s"],
@@ -119,7 +124,7 @@ async def _single(settings: Settings, env: dict[str, str], events: list[dict],
     raw = await _bare_consumer_rate(settings, len(events))
     noop = await asyncio.to_thread(_faust_noop_rate, env, len(events))
     with tempfile.TemporaryDirectory() as tmp, WorkerProcess(env, Path(tmp) / "w.log") as w:
-        rate, _ = await asyncio.to_thread(_throughput, [w], len(events))
+        rate, _, cpu = await asyncio.to_thread(_throughput, [w], len(events))
         measured["single"] = rate
         latencies = await measure_latency(settings, probes, background_rate=rate / 2)
         users = len({entity_id(e) for e in events})
@@ -129,7 +134,7 @@ async def _single(settings: Settings, env: dict[str, str], events: list[dict],
     return [
         ("single-event messages", f"{rate:,.0f} events/s per worker; bare aiokafka consumer "
          f"{raw:,.0f}/s (ratio {rate / raw:.3f}); Faust no-op agent {noop:,.0f}/s "
-         f"(ratio {rate / noop:.2f})"),
+         f"(ratio {rate / noop:.2f}){_cpu(cpu, len(events))}"),
         ("latency", latencies),
         ("max loop lag", f"{1000 * loop_lag:.0f} ms (worker, whole run incl. latency part)"),
         ("worker RSS", f"{rss / 1e6:.0f} MB for {users:,} users (process total)"),
@@ -151,9 +156,9 @@ async def _batched(settings: Settings, env: dict[str, str], events: list[dict],
     messages += [_envelope(settings, group) for group in groups.values() if group]
     await _produce(settings, messages)
     with tempfile.TemporaryDirectory() as tmp, WorkerProcess(env, Path(tmp) / "w.log") as w:
-        rate, _ = await asyncio.to_thread(_throughput, [w], len(events))
+        rate, _, cpu = await asyncio.to_thread(_throughput, [w], len(events))
     return [("batched envelopes", f"{rate:,.0f} events/s per worker ({len(messages):,} "
-             f"messages of up to {ENVELOPE_EVENTS} events)")]
+             f"messages of up to {ENVELOPE_EVENTS} events){_cpu(cpu, len(events))}")]
 
 
 async def _backfill(settings: Settings, env: dict[str, str], orders: int, customers: int,
@@ -163,7 +168,7 @@ async def _backfill(settings: Settings, env: dict[str, str], orders: int, custom
     await replay_events(settings.kafka.bootstrap, settings.kafka.topics.orders, history, 0.0)
     produced_s = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as tmp, WorkerProcess(env, Path(tmp) / "w.log") as w:
-        rate, seconds = await asyncio.to_thread(_throughput, [w], len(history))
+        rate, seconds, cpu = await asyncio.to_thread(_throughput, [w], len(history))
         dead = w.metric("segmenter_invalid_events_total")
         rss, loop_lag = w.metric("process_resident_memory_bytes"), w.metric(
             "segmenter_loop_lag_max_seconds")
@@ -172,7 +177,8 @@ async def _backfill(settings: Settings, env: dict[str, str], orders: int, custom
     return [("backfill", f"{rate:,.0f} orders/s end to end ({len(history):,} orders of "
              f"{customers:,} customers over 540 days in {seconds:.1f} s; produced at "
              f"{len(history) / produced_s:,.0f}/s); {dead:.0f} dead letters; change events "
-             f"{flags.get(True, 0):,} flagged backfill, {flags.get(False, 0):,} not"),
+             f"{flags.get(True, 0):,} flagged backfill, {flags.get(False, 0):,} not"
+             f"{_cpu(cpu, len(history))}"),
             ("backfill memory", f"worker RSS {rss / 1e6:.0f} MB for {customers:,} customers "
              f"({rss / customers / 1e3:.1f} KB each, process total); Redis "
              f"{redis_bytes / customers:,.0f} B per customer; max loop lag "
@@ -180,7 +186,7 @@ async def _backfill(settings: Settings, env: dict[str, str], orders: int, custom
 
 
 async def _two_workers(settings: Settings, env: dict[str, str], events: list[dict],
-                       ) -> list[tuple[str, str]]:
+                       measured: dict[str, float]) -> list[tuple[str, str]]:
     await _produce(settings, [(_topic(settings, e), _key(e), orjson.dumps(e), e)
                               for e in events])
     with tempfile.TemporaryDirectory() as tmp:
@@ -188,11 +194,13 @@ async def _two_workers(settings: Settings, env: dict[str, str], events: list[dic
                                  Path(tmp) / f"w{n}.log").start()
                    for n, port in enumerate((free_port(), free_port()))]
         try:
-            two, _ = await asyncio.to_thread(_throughput, workers, len(events))
+            two, _, cpu = await asyncio.to_thread(_throughput, workers, len(events))
         finally:
             for worker in workers:
                 worker.stop()
-    return [("two workers", f"{two:,.0f} events/s together")]
+    one = measured.get("single")
+    ratio = f" ({two / one:.2f}x one worker)" if one else ""
+    return [("two workers", f"{two:,.0f} events/s together{ratio}{_cpu(cpu, len(events))}")]
 
 
 async def _soak(settings: Settings, env: dict[str, str], rate: float, seconds: float,
@@ -256,10 +264,12 @@ def _faust_noop_rate(env: dict[str, str], count: int) -> float:
     return result["events"] / result["seconds"]
 
 
-def _throughput(workers: list[WorkerProcess], count: int) -> tuple[float, float]:
+def _throughput(workers: list[WorkerProcess], count: int,
+                ) -> tuple[float, float, CpuUsed | None]:
     """Poll the workers' counters: (events/s, seconds) from the first input taken to the
-    last event handled (written out, and every user a backfill folded in evaluated)."""
-    first_at = 0.0
+    last event handled (written out, and every user a backfill folded in evaluated), and the
+    CPU used over that window (:mod:`streams.tools.bench.cpu`)."""
+    first_at, meter = 0.0, None
     deadline = time.monotonic() + 1800
     while time.monotonic() < deadline:
         dead = [w for w in workers if not w.alive]
@@ -272,12 +282,18 @@ def _throughput(workers: list[WorkerProcess], count: int) -> tuple[float, float]
         progress = [w.progress_settled() for w in workers]
         if not first_at and any(taken for taken, _, _ in progress):
             first_at = now
+            meter = CpuMeter([w.process.pid for w in workers if w.process is not None])
         handled = sum(handled for _, handled, _ in progress)
         if first_at and handled >= count and not any(waiting for _, _, waiting in progress):
             seconds = now - first_at
-            return handled / max(seconds, 1e-9), seconds
+            return handled / max(seconds, 1e-9), seconds, meter.read() if meter else None
         time.sleep(0.2)  # each scrape costs the worker a few ms of its own CPU
     raise RuntimeError(f"the workers handled only {handled:.0f} of {count} events")
+
+
+def _cpu(used: CpuUsed | None, events: int) -> str:
+    """The CPU figures for a row ("" where /proc cannot be read)."""
+    return "" if used is None else f"; {used.describe(events)}"
 
 
 async def _redis_bytes(settings: Settings) -> int:
