@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from aiokafka.errors import ProducerClosed
+from faust.exceptions import NotReady
 
 from segmenter.behavior import BehaviorModel
 from segmenter.engine import SegmentEngine, UserRecord
@@ -44,6 +45,8 @@ from streams.runtime.state.record_batches import written
 log = logging.getLogger(__name__)
 
 REVIEW_INTERVAL_S = 1.0
+#: What writing raises once the worker's producer is closed or stopped (while it stops).
+PRODUCER_GONE = (ProducerClosed, NotReady)
 #: Batches written at once: a batch's change events wait for its records to be stored (see
 #: streams.runtime.state.change_outbox), two round trips to the broker; with one batch in
 #: flight the next batch waited for them.
@@ -362,11 +365,12 @@ class SegmentWorker:
 
     async def send(self, outcome: BatchOutcome) -> list[Awaitable[Any]]:
         """:meth:`publish`; what then waits for the broker. While the worker stops, a
-        producer already closed drops them: nothing was stored, so the next life derives the
-        same results again from the stored state."""
+        producer already closed (or stopped: Faust's NotReady) drops them: what was not stored
+        the next life derives again from the stored state, and a stored record's change
+        events wait in its outbox, which recovery publishes."""
         try:
             return await self.publish(outcome)
-        except ProducerClosed:
+        except PRODUCER_GONE:
             if not self.app.should_stop:
                 raise
             return []
@@ -375,7 +379,7 @@ class SegmentWorker:
         """Wait for :meth:`send`'s writes (see there for a closed producer)."""
         try:
             await written(sent)
-        except ProducerClosed:
+        except PRODUCER_GONE:
             if not self.app.should_stop:
                 raise
 
