@@ -92,7 +92,8 @@ class BatchProcessor:
         decoded = self._on_time(decoded, outcome)
         defer = self.catching_up(coalesce_after_s)
         by_user, origin = _by_user(decoded, outcome)
-        for message in handoffs:
+        for message in handoffs:  # each evaluates a user: the loop gets its turn between
+            yield from slices.turn()
             handoff_in(self.engine, message, load, outcome, self.watermark, self._keep)
         too_late: list[ShopEvent] = []
         logins = _logins(by_user)
@@ -111,6 +112,7 @@ class BatchProcessor:
                 del outcome.changes[changes_before:]
                 self._isolate(user_id, events, origin, kept, exc, outcome)
         for message in forgets:  # after their events of this batch
+            yield from slices.turn()
             forgotten = apply_forget(self.engine, message, load, outcome, time.time())
             if forgotten is not None:
                 self._keep(*forgotten, outcome)
