@@ -96,10 +96,11 @@ class UserFeatures:
         allowed lateness. State is kept down to the horizon, so within it the result does not
         depend on arrival order.
         """
-        if event.event_id in self.recent_ids:
+        key = self.recent_ids.unseen(event.event_id)
+        if key is None:
             return "duplicate"
         if isinstance(event, ProfileEvent):  # who they are: not a visit, never late
-            self.recent_ids.add(event.event_id, event.ts)
+            self.recent_ids.add_unseen(key, event.ts)
             self._learn_profile(event)
             return "accepted"
         if horizon is None:
@@ -108,7 +109,7 @@ class UserFeatures:
             return "too_late"
         if isinstance(event, OrderEvent) and self.ledger.repeats(event.order_id, event.status):
             return "duplicate"  # the same order again under another event id (a retry)
-        self.recent_ids.add(event.event_id, event.ts)
+        self.recent_ids.add_unseen(key, event.ts)
         self.first_seen = min(self.first_seen, event.ts)
         self.last_seen = max(self.last_seen, event.ts)
         self.session_counter.learn_one(event.ts, horizon)

@@ -80,6 +80,24 @@ class SeenIds:
     def add(self, event_id: str, ts: float) -> None:
         self._put(id_hash(event_id), math.ceil(ts))
 
+    def unseen(self, event_id: str) -> int | None:
+        """The id's hash if the id is not here (for :meth:`add_unseen`), else None: a new
+        event's id is hashed and searched for once, not again when it is added.
+
+        >>> seen = SeenIds()
+        >>> key = seen.unseen("evt-1")
+        >>> seen.add_unseen(key, 1_700_000_000.5)
+        >>> seen.unseen("evt-1") is None, "evt-1" in seen
+        (True, True)
+        """
+        key = id_hash(event_id)
+        return key if self._index(key) == -1 else None
+
+    def add_unseen(self, key: int, ts: float) -> None:
+        """Add the hash that :meth:`unseen` just gave (nothing was added since)."""
+        self._hashes += key.to_bytes(HASH, "little")
+        self._times.append(math.ceil(ts))
+
     def _put(self, key: int, second: int) -> None:
         index = self._index(key)
         if index == -1:
