@@ -1,6 +1,8 @@
 """Giving the event loop its turn during a long step: a step that loops over a batch's users
 checks :meth:`SliceTimer.due` between two of them and, once a slice's time has passed, awaits
 :meth:`SliceTimer.pause` (the worker's loop budget is 100 ms; no step may hold it that long).
+And sizing the steps: :func:`next_batch_limit` keeps a batch (or a slice of time-driven work)
+to about a time budget.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ SLICE_S = 0.03
 #: timers that fell due meanwhile, so a timer (the loop-lag probe, Faust's and aiokafka's own)
 #: waited for two slices; a timer due later than theirs lets them run first.
 PAUSE_S = 0.0001
+#: A batch's target processing time, and the smallest batch it may come to. A larger batch
+#: costs less per event (a user with several of its events is evaluated once: 197 us per
+#: event at 100 events, 92 us at 1,000, on session traffic); the loop gets its turn every
+#: :data:`SLICE_S` of it (:mod:`streams.runtime.slices`).
+BATCH_BUDGET_S = 0.25
+MIN_BATCH = 50
 
 
 class SliceTimer:
@@ -79,3 +87,18 @@ async def run_sliced(steps: Generator[None, None, Result]) -> Result:
         except StopIteration as done:
             return done.value
         await give_turn()
+
+
+def next_batch_limit(limit: int, taken: int, took_s: float, most: int,
+                     budget_s: float = BATCH_BUDGET_S) -> int:
+    """The next batch's (or slice's) size limit: processing it takes about ``budget_s``,
+    whatever an event costs (users with long histories, slow CPUs).
+
+    >>> next_batch_limit(2000, 2000, 1.0, 2000), next_batch_limit(100, 100, 0.01, 500)
+    (500, 126)
+    """
+    if took_s > budget_s:
+        return max(MIN_BATCH, int(taken * budget_s / took_s))
+    if taken >= limit and took_s < budget_s / 2:
+        return min(most, int(limit * 1.25) + 1)
+    return limit

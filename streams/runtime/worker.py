@@ -38,7 +38,7 @@ from streams.runtime.recovery import complete_changelog, restore_owned
 from streams.runtime.segment_history import SegmentHistory
 from streams.runtime.sinks.redis import RedisMembership
 from streams.runtime.sinks.redis_rebuild import RedisRebuild
-from streams.runtime.slices import SLICE_S, give_turn, run_sliced
+from streams.runtime.slices import MIN_BATCH, SLICE_S, give_turn, next_batch_limit, run_sliced
 from streams.runtime.state.change_outbox import is_user_key
 from streams.runtime.state.record_batches import written
 
@@ -53,12 +53,6 @@ PRODUCER_GONE = (ProducerClosed, NotReady)
 WRITES_IN_FLIGHT = 4
 #: How long the consume loop waits for input while unsettled users wait for their turn.
 SETTLING_WAIT_S = 0.01
-#: A batch's target processing time, and the smallest batch it may come to. A larger batch
-#: costs less per event (a user with several of its events is evaluated once: 197 us per
-#: event at 100 events, 92 us at 1,000, on session traffic); the loop gets its turn every
-#: :data:`SLICE_S` of it (:mod:`streams.runtime.slices`).
-BATCH_BUDGET_S = 0.25
-MIN_BATCH = 50
 #: Time-driven work per review tick; what is left waits for the next tick.
 REVIEW_BUDGET_S = 0.5
 
@@ -385,21 +379,6 @@ class SegmentWorker:
 
     async def publish(self, outcome: BatchOutcome) -> list[Awaitable[Any]]:
         return await self.publisher.publish(outcome, self.processor.watermark)
-
-
-def next_batch_limit(limit: int, taken: int, took_s: float, most: int,
-                     budget_s: float = BATCH_BUDGET_S) -> int:
-    """The next batch's (or slice's) size limit: processing it takes about ``budget_s``,
-    whatever an event costs (users with long histories, slow CPUs).
-
-    >>> next_batch_limit(2000, 2000, 1.0, 2000), next_batch_limit(100, 100, 0.01, 500)
-    (500, 126)
-    """
-    if took_s > budget_s:
-        return max(MIN_BATCH, int(taken * budget_s / took_s))
-    if taken >= limit and took_s < budget_s / 2:
-        return min(most, int(limit * 1.25) + 1)
-    return limit
 
 
 async def _make_room(writing: deque[asyncio.Future[None]]) -> None:
