@@ -218,7 +218,12 @@ class SegmentWorker:
 
     async def _acknowledge(self, sent: list[Awaitable[Any]], taken: list[Any]) -> None:
         started = time.perf_counter()
-        await written(sent)
+        try:
+            await written(sent)
+        except PRODUCER_GONE:  # stopping: not written, so not acknowledged (read again)
+            if not self.app.should_stop:
+                raise
+            return
         metrics.STAGE_SECONDS.labels("produce").inc(time.perf_counter() - started)
         consumer = self.app.consumer
         for message in taken:
