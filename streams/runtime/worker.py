@@ -218,11 +218,7 @@ class SegmentWorker:
 
     async def _acknowledge(self, sent: list[Awaitable[Any]], taken: list[Any]) -> None:
         started = time.perf_counter()
-        try:
-            await written(sent)
-        except PRODUCER_GONE:  # stopping: not written, so not acknowledged (read again)
-            if not self.app.should_stop:
-                raise
+        if not await self.finish(sent):  # stopping: not written, so not acknowledged
             return
         metrics.STAGE_SECONDS.labels("produce").inc(time.perf_counter() - started)
         consumer = self.app.consumer
@@ -374,13 +370,16 @@ class SegmentWorker:
                 raise
             return []
 
-    async def finish(self, sent: list[Awaitable[Any]]) -> None:
-        """Wait for :meth:`send`'s writes (see there for a closed producer)."""
+    async def finish(self, sent: list[Awaitable[Any]]) -> bool:
+        """Wait for :meth:`send`'s writes; False if the stopping worker's producer refused
+        them (see :meth:`send`)."""
         try:
             await written(sent)
         except PRODUCER_GONE:
             if not self.app.should_stop:
                 raise
+            return False
+        return True
 
     async def publish(self, outcome: BatchOutcome) -> list[Awaitable[Any]]:
         return await self.publisher.publish(outcome, self.processor.watermark)
