@@ -11,14 +11,17 @@ import time
 import urllib.request
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
 import redis.asyncio as redis
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from support import batch_segments, consume_to_end, event_message, produce, wait_for
 from support import worker_env as support_env
 
+from streams.runtime.app import _ConsumerThread
 from streams.tools.local.embedded import EmbeddedKafka, EmbeddedObjectStore, free_port
 from streams.tools.local.services import WorkerProcess
 
@@ -128,6 +131,35 @@ async def test_kill_9_three_times_mid_stream_leaves_one_exact_change_history(
         worker.stop()
     assert lives == 4 and worker.log().count("] recovered ") >= 4, worker.log()[-3000:]
     assert "(consumer: flow_active=" in worker.log()  # what a stall's log says of it
+
+
+async def test_reading_again_fetches_what_a_partition_with_nothing_committed_skipped(
+    kafka_bootstrap: str,
+) -> None:
+    """What a stalled worker's reread (and Faust after each recovery) does: seek to the
+    committed offsets. A partition the group never committed in goes back to its beginning,
+    past records the consumer had fetched and Faust dropped (the stall of a worker killed
+    before its first commit); a changelog stays where its recovery left it."""
+    orders, changelog = TopicPartition("shop.orders", 0), TopicPartition("x-changelog", 0)
+    await produce(kafka_bootstrap, [(tp.topic, b"k", b"%d" % n)
+                                    for tp in (orders, changelog) for n in range(10)])
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id="never-committed",
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign([orders, changelog])
+        read = 0
+        while read < 20:  # fetched and dropped: the position is past them all
+            read += sum(len(r) for r in (await consumer.getmany(timeout_ms=2000)).values())
+        thread = SimpleNamespace(_ensure_consumer=lambda: consumer, app=SimpleNamespace(
+            tables=SimpleNamespace(changelog_topics={changelog.topic})))
+        committed = await _ConsumerThread._seek_to_committed_or_beginning(thread)  # type: ignore[arg-type]
+        assert committed == {orders: None, changelog: None}
+        again = await consumer.getmany(timeout_ms=2000)
+        assert [m.offset for m in again.get(orders, [])] == list(range(10))
+        assert changelog not in again and await consumer.position(changelog) == 10
+    finally:
+        await consumer.stop()
 
 
 async def test_a_broker_killed_and_restarted_mid_stream_loses_nothing(

@@ -13,6 +13,7 @@ low on both.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import aiokafka
@@ -66,6 +67,28 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
                     records.update(await fetcher.fetched_records(
                         {tp}, timeout=0, max_records=PARTITION_RECORDS))
             return records
+
+
+    async def seek_to_committed(self) -> Mapping[Any, int | None]:
+        """Seek every assigned partition to its committed offset, and each input partition
+        nothing was committed in yet to its beginning (what ``auto_offset_reset`` does).
+
+        aiokafka's own seek leaves a partition without a committed offset where the consumer
+        is. Records Faust fetched there and then dropped (it does so for a partition it paused
+        for recovery meanwhile, as it does at every start) were then never fetched again: a
+        worker restarted before its first commit waited for them until it exited as stalled.
+        """
+        return await self.call_thread(self._seek_to_committed_or_beginning)
+
+    async def _seek_to_committed_or_beginning(self) -> Mapping[Any, int | None]:
+        consumer = self._ensure_consumer()
+        committed = await consumer.seek_to_committed()
+        changelogs = self.app.tables.changelog_topics
+        uncommitted = [tp for tp, offset in committed.items()
+                       if not offset and tp.topic not in changelogs]
+        if uncommitted:
+            await consumer.seek_to_beginning(*uncommitted)
+        return committed
 
 
 class _Consumer(faust_aiokafka.Consumer):

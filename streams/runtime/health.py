@@ -110,7 +110,9 @@ class WorkerHealth:
         offsets. Faust drops records fetched for a partition that a rebalance or a recovery
         paused meanwhile, after the consumer's position has moved past them; nothing fetches
         them again until a seek, and the worker waits for input that never comes. Reading
-        again from the committed offsets is always safe (events count once by their id).
+        again from the committed offsets (from the beginning where nothing is committed yet:
+        :meth:`streams.runtime.app._ConsumerThread.seek_to_committed`) is always safe
+        (events count once by their id).
         ``describe``: the consumer's state (flow, paused partitions), logged with each.
         """
         reread_at: float | None = None
