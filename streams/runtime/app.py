@@ -180,7 +180,8 @@ class SegmenterApp(faust.App):
                 f"paused={count(consumer._paused_partitions)} "
                 f"buffered={count(consumer._buffered_partitions)} "
                 f"inbox_paused={count(inbox.paused)} aiokafka_paused="
-                f"{count(client._subscription.paused_partitions() if client else None)}")
+                f"{count(client._subscription.paused_partitions() if client else None)}"
+                + _behind(consumer, client, inbox.topics))
 
     def _new_transport(self) -> _Transport:
         return _Transport(self.conf.broker_consumer, self)
@@ -202,6 +203,27 @@ class SegmenterApp(faust.App):
                 read = (committed or 0) - 1
             waiting.append((tp, None if highwater is None else max(0, highwater - read - 1)))
         return waiting
+
+
+def _behind(consumer: Any, client: Any, topics: frozenset[str], limit: int = 8) -> str:
+    """Input partitions not read to the broker's end: where aiokafka fetches from, the last
+    offset Faust handed over and the committed one (counts alone did not show a partition
+    whose position had passed records that were dropped unread)."""
+    subscription = getattr(client, "_subscription", None) if client is not None else None
+    assignment = getattr(subscription.subscription, "assignment", None) if subscription else None
+    behind = []
+    for tp in sorted(assignment.tps if assignment else ()):
+        if tp.topic not in topics:
+            continue
+        state, highwater = assignment.state_value(tp), consumer.highwater(tp)
+        handed, committed = consumer._read_offset.get(tp), consumer._committed_offset.get(tp)
+        last = handed if handed is not None else (committed or 0) - 1
+        if state.has_valid_position and highwater is not None and last + 1 >= highwater:
+            continue
+        position = state.position if state.has_valid_position else "reset"
+        behind.append(f"{tp.topic}/{tp.partition} fetching at {position} of {highwater}, "
+                      f"handed over {handed}, committed {committed}")
+    return f"; behind: {'; '.join(behind[:limit])}" if behind else ""
 
 
 def faust_broker_url(bootstrap: str) -> str:
