@@ -68,7 +68,6 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
                         {tp}, timeout=0, max_records=PARTITION_RECORDS))
             return records
 
-
     async def seek_to_committed(self) -> Mapping[Any, int | None]:
         """Seek every assigned partition to its committed offset, and each input partition
         nothing was committed in yet to its beginning (what ``auto_offset_reset`` does).
