@@ -149,7 +149,8 @@ class SegmenterApp(faust.App):
         # Faust's own partition type: its set of active partitions accepts no other.
         inbox.partitions.pause = lambda tp: self.consumer.on_buffer_full(TP(*tp))
         inbox.partitions.resume = lambda tp: self.consumer.on_buffer_drop(TP(*tp))
-        self.flow_control.manage_queue(inbox)  # type: ignore[arg-type]
+        self._inbox_flow = _InboxFlow(inbox, self)  # the flow control holds it weakly
+        self.flow_control.manage_queue(self._inbox_flow)  # type: ignore[arg-type]
 
     def _has_more(self, tp: Any, last_offset: int | None) -> bool:
         """Whether the broker holds input past ``last_offset`` (unknown counts as yes; a
@@ -202,6 +203,34 @@ class SegmenterApp(faust.App):
                 read = (committed or 0) - 1
             waiting.append((tp, None if highwater is None else max(0, highwater - read - 1)))
         return waiting
+
+
+class _InboxFlow:
+    """The inbox as Faust's flow control sees it: a queue it clears when a rebalance revokes
+    partitions (the flow suspended) and again when recovery resumes the flow.
+
+    Recovery resumes the partitions and seeks them to the committed offsets before it resumes
+    the flow; what was fetched meanwhile is past Faust's read offsets, and dropped unread it
+    was never fetched again: the worker went on with its input silently short (seen once a
+    worker's start took longer to seek). Those partitions are read again from there.
+    """
+
+    def __init__(self, inbox: BatchInbox, app: SegmenterApp) -> None:
+        self.inbox = inbox
+        self.app = app
+        self.seeking: asyncio.Future[None] | None = None
+
+    def clear(self) -> None:
+        dropped = self.inbox.clear()
+        if not dropped or not self.app.flow_control.is_active():
+            return  # a rebalance: recovery then seeks every partition to its committed offset
+        consumer = self.app.consumer
+        assigned = consumer.assignment()
+        # Not before the committed offset: a fetch from before recovery's seek may be older.
+        again = {tp: max(offset, consumer._committed_offset.get(tp) or 0)
+                 for tp, offset in dropped.items() if tp in assigned}
+        if again:
+            self.seeking = asyncio.ensure_future(consumer.seek_wait(again))
 
 
 def _behind(consumer: Any, client: Any, topics: frozenset[str], limit: int = 8) -> str:

@@ -19,7 +19,9 @@ for the others instead of filling the inbox.
 Offsets stay Faust's business: a message is tracked as unacknowledged when it arrives and the
 worker acknowledges it once its batch is written, so Faust commits exactly what was processed
 and waits for the batch in hand before a rebalance. On a rebalance, messages not yet taken are
-dropped (:meth:`BatchInbox.clear`); the partitions' next owner reads them again.
+dropped (:meth:`BatchInbox.clear`); the partitions' next owner reads them again. Faust clears
+the inbox once more when its recovery resumes the flow; what it then drops is read again
+(``streams.runtime.app._InboxFlow``).
 
 >>> import asyncio
 >>> from types import SimpleNamespace as Msg
@@ -138,9 +140,12 @@ class BatchInbox:
                 taken = self._release(max_messages, force=True)
         return taken
 
-    def clear(self) -> None:
-        """Drop what is waiting (the partitions are being revoked)."""
-        for queue in self._queues.values():
+    def clear(self) -> dict[Any, int]:
+        """Drop what is waiting; return each partition's first offset dropped."""
+        dropped: dict[Any, int] = {}
+        for tp, queue in self._queues.items():
+            if queue:
+                dropped[tp] = min(message.offset for message in queue)
             while queue:
                 self.on_drop(queue.popleft())
         self._size = 0
@@ -151,6 +156,7 @@ class BatchInbox:
         self._last_offset.clear()
         self._last_ts.clear()
         self._room.set()
+        return dropped
 
     async def _wait_arrival(self, deadline: float | None) -> bool:
         self._arrived.clear()
