@@ -95,16 +95,18 @@ class SeenIds:
 
     def add_unseen(self, key: int, ts: float) -> None:
         """Add the hash that :meth:`unseen` just gave (nothing was added since)."""
-        self._hashes += key.to_bytes(HASH, "little")
-        self._times.append(math.ceil(ts))
+        self._append(key, math.ceil(ts))
 
     def _put(self, key: int, second: int) -> None:
         index = self._index(key)
         if index == -1:
-            self._hashes += key.to_bytes(HASH, "little")
-            self._times.append(second)
+            self._append(key, second)
         else:
             self._times[index] = second
+
+    def _append(self, key: int, second: int) -> None:
+        self._hashes += key.to_bytes(HASH, "little")
+        self._times.append(second)
 
     def update(self, other: SeenIds) -> None:
         for key, second in zip(other._keys(), other._times, strict=True):

@@ -197,12 +197,18 @@ class SegmenterApp(faust.App):
             if tp.topic not in topics:
                 continue
             highwater = consumer.highwater(tp)
-            read = consumer._read_offset.get(tp)
-            if read is None:
-                committed = consumer._committed_offset.get(tp)
-                read = (committed or 0) - 1
-            waiting.append((tp, None if highwater is None else max(0, highwater - read - 1)))
+            waiting.append((tp, None if highwater is None
+                            else max(0, highwater - _last_read(consumer, tp) - 1)))
         return waiting
+
+
+def _last_read(consumer: Any, tp: Any) -> int:
+    """The last offset of ``tp`` Faust handed over, or the one before the committed offset
+    (-1: nothing read or committed)."""
+    read = consumer._read_offset.get(tp)
+    if read is None:
+        read = (consumer._committed_offset.get(tp) or 0) - 1
+    return int(read)
 
 
 class _InboxFlow:
@@ -237,17 +243,17 @@ def _behind(consumer: Any, client: Any, topics: frozenset[str], limit: int = 8) 
     """Input partitions not read to the broker's end: where aiokafka fetches from, the last
     offset Faust handed over and the committed one (counts alone did not show a partition
     whose position had passed records that were dropped unread)."""
-    subscription = getattr(client, "_subscription", None) if client is not None else None
+    subscription = getattr(client, "_subscription", None)
     assignment = getattr(subscription.subscription, "assignment", None) if subscription else None
     behind = []
     for tp in sorted(assignment.tps if assignment else ()):
         if tp.topic not in topics:
             continue
         state, highwater = assignment.state_value(tp), consumer.highwater(tp)
-        handed, committed = consumer._read_offset.get(tp), consumer._committed_offset.get(tp)
-        last = handed if handed is not None else (committed or 0) - 1
-        if state.has_valid_position and highwater is not None and last + 1 >= highwater:
+        if (state.has_valid_position and highwater is not None
+                and _last_read(consumer, tp) + 1 >= highwater):
             continue
+        handed, committed = consumer._read_offset.get(tp), consumer._committed_offset.get(tp)
         position = state.position if state.has_valid_position else "reset"
         behind.append(f"{tp.topic}/{tp.partition} fetching at {position} of {highwater}, "
                       f"handed over {handed}, committed {committed}")

@@ -23,7 +23,7 @@ PAUSE_S = 0.0001
 #: A batch's target processing time, and the smallest batch it may come to. A larger batch
 #: costs less per event (a user with several of its events is evaluated once: 197 us per
 #: event at 100 events, 92 us at 1,000, on session traffic); the loop gets its turn every
-#: :data:`SLICE_S` of it (:mod:`streams.runtime.slices`).
+#: :data:`SLICE_S` of it (see above).
 BATCH_BUDGET_S = 0.25
 MIN_BATCH = 50
 

@@ -3,10 +3,10 @@
 Throughput alone cannot tell a design that does not scale from a machine that is full: on two
 cores shared by the broker, Redis and the workers, a second worker can only take what the
 others leave. So the parts that count events/s also read, over the same window, the workers'
-CPU seconds (with their child processes) and the machine's busy cores (``/proc/stat``).
-Linux only; elsewhere the figures are absent (None), never made up.
+CPU seconds (with their child processes) and the machine's busy cores, through psutil. Where
+they cannot be read the figures are absent (None), never made up.
 
->>> meter = CpuMeter([os.getpid()])
+>>> meter = CpuMeter([psutil.Process().pid])
 >>> _ = sum(range(200_000))
 >>> used = meter.read()
 >>> used is None or (used.workers_s >= 0 and 0 <= used.busy_cores <= used.cores)
@@ -15,10 +15,9 @@ True
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+import psutil
 
 
 @dataclass(frozen=True)
@@ -49,49 +48,33 @@ class CpuMeter:
         ended = _sample(self.pids)
         if self.started is None or ended is None:
             return None
-        (workers0, busy0, total0), (workers1, busy1, total1) = self.started, ended
-        cores = os.cpu_count() or 1
-        share = (busy1 - busy0) / max(total1 - total0, 1)
-        return CpuUsed(workers1 - workers0, share * cores, cores)
+        (workers0, idle0, total0), (workers1, idle1, total1) = self.started, ended
+        cores = psutil.cpu_count() or 1
+        busy_share = 1 - (idle1 - idle0) / max(total1 - total0, 1e-9)
+        return CpuUsed(workers1 - workers0, busy_share * cores, cores)
 
 
-def _sample(pids: list[int]) -> tuple[float, int, int] | None:
-    """(workers' CPU seconds, machine busy ticks, machine total ticks), None off Linux."""
+def _sample(pids: list[int]) -> tuple[float, float, float] | None:
+    """(workers' CPU seconds, machine idle seconds, machine total seconds)."""
     try:
-        with open("/proc/stat") as stat:
-            fields = [int(n) for n in stat.readline().split()[1:]]
-        workers = sum(_process_seconds(pid) for pid in _with_children(pids))
-    except OSError:
+        workers = sum(_process_seconds(pid) for pid in pids)
+        machine = psutil.cpu_times()
+    except psutil.Error:
         return None
-    idle = fields[3] + fields[4]  # idle and iowait
-    return workers, sum(fields) - idle, sum(fields)
-
-
-def _with_children(pids: list[int]) -> list[int]:
-    """The processes and their direct children (a worker's process pool)."""
-    wanted, found = set(pids), list(pids)
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if _stat_fields(int(entry))[1] in wanted:
-                    found.append(int(entry))
-            except OSError:  # gone meanwhile
-                continue
-    return found
+    # Guest time is already counted in user and nice time.
+    total = sum(machine) - getattr(machine, "guest", 0) - getattr(machine, "guest_nice", 0)
+    return workers, machine.idle + getattr(machine, "iowait", 0), total
 
 
 def _process_seconds(pid: int) -> float:
-    """User and system CPU seconds of a process (0 once it is gone)."""
-    try:
-        fields = _stat_fields(pid)
-    except OSError:
-        return 0.0
-    return (fields[11] + fields[12]) / TICKS
-
-
-def _stat_fields(pid: int) -> list[int]:
-    """The numeric fields of /proc/<pid>/stat after the command name (state skipped):
-    index 1 is the parent's pid, 11 and 12 user and system ticks."""
-    with open(f"/proc/{pid}/stat") as stat:
-        rest = stat.read().rsplit(")", 1)[1].split()
-    return [0, *(int(n) for n in rest[1:])]
+    """User and system CPU seconds of a process and its direct children (a worker's process
+    pool); a child gone meanwhile counts nothing."""
+    process = psutil.Process(pid)
+    seconds = 0.0
+    for each in [process, *process.children()]:
+        try:
+            times = each.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        seconds += times.user + times.system
+    return seconds
