@@ -121,6 +121,10 @@ class BehaviorModel:
     population: dict[str, dict[int, int]] | None = None
     #: The customer value model (predicted value and tiers), once the trainer has fitted one.
     value: ValueModel | None = None
+    #: Per row, added to a user's squared distance (in standard deviations) to its centre:
+    #: a segment arriving or leaving a step at a time (:mod:`segmenter.regrouping`) holds
+    #: fewer users than its centre alone would give it. None: all 0.
+    handicaps: Any = None
     _scaled: Any = field(init=False, repr=False)
     _rows: list[tuple[float, ...]] = field(init=False, repr=False)
     _inverse_scale: list[float] = field(init=False, repr=False)
@@ -134,12 +138,19 @@ class BehaviorModel:
         # Plain lists for predict_one: numpy's per-call overhead outweighs a few centres' sums.
         self._rows = [tuple(row) for row in self._scaled.tolist()]
         self._inverse_scale = (1.0 / self.scale).tolist()
+        if self.handicaps is not None:
+            self.handicaps = np.asarray(self.handicaps, dtype=float).reshape(len(self.ids))
+            if not self.handicaps.any():
+                self.handicaps = None
 
     def predict_one(self, vector: Sequence[float]) -> str:
         """The id of the nearest centre."""
         point = [value * inverse for value, inverse in zip(vector, self._inverse_scale,
                                                             strict=True)]
         distances = [math.dist(row, point) for row in self._rows]
+        if self.handicaps is not None:
+            distances = [d * d + h for d, h in zip(distances, self.handicaps.tolist(),
+                                                   strict=True)]
         return self.ids[distances.index(min(distances))]
 
     def predict_many(self, vectors: Any) -> list[str]:
@@ -156,7 +167,8 @@ class BehaviorModel:
         """Each vector's nearest centre (row) and its distance, in standard deviations."""
         points = np.asarray(vectors, dtype=float).reshape(-1, DIMENSIONS) / self.scale
         squares = ((points[:, None, :] - self._scaled[None, :, :]) ** 2).sum(axis=2)
-        rows = squares.argmin(axis=1)
+        rows = (squares if self.handicaps is None
+                else squares + self.handicaps[None, :]).argmin(axis=1)
         return rows, np.sqrt(squares[np.arange(len(rows)), rows])
 
     def descriptions(self) -> dict[str, str]:
@@ -170,6 +182,7 @@ class BehaviorModel:
             "profiles": self.profiles, "training": self.training,
             "population": self.population,
             "value": None if self.value is None else self.value.to_dict(),
+            "handicaps": None if self.handicaps is None else self.handicaps.tolist(),
         }, option=orjson.OPT_NON_STR_KEYS)
 
     @classmethod
@@ -179,20 +192,29 @@ class BehaviorModel:
                       for d, bins in (state.get("population") or {}).items()}
         return cls(state["version"], state["ids"], state["centres"], state["scale"],
                    state["mean"], state["profiles"], state.get("training"), population or None,
-                   ValueModel.from_dict(state["value"]) if state.get("value") else None)
+                   ValueModel.from_dict(state["value"]) if state.get("value") else None,
+                   state.get("handicaps"))
 
     def same_centres(self, other: BehaviorModel | None) -> bool:
         """Whether ``other`` places users exactly as this version does."""
         return (other is not None and other.ids == self.ids
                 and np.array_equal(other.centres, self.centres)
-                and np.array_equal(other.scale, self.scale))
+                and np.array_equal(other.scale, self.scale)
+                and np.array_equal(_zeros(other.handicaps, self.ids),
+                                   _zeros(self.handicaps, self.ids)))
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, BehaviorModel) and self.version == other.version
                 and self.ids == other.ids and np.allclose(self.centres, other.centres)
-                and np.allclose(self.scale, other.scale))
+                and np.allclose(self.scale, other.scale)
+                and np.allclose(_zeros(self.handicaps, self.ids),
+                                _zeros(other.handicaps, self.ids)))
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def _zeros(handicaps: Any, ids: list[str]) -> Any:
+    return np.zeros(len(ids)) if handicaps is None else handicaps
 
 
 def describe(centre: Any, mean: Any, scale: Any, size: float, total: float) -> dict[str, Any]:

@@ -14,7 +14,9 @@ current members across all workers. From them:
 3. **re-fits**: now and then a fresh fit on the reservoir replaces the centres if it explains
    the data clearly better (a new kind of shopper appeared); a new segment keeps the id of the
    old one whose sampled members it mostly holds;
-4. segments below ``min_share`` of the users are dropped (their users go to the nearest other);
+4. segments below ``min_share`` of the users are dropped (their users go to the nearest other).
+   A refit or a merge is reached a step per version, each re-placing at most ``max_churn`` of
+   the sampled users (:mod:`segmenter.regrouping`); nothing else moves the centres meanwhile;
 5. **customer value**: every ``value.refit_interval_s`` the value model
    (:func:`segmenter.clv.fit_value_model`) is fitted again on the customers among the sampled
    users, off the event loop like the rest, and published with the next version.
@@ -55,16 +57,9 @@ from segmenter.behavior import (
 )
 from segmenter.clusterers import OnlineCentres, inertia, kmeans_plus_plus, match_ids, moved_share
 from segmenter.clv import ValueTrainer
+from segmenter.regrouping import Regrouping, damped_step
 from segmenter.reservoir import Reservoir
 from segmenter.segmentation_settings import BehaviorSettings, ValueSettings
-
-#: The step lengths tried, longest first (halving down to 1/4096), and the share of max_churn
-#: each may spend. On overlapping kinds a sixteenth of a step can still cross a dense border;
-#: the shorter steps let the centres go on toward their members' means instead of stopping.
-#: They get a quarter of the budget (the sample's vectors lag the users' recency, and while
-#: the shop is young it misjudged the quiet users such steps move by up to three times),
-#: except the shortest, so that a step within max_churn is never refused.
-DAMPED_STEPS = tuple((0.5 ** n, 0.25 if 4 < n < 12 else 1.0) for n in range(13))
 
 
 class BehaviorTrainer:
@@ -109,6 +104,8 @@ class BehaviorTrainer:
         self.population_changed = False
         #: Why the last version was made (logged with it).
         self.reason = ""
+        #: A refit or merge under way, a step per version (None: none).
+        self.regrouping: Regrouping | None = None
         if model is not None:
             self._resume(model)
 
@@ -122,6 +119,8 @@ class BehaviorTrainer:
         # The sample the centres were fitted on, not this trainer's (empty) one: a trainer
         # taking over must not take its refilling sample for growth and re-fit at once.
         self.fitted_on = state.get("fitted_on", self.settings.reservoir_size)
+        if state.get("regrouping"):
+            self.regrouping = Regrouping.from_json(state["regrouping"])
         self.partitions = {int(p): {d: {int(i): n for i, n in bins.items()}
                                     for d, bins in dims.items()}
                            for p, dims in state.get("partitions", {}).items()}
@@ -185,6 +184,8 @@ class BehaviorTrainer:
             centres = self._fit()
             ids = [self._new_id() for _ in centres]
             return self._publish(ids, centres, reason=f"first fit on {len(self.reservoir)} users")
+        if self.regrouping is not None:  # nothing else moves the centres meanwhile
+            return self._regroup_step("regrouping")
         # Early on the sample grows fast and the first centres were fitted on few users:
         # look again whenever it has doubled. Later, only when the users' distances to their
         # centres drifted (ADWIN), at most every refit_interval_s: a refit is for a new
@@ -248,7 +249,8 @@ class BehaviorTrainer:
         dropped = small[:len(model.ids) - 2]  # two segments stay, whatever their size
         if dropped:
             return self._merge(model, dropped)
-        centres, scale = self._damped(model, centres, scale)
+        centres, scale = damped_step(model, centres, scale, self.reservoir.points(),
+                                     self.settings)
         moved = np.abs((centres - model.centres) / scale).max()
         still = wanted < self.settings.min_centre_shift or moved <= 0.0
         rescaled = np.abs(scale / model.scale - 1).max()
@@ -268,8 +270,10 @@ class BehaviorTrainer:
         users move (an undamped step taken with the merge moved a third of the shop)."""
         keep = [row for row in range(len(model.ids)) if row not in dropped]
         merged = [model.ids[row] for row in dropped]
-        return self._publish([model.ids[row] for row in keep], model.centres[keep],
-                             (model.mean, model.scale), reason=f"merged too small {merged}")
+        self.regrouping = Regrouping.between(
+            model.ids, model.centres, [model.ids[row] for row in keep], model.centres[keep],
+            (model.mean, model.scale), self.reservoir.points())
+        return self._regroup_step(f"merging too small {merged}")
 
     def _shares_moved(self, model: BehaviorModel, users: float) -> bool:
         """Whether a segment's share of the users is half again or half less than its
@@ -284,25 +288,6 @@ class BehaviorTrainer:
             if abs(share - published) > max(0.01, 0.5 * published):
                 return True
         return False
-
-    def _damped(self, model: BehaviorModel, centres: Any, scale: Any) -> tuple[Any, Any]:
-        """The longest step from the current centres and scale toward these that re-places
-        at most ``max_churn`` of the sampled users (halving down to a sixteenth; none if even
-        that is too much): each version moves few users who did nothing, and the centres
-        still get where the members' means are, over several versions."""
-        sample = self.reservoir.points()
-        if len(sample) < self.settings.warmup_users:
-            # Too few users to tell whom a step moves (a trainer that just took over, whose
-            # sample refills as users change): stay where the last version is.
-            return model.centres, model.scale
-        before = model.predict_many(sample)
-        for step, budget in DAMPED_STEPS:
-            moved = model.centres + step * (centres - model.centres)
-            rescaled = model.scale + step * (scale - model.scale)
-            after = BehaviorModel(0, model.ids, moved, rescaled).predict_many(sample)
-            if moved_share(before, after) <= budget * self.settings.max_churn:
-                return moved, rescaled
-        return model.centres, model.scale
 
     def _too_small(self, segment: str, count: float, users: float, now: float) -> bool:
         """Below min_share once its users had time to arrive (a few publishing rounds)."""
@@ -349,8 +334,25 @@ class BehaviorTrainer:
         if moved_share(before, after, match=True) <= self.settings.max_churn:
             return None  # the same grouping: nothing worth moving anyone for
         ids = self._continued(before, after, len(fresh))
-        return self._publish(ids, fresh, reason=(
-            f"refit on {len(sample)} users: inertia {fresh_inertia:.1f} < {current:.1f}"))
+        self.regrouping = Regrouping.between(model.ids, model.centres, ids, fresh,
+                                             (model.mean, model.scale), sample)
+        return self._regroup_step(
+            f"refit on {len(sample)} users: inertia {fresh_inertia:.1f} < {current:.1f}")
+
+    def _regroup_step(self, reason: str) -> BehaviorModel | None:
+        """The next version along the regrouping under way: the farthest that re-places at
+        most ``max_churn`` of the sampled users (:meth:`Regrouping.advance`)."""
+        path = self.regrouping
+        sample = self.reservoir.points()
+        if path is None or len(sample) < self.settings.warmup_users:
+            return None  # too few users to tell whom a step moves: wait for the sample
+        moved = path.advance(sample, self.settings.max_churn)
+        if path.done:
+            self.regrouping = None
+        step = path.model()
+        return self._publish(step.ids, step.centres, (path.mean, path.scale),
+                             reason=f"{reason}: {path.s:.4f} of the way, {moved:.2%} of the "
+                             "sample re-placed", shown=path.shown(), handicaps=step.handicaps)
 
     def _labels(self, model: BehaviorModel, centres: Any) -> list[str]:
         """The sampled users' nearest of ``centres`` (by row number, as text), in the model's
@@ -376,9 +378,10 @@ class BehaviorTrainer:
         return segment
 
     def _publish(self, ids: list[str], centres: Any, space: tuple[Any, Any] | None = None,
-                 reason: str = "") -> BehaviorModel:
+                 reason: str = "", shown: Any = None, handicaps: Any = None) -> BehaviorModel:
         """The next version; ``space``: keep this (mean, scale) instead of the population's;
-        ``reason``: why it is made, for the log (:attr:`reason`)."""
+        ``reason``: why it is made, for the log (:attr:`reason`); ``shown``: the centres to
+        describe the segments by, if not ``centres`` (on the way to a regrouping's)."""
         self.reason = reason
         _, mean, scale = self._spread()
         if space is not None:
@@ -389,11 +392,12 @@ class BehaviorTrainer:
             sizes = BehaviorModel(0, ids, centres, scale).sizes(self.reservoir.points())
         total = sum(sizes.values())
         profiles = {s: describe(c, mean, scale, sizes[s], total)
-                    for s, c in zip(ids, centres, strict=True)}
+                    for s, c in zip(ids, centres if shown is None else shown, strict=True)}
         stats = {s: [n, a.tolist(), b.tolist()] for s, (n, a, b) in self.stats.items()}
         training = {"stats": stats, "offset": self.offset, "next_id": self.next_id,
                     "sample_below": self.reservoir.sample_below, "partitions": self.partitions,
-                    "fitted_on": self.fitted_on}
+                    "fitted_on": self.fitted_on,
+                    "regrouping": self.regrouping.to_json() if self.regrouping else None}
         population: dict[str, Counter[int]] = {}
         for dimensions in self.partitions.values():
             for dimension, bins in dimensions.items():
@@ -401,5 +405,5 @@ class BehaviorTrainer:
         self.population_changed = False
         self.model = BehaviorModel(version, ids, centres, scale, mean, profiles, training,
                                    {d: dict(bins) for d, bins in population.items()} or None,
-                                   self.value.model)
+                                   self.value.model, handicaps)
         return self.model

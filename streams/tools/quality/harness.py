@@ -42,6 +42,11 @@ from streams.tools.traffic.personas import UserPlan, entity_id, plan_events
 
 BATCH = 1000
 SECONDS_PER_BATCH = 0.5
+#: Versions a regrouping under way may publish after a batch. A batch of the compressed
+#: stream stands for hours of a shop (90 days in about 150 batches), in which the workers'
+#: trainer publishes a version every publish_interval_s: a regrouping, a step per version
+#: (:mod:`segmenter.regrouping`), goes on between a shop's events.
+REGROUP_ROUNDS = 25
 
 
 @dataclass(slots=True)
@@ -76,8 +81,8 @@ class ShopRun:
         #: Users whose own events were processed since the last version.
         self.touched: set[str] = set()
         #: Per version after the first: (version, quiet users it moved, quiet users, whether
-        #: its ids differ from the previous version's: a regrouping); quiet:
-        #: no new events since the previous version. Moved: placed elsewhere by the new
+        #: it began a regrouping: a refit or a merge, taken a step per version); quiet: no
+        #: new events since the previous version. Moved: placed elsewhere by the new
         #: version than by the previous one, on the same vectors (time passing moves users
         #: whatever the version; that is not the model's doing).
         self.version_churn: list[tuple[int, int, int, bool]] = []
@@ -121,6 +126,9 @@ class ShopRun:
             routed = self._deliver(routed)
         self.clock += SECONDS_PER_BATCH
         self._train()
+        for _ in range(REGROUP_ROUNDS):
+            if self.trainer.regrouping is None or not self._train():
+                break
 
     def _deliver(self, routed: list[tuple[str, str, bytes]]) -> list[tuple[str, str, bytes]]:
         """Messages to the workers owning their keys' partitions; the handoffs they send."""
@@ -196,7 +204,7 @@ class ShopRun:
         moved = sum(1 for old, new in zip(previous.predict_many(points),
                                           model.predict_many(points), strict=True) if old != new)
         self.version_churn.append((model.version, moved, len(points),
-                                   previous.ids != model.ids))
+                                   self.trainer.reason.startswith(("refit", "merging"))))
 
     def assignments(self, segmentation: str = "behavior") -> dict[str, str | None]:
         """User -> segment of ``segmentation``, over every worker."""

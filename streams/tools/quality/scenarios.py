@@ -51,12 +51,12 @@ class OverlapFigures:
     ari_offline: float
     #: ARI against the planted (main) personas: for information, it cannot be 1 with overlap.
     ari_planted: float
-    #: Per version that kept the grouping: the share of quiet users it moved (worst, how many
-    #: versions above 1%, of how many).
+    #: Per version: the share of quiet users it moved (worst, how many versions above 1%, of
+    #: how many).
     worst_step: float
     steps_over: int
     steps: int
-    #: Versions whose ids changed (a refit taken, a segment merged away).
+    #: Regroupings begun (a refit taken, a segment merged away), each a step per version.
     regroupings: int
     seconds: float
 
@@ -78,7 +78,7 @@ def overlap_figures(settings: Settings, users: int, seed: int, days: float = 90.
     run.settle(SETTLE_ROUNDS)
     placed = run.assignments()
     clusters = len(run.model.ids) if run.model is not None else 1
-    steps = [moved / quiet for _, moved, quiet, regroup in run.version_churn if not regroup]
+    steps = [moved / quiet for _, moved, quiet, _ in run.version_churn]
     return OverlapFigures(
         users=users, events=len(events),
         mixed=sum(1 for second in seconds.values() if second is not None),
@@ -99,8 +99,8 @@ def print_overlap(settings: Settings, users: int, seed: int) -> OverlapFigures:
           f"after the last event, to settle), {figures.seconds:.1f} s")
     print(f"             ARI vs scikit-learn KMeans offline {figures.ari_offline:.4f} (target "
           f">= 0.95); vs planted main personas {figures.ari_planted:.4f} (cannot be 1); per "
-          f"version that kept the grouping: worst {figures.worst_step:.2%}, "
-          f"{figures.steps_over} of {figures.steps} above 1%; regroupings {figures.regroupings}")
+          f"version: worst {figures.worst_step:.2%}, {figures.steps_over} of {figures.steps} "
+          f"above 1%; regroupings begun {figures.regroupings}")
     return figures
 
 
@@ -122,8 +122,8 @@ class DriftFigures:
     #: wherever the drifted users end (their own segment, if they became a kind of their own).
     followed: dict[float, int | None]
     #: After the stream and settling: share in the target's segment, ARI against offline
-    #: KMeans over every user, versions, worst per-version churn of those that kept the
-    #: grouping (with how many above 1%, of how many), regroupings.
+    #: KMeans over every user, versions, worst per-version churn (with how many above 1%,
+    #: of how many), regroupings begun.
     joined: float
     #: After settling: the drifted users' own (most common) segment and the share they hold
     #: of it; the target's segment before and after the drift (a kept id: the same).
@@ -188,7 +188,7 @@ def drift_figures(run: ShopRun, plans: Mapping[str, UserPlan], seed: int, start:
     churn = run.version_churn[churn_from:]
     drifted_segment = _most_common_segment(placed, drifted)
     members = [u for u, segment in placed.items() if segment == drifted_segment]
-    steps = [moved / quiet for _, moved, quiet, regroup in churn if not regroup]
+    steps = [moved / quiet for _, moved, quiet, _ in churn]
     return DriftFigures(
         drifted=len(drifted), shifted_events=len(shift), events=len(stream), reached=reached,
         followed=followed,
@@ -242,9 +242,9 @@ def print_drift(run: ShopRun, plans: Mapping[str, UserPlan], seed: int,
           f"{figures.drifted_segment}, of which they are {figures.drifted_share:.0%}; the "
           f"bargain hunters' segment {figures.target_segments[0]} before, "
           f"{figures.target_segments[1]} after; ARI vs offline KMeans "
-          f"{figures.ari_offline:.4f}; {figures.versions} versions, keeping the grouping: "
-          f"worst {figures.worst_step:.2%}, {figures.steps_over} of {figures.steps} above 1%; "
-          f"regroupings {figures.regroupings}")
+          f"{figures.ari_offline:.4f}; {figures.versions} versions: worst "
+          f"{figures.worst_step:.2%}, {figures.steps_over} of {figures.steps} above 1%; "
+          f"regroupings begun {figures.regroupings}")
     return figures
 
 
