@@ -20,6 +20,7 @@ from segmenter.check_cases import Cases, Codec, Features
 from segmenter.clv import BuyTillYouDie, ValueModel
 from segmenter.population import CustomerValues
 from segmenter.records import SegmentChange, UserRecord, _json_of, outbox_of
+from segmenter.regrouping import Regrouping
 
 
 def codecs(params: FeatureParams) -> dict[type, Codec]:
@@ -61,6 +62,7 @@ def codecs(params: FeatureParams) -> dict[type, Codec]:
         OrderLedger: nested(OrderLedger.to_state, OrderLedger.from_state),
         Traits: nested(Traits.to_state, Traits.from_state),
         Channels: nested(Channels.to_state, Channels.from_state),
+        Regrouping: nested(Regrouping.to_json, Regrouping.from_json, Regrouping.to_json),
     }
 
 

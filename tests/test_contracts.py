@@ -29,7 +29,7 @@ from features.events import (
 )
 from features.profile import DAY, UserFeatures
 from segmenter import checks
-from segmenter.behavior import BehaviorModel, behavior_vector
+from segmenter.behavior import DIMENSIONS, BehaviorModel, behavior_vector
 from segmenter.checks import (
     Cases,
     Journey,
@@ -42,6 +42,7 @@ from segmenter.checks import (
 from segmenter.clv import BuyTillYouDie, ValueModel
 from segmenter.engine import SegmentEngine
 from segmenter.records import SegmentChange
+from segmenter.regrouping import Regrouping
 from segmenter.settings import load_settings
 from segmenter.stored_checks import codecs, stored_types
 
@@ -283,7 +284,18 @@ def pool() -> Iterator[Any]:
     model = models()
     yield from (model, model.value, model.value and model.value.params)
     yield BehaviorModel(1, ["a"], [[0.0] * 10], [0.0] * 10)  # scale 0: kept above 0
+    yield from regrouping()
     yield built.take_statistics()
+
+
+def regrouping() -> Iterator[Any]:
+    """A regrouping under way (kept in the model's training state) and a version on it."""
+    sample = [[float(n % 7), float(n % 3)] + [float(n % 2)] * (DIMENSIONS - 2) for n in range(60)]
+    path = Regrouping.between(["a", "b"], [[0.0] * DIMENSIONS, [5.0] * DIMENSIONS], ["a", "c"],
+                              [[1.0] * DIMENSIONS, [3.0] * DIMENSIONS],
+                              ([0.0] * DIMENSIONS, [2.0] * DIMENSIONS), sample)
+    path.advance(sample, budget=0.05)
+    yield from (path, path.model())
 
 
 SAMPLES = [sample for sample in pool() if sample is not None]

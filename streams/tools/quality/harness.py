@@ -113,7 +113,7 @@ class ShopRun:
         quiet = 0
         for _ in range(rounds):
             self.clock += 5 * self.settings.segmentations.behavior.publish_interval_s
-            quiet = 0 if self._train() else quiet + 1
+            quiet = 0 if self._train_on() else quiet + 1
             if quiet >= 3:
                 return
 
@@ -125,10 +125,16 @@ class ShopRun:
         while routed:  # identity handoffs go round until every login is settled
             routed = self._deliver(routed)
         self.clock += SECONDS_PER_BATCH
-        self._train()
+        self._train_on()
+
+    def _train_on(self) -> bool:
+        """A round of training, and the rest of a regrouping it is in (up to
+        :data:`REGROUP_ROUNDS` versions); whether it published a version."""
+        published = self._train()
         for _ in range(REGROUP_ROUNDS):
             if self.trainer.regrouping is None or not self._train():
                 break
+        return published
 
     def _deliver(self, routed: list[tuple[str, str, bytes]]) -> list[tuple[str, str, bytes]]:
         """Messages to the workers owning their keys' partitions; the handoffs they send."""
