@@ -309,6 +309,30 @@ def test_a_trainer_that_took_the_model_over_waits_its_refit_interval() -> None:
     assert refits == [boot_clock + settings.refit_interval_s]  # still drifted: its turn came
 
 
+def test_a_trainer_that_takes_over_mid_regrouping_goes_on_along_the_same_path() -> None:
+    """The path is in the published version's training state: a trainer on another worker
+    (or after a restart) resumes it where it was, rather than leaving the model stranded
+    half way (new segments handicapped, old ones half gone)."""
+    trainer, first, sample = _fitted_on_blobs(3, 300, seed=5)
+    settings = trainer.settings
+    away = [np.asarray(first.centres[row]) + 1.0 for row in (0, 1)]
+    trainer.learn(StatsDelta(deltas={first.ids[row]: (150, point * 150, point * point * 150)
+                                     for row, point in enumerate(away)}), 1)
+    for round_ in range(1, 8):  # the third segment is empty: merged away after its grace
+        version = trainer.next_version(now=round_ * settings.publish_interval_s)
+    assert trainer.regrouping is not None and version is not None
+    for _ in range(5):
+        version = trainer.next_version(now=8 * settings.publish_interval_s) or version
+    taken_over = BehaviorTrainer(settings, BehaviorModel.from_json(version.to_json()))
+    taken_over.learn(StatsDelta(sample=sample), 2)
+    assert taken_over.regrouping is not None
+    assert taken_over.regrouping.s == trainer.regrouping.s > 0
+    assert taken_over.regrouping.model().predict_many(list(sample.values())) == (
+        version.predict_many(list(sample.values())))
+    ended = _regrouped(taken_over, 9 * settings.publish_interval_s)[-1]
+    assert ended.ids == first.ids[:2] and ended.handicaps is None
+
+
 def test_behaviour_changes_carry_the_model_version_and_a_merge_withdraws_the_visitor() -> None:
     engine = SegmentEngine(SETTINGS)
     assert engine.behavior is not None
