@@ -37,8 +37,14 @@ class ModelSweep:
         """Predict with ``model``; if it regroups anyone, queue ``users()`` to re-place, and
         queue the customers its shop-wide population re-scores. True if it regroups."""
         moved = self.engine.use_model(model)
-        if moved:
+        if moved and not self.pending:
             self.pending = deque(users())  # owned or not: checked when swept
+        elif moved:
+            # Mid-sweep (a regrouping publishes a version every publish_interval_s): the users
+            # not re-placed yet first, then those re-placed under an older version. Starting
+            # over re-placed the same first users at every version, and the last ones never.
+            waiting = set(self.pending)
+            self.pending.extend(user for user in users() if user not in waiting)
         if model.population is not None:
             self.processor.queue_rescore(self.engine.use_population(model.population))
         return moved
