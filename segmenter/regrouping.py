@@ -116,7 +116,7 @@ class Regrouping:
         row); ``space``: the (mean, scale) of the versions on the path."""
         scale = np.maximum(np.asarray(space[1], dtype=float), 1e-9)
         old, fresh = np.asarray(old, dtype=float), np.asarray(fresh, dtype=float)
-        points = np.asarray(sample, dtype=float).reshape(len(sample), -1) / scale
+        points = np.asarray(sample, dtype=float).reshape(-1, len(scale)) / scale
         rows, start, end = [], [], []
         for row, segment in enumerate(new_ids):
             kind = MOVES if segment in old_ids else ARRIVES

@@ -99,3 +99,15 @@ def test_handicaps_place_alike_one_at_a_time_and_in_a_batch_and_survive_json() -
     again = BehaviorModel.from_json(model.to_json())
     assert again.predict_many(sample) == batch and again == model
     assert not again.same_centres(BehaviorModel(3, ["b1", "b2"], model.centres, SPACE[1]))
+
+
+def test_a_path_judged_on_no_sample_yet_is_still_a_path() -> None:
+    """A trainer that took the model over merges a segment before its sample refilled: the
+    path is made (it waits for the sample before it steps) and ends where it should."""
+    old = np.vstack([np.zeros(DIMENSIONS), np.full(DIMENSIONS, 5.0)])
+    path = Regrouping.between(["a", "b"], old, ["a"], old[:1], SPACE,
+                              np.zeros((0, DIMENSIONS)))
+    assert path.model().ids == ["a", "b"]
+    sample = _blobs(0.0, 5.0, users=50)
+    _walk(path, sample, budget=0.05)
+    assert path.model().ids == ["a"]
