@@ -176,7 +176,7 @@ class BehaviorTrainer:
     def _next_grouping(self, now: float) -> BehaviorModel | None:
         """A version for moved centres, a re-fit or a new population, else None."""
         if self.online is not None:
-            return self._online_version(now)
+            return self._online_version()
         if self.model is None:
             if len(self.reservoir) < self.settings.warmup_users:
                 return None
@@ -201,8 +201,11 @@ class BehaviorTrainer:
                 return refit
         return self._step(now)
 
-    def _online_version(self, now: float) -> BehaviorModel | None:
-        """The configured River clusterer's centres, when they moved; matched ids."""
+    def _online_version(self) -> BehaviorModel | None:
+        """The configured River clusterer's centres, when they moved; matched ids. Reached
+        a step per version, as a refit is: River moves its centres as it learns, unbudgeted."""
+        if self.regrouping is not None:
+            return self._regroup_step("following the clusterer")
         centres = self.online.centres() if self.online is not None else None
         if centres is None or len(self.reservoir) < self.settings.warmup_users:
             return None
@@ -214,7 +217,12 @@ class BehaviorTrainer:
         if ids == model.ids and np.abs((centres - model.centres) / model.scale).max() < (
                 self.settings.min_centre_shift):
             return None
-        return self._publish(ids, centres, reason="centres moved")
+        # In the population's spread now (the scale's own drift, slow, comes with the first
+        # step, outside the budget).
+        _, mean, scale = self._spread()
+        self.regrouping = Regrouping.between(model.ids, model.centres, ids, centres,
+                                             (mean, scale), self.reservoir.points())
+        return self._regroup_step("centres moved")
 
     def _spread(self) -> tuple[float, Any, Any]:
         """Number of users, mean and standard deviation per dimension, from all the sums."""

@@ -5,6 +5,7 @@ data (River has none for clusterers), then what the project needs of them: stabl
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -136,3 +137,14 @@ def test_a_river_clusterer_chosen_in_config_drives_the_published_versions() -> N
     second = trainer.next_version(now=1.0)
     assert second is not None and second.ids == first.ids
     assert second.predict_one([0.5] * DIMENSIONS) == near_zero
+    # They are reached a step per version, as a refit is: none moves more than max_churn of
+    # the sampled users, and the path ends at the clusterer's centres.
+    points = trainer.reservoir.points()
+    versions = [first, second]
+    while trainer.regrouping is not None and len(versions) < 500:
+        versions.append(trainer.next_version(now=2.0))
+    assert trainer.regrouping is None and all(v is not None for v in versions)
+    for before, after in itertools.pairwise(versions[1:]):
+        moved = moved_share(before.predict_many(points), after.predict_many(points))
+        assert moved <= behavior.max_churn
+    assert versions[-1].ids == first.ids and versions[-1].handicaps is None
