@@ -307,19 +307,15 @@ class BehaviorTrainer:
         return settled and users > 0 and count / users < self.settings.min_share
 
     def _fit(self) -> Any:
-        """Fresh centres for the reservoir (no ids: a fit that is not taken uses none up)."""
+        """Fresh centres for the reservoir, k-means++ with restarts, the number of clusters
+        from config or by silhouette (no ids: a fit that is not taken uses none up)."""
         points = self.reservoir.points()
         scale = np.maximum(points.std(axis=0), 1e-9)
-        centres, labels = self._kmeans(points / scale)
+        clusters, (low, high) = self.settings.clusters, self.settings.auto_range
+        options = clusters if isinstance(clusters, int) else range(low, high + 1)
+        centres, labels = kmeans_plus_plus(points / scale, options, self.settings.seed)
         shares = np.bincount(labels, minlength=len(centres)) / len(points)
         return centres[shares >= self.settings.min_share] * scale
-
-    def _kmeans(self, scaled: Any) -> tuple[Any, Any]:
-        """k-means++ with restarts; the number of clusters from config or by silhouette."""
-        clusters = self.settings.clusters
-        options = clusters if isinstance(clusters, int) else range(
-            self.settings.auto_range[0], self.settings.auto_range[1] + 1)
-        return kmeans_plus_plus(scaled, options, self.settings.seed)
 
     def _refit(self, now: float) -> BehaviorModel | None:
         """A fresh fit on the reservoir, if it is clearly better; its centres keep old ids."""
