@@ -31,3 +31,6 @@ def test_a_version_mid_sweep_re_places_the_waiting_users_first_and_the_swept_one
     sweep.step(BatchOutcome(), lambda user: None, 10)
     assert sweep.apply(_version(4), lambda: iter(users))  # a sweep that had ended: from the top
     assert list(sweep.pending) == users
+    sweep.step(BatchOutcome(), lambda user: None, 3)  # u3 is next, and then leaves the shop
+    assert sweep.apply(_version(5), lambda: iter(users[:3] + users[4:]))
+    assert list(sweep.pending) == users[:3] + users[4:]
