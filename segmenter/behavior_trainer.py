@@ -104,8 +104,10 @@ class BehaviorTrainer:
         self.population_changed = False
         #: Why the last version was made (logged with it).
         self.reason = ""
-        #: A refit or merge under way, a step per version (None: none).
+        #: A refit or merge under way, a step per version (None: none), and how many this
+        #: trainer began.
         self.regrouping: Regrouping | None = None
+        self.regroupings = 0
         if model is not None:
             self._resume(model)
 
@@ -175,6 +177,8 @@ class BehaviorTrainer:
 
     def _next_grouping(self, now: float) -> BehaviorModel | None:
         """A version for moved centres, a re-fit or a new population, else None."""
+        if self.regrouping is not None:  # nothing else moves the centres meanwhile
+            return self._regroup_step("regrouping")
         if self.online is not None:
             return self._online_version()
         if self.model is None:
@@ -184,8 +188,6 @@ class BehaviorTrainer:
             centres = self._fit()
             ids = [self._new_id() for _ in centres]
             return self._publish(ids, centres, reason=f"first fit on {len(self.reservoir)} users")
-        if self.regrouping is not None:  # nothing else moves the centres meanwhile
-            return self._regroup_step("regrouping")
         # Early on the sample grows fast and the first centres were fitted on few users:
         # look again whenever it has doubled. Later, only when the users' distances to their
         # centres drifted (ADWIN), at most every refit_interval_s: a refit is for a new
@@ -204,8 +206,6 @@ class BehaviorTrainer:
     def _online_version(self) -> BehaviorModel | None:
         """The configured River clusterer's centres, when they moved; matched ids. Reached
         a step per version, as a refit is: River moves its centres as it learns, unbudgeted."""
-        if self.regrouping is not None:
-            return self._regroup_step("following the clusterer")
         centres = self.online.centres() if self.online is not None else None
         if centres is None or len(self.reservoir) < self.settings.warmup_users:
             return None
@@ -217,12 +217,9 @@ class BehaviorTrainer:
         if ids == model.ids and np.abs((centres - model.centres) / model.scale).max() < (
                 self.settings.min_centre_shift):
             return None
-        # In the population's spread now (the scale's own drift, slow, comes with the first
-        # step, outside the budget).
+        # The population's spread now: the scale's own (slow) drift comes with the first step.
         _, mean, scale = self._spread()
-        self.regrouping = Regrouping.between(model.ids, model.centres, ids, centres,
-                                             (mean, scale), self.reservoir.points())
-        return self._regroup_step("centres moved")
+        return self._regroup(ids, centres, (mean, scale), "centres moved")
 
     def _spread(self) -> tuple[float, Any, Any]:
         """Number of users, mean and standard deviation per dimension, from all the sums."""
@@ -278,10 +275,8 @@ class BehaviorTrainer:
         users move (an undamped step taken with the merge moved a third of the shop)."""
         keep = [row for row in range(len(model.ids)) if row not in dropped]
         merged = [model.ids[row] for row in dropped]
-        self.regrouping = Regrouping.between(
-            model.ids, model.centres, [model.ids[row] for row in keep], model.centres[keep],
-            (model.mean, model.scale), self.reservoir.points())
-        return self._regroup_step(f"merging too small {merged}")
+        return self._regroup([model.ids[row] for row in keep], model.centres[keep],
+                             (model.mean, model.scale), f"merging too small {merged}")
 
     def _shares_moved(self, model: BehaviorModel, users: float) -> bool:
         """Whether a segment's share of the users is half again or half less than its
@@ -338,10 +333,20 @@ class BehaviorTrainer:
         if moved_share(before, after, match=True) <= self.settings.max_churn:
             return None  # the same grouping: nothing worth moving anyone for
         ids = self._continued(before, after, len(fresh))
-        self.regrouping = Regrouping.between(model.ids, model.centres, ids, fresh,
-                                             (model.mean, model.scale), sample)
-        return self._regroup_step(
-            f"refit on {len(sample)} users: inertia {fresh_inertia:.1f} < {current:.1f}")
+        return self._regroup(ids, fresh, (model.mean, model.scale), (
+            f"refit on {len(sample)} users: inertia {fresh_inertia:.1f} < {current:.1f}"))
+
+    def _regroup(self, ids: list[str], centres: Any, space: tuple[Any, Any],
+                 reason: str) -> BehaviorModel | None:
+        """Begin the regrouping from the published version to ``ids`` at ``centres`` (in
+        ``space``: mean, scale), and take its first step."""
+        model = self.model
+        if model is None:
+            raise InvariantBroken("a regrouping before the first fit")
+        self.regrouping = Regrouping.between(model.ids, model.centres, ids, centres, space,
+                                             self.reservoir.points())
+        self.regroupings += 1
+        return self._regroup_step(reason)
 
     def _regroup_step(self, reason: str) -> BehaviorModel | None:
         """The next version along the regrouping under way: the farthest that re-places at

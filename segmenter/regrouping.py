@@ -140,29 +140,27 @@ class Regrouping:
         """A version at ``s`` (default: where the path is) for predicting; the segments on
         the path then are its ids."""
         s = self.s if s is None else s
-        ids, centres, handicaps = [], [], []
-        # In three thirds: the new segments arrive, then the continuing centres move, then
-        # the old segments without a successor leave, to segments by then final. All at once
-        # sent the leaving segments' users to a continuing one first and on to a new one
-        # later, and a continuing centre moving off left its users to a neighbour before the
-        # new segment that is to take them had arrived: most users moved twice.
-        arriving, moving, leaving = (min(max(3 * s - third, 0.0), 1.0) for third in range(3))
-        for row, (segment, kind) in enumerate(self.rows):
-            if (kind == ARRIVES and arriving <= 0) or (kind == LEAVES and leaving >= 1):
-                continue
-            ids.append(segment)
-            centres.append(self.start[row] + moving * (self.end[row] - self.start[row]))
-            handicaps.append(self.reach[row] * (
-                (1 - arriving) / arriving if kind == ARRIVES else
-                leaving / (1 - leaving) if kind == LEAVES else 0.0))
-        return BehaviorModel(0, ids, np.asarray(centres), self.scale, self.mean,
-                             handicaps=handicaps)
+        arriving, moving, leaving = _thirds(s)
+        rows = self._present(s)
+        kinds = [self.rows[row][1] for row in rows]
+        handicaps = [self.reach[row] * ((1 - arriving) / arriving if kind == ARRIVES else
+                                        leaving / (1 - leaving) if kind == LEAVES else 0.0)
+                     for row, kind in zip(rows, kinds, strict=True)]
+        centres = self.start[rows] + moving * (self.end[rows] - self.start[rows])
+        return BehaviorModel(0, [self.rows[row][0] for row in rows], centres, self.scale,
+                             self.mean, handicaps=handicaps)
 
     def shown(self) -> Any:
         """Centres to describe the segments on the path by: where each is headed."""
-        present = set(self.model().ids)
-        return np.asarray([self.end[row] for row, (segment, _) in enumerate(self.rows)
-                           if segment in present])
+        return self.end[self._present(self.s)]
+
+    def _present(self, s: float) -> list[int]:
+        """The rows on the path at ``s``: an arriving one once it began to arrive, a leaving
+        one until it has left."""
+        arriving, _, leaving = _thirds(s)
+        return [row for row, (_, kind) in enumerate(self.rows)
+                if not (kind == ARRIVES and arriving <= 0)
+                and not (kind == LEAVES and leaving >= 1)]
 
     def advance(self, sample: Any, budget: float) -> float:
         """Go to the farthest point along the path that re-places at most ``budget`` of the
@@ -197,3 +195,13 @@ class Regrouping:
     def from_json(cls, state: dict[str, Any]) -> Regrouping:
         return cls([(segment, kind) for segment, kind in state["rows"]], state["start"],
                    state["end"], state["reach"], (state["mean"], state["scale"]), state["s"])
+
+
+def _thirds(s: float) -> tuple[float, float, float]:
+    """How far the arriving, the moving and the leaving rows are at ``s``: in three thirds,
+    one after the other. All at once sent the leaving segments' users to a continuing one
+    first and on to a new one later, and a continuing centre moving off left its users to a
+    neighbour before the new segment that is to take them had arrived: most users moved
+    twice."""
+    arriving, moving, leaving = (min(max(3 * s - third, 0.0), 1.0) for third in range(3))
+    return arriving, moving, leaving

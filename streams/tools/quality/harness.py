@@ -86,6 +86,7 @@ class ShopRun:
         #: version than by the previous one, on the same vectors (time passing moves users
         #: whatever the version; that is not the model's doing).
         self.version_churn: list[tuple[int, int, int, bool]] = []
+        self.regroupings_seen = 0
         self.count_churn = count_churn
         #: Every user's behaviour vector each time their events changed it, in order (kept
         #: when ``record_vectors`` is set: the stream other clusterers learn from).
@@ -204,13 +205,14 @@ class ShopRun:
         vectors = {user: vector for user, vector in self.vectors().items()
                    if user not in self.touched}
         self.touched.clear()
+        began = self.trainer.regroupings > self.regroupings_seen
+        self.regroupings_seen = self.trainer.regroupings
         if previous is None or not vectors:
             return
         points = list(vectors.values())
         moved = sum(1 for old, new in zip(previous.predict_many(points),
                                           model.predict_many(points), strict=True) if old != new)
-        self.version_churn.append((model.version, moved, len(points),
-                                   self.trainer.reason.startswith(("refit", "merging"))))
+        self.version_churn.append((model.version, moved, len(points), began))
 
     def assignments(self, segmentation: str = "behavior") -> dict[str, str | None]:
         """User -> segment of ``segmentation``, over every worker."""
