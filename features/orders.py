@@ -9,6 +9,14 @@ cancelled or refunded in full: then it counts as nothing. Refunds are told apart
 counts twice; a cancellation is idempotent. A cancellation or refund that arrives before its
 order is kept and applied when the order arrives. Amounts are whole cents.
 
+The ledger stays small however long the history: :meth:`OrderLedger.let_go` drops orders placed
+before a cut-off (``features.orders_kept_days`` before the user's latest event), keeping what
+they count for in the user's counts and, here, only how many still count and when the first and
+last of them were placed (so a later cancellation still finds the first and last order). A
+cancellation or refund that names an order the ledger does not hold waits for it as long: then
+it is dropped, counted as unmatched (this is also what becomes of a refund of an order already
+let go).
+
 >>> ledger = OrderLedger()
 >>> ledger.apply("o1", "placed", ts=100.0, total_cents=5000, refund_cents=None)
 (1, 5000)
@@ -20,25 +28,34 @@ True
 (-1, -3500)
 >>> ledger.placed_times()
 []
+>>> ledger.apply("o2", "placed", ts=400.0, total_cents=900, refund_cents=None)
+(1, 900)
+>>> ledger.let_go(before=500.0)
+0
+>>> ledger.to_state()
+{'kept': {}, 'let_go': [1, 400.0, 400.0]}
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 OrderStatus = Literal["placed", "cancelled", "refunded"]
 
-#: Entry fields: when it was placed (None: not yet seen), its total, refunded so far, and
-#: whether it was cancelled (0/1).
-PLACED_AT, TOTAL, REFUNDED, CANCELLED = range(4)
+#: Entry fields: when it was placed (None: not yet seen), its total, refunded so far, whether
+#: it was cancelled (0/1), and for an order not seen yet, when its first change came.
+PLACED_AT, TOTAL, REFUNDED, CANCELLED, WAITING_SINCE = range(5)
 
 
 @dataclass(slots=True)
 class OrderLedger:
-    """order_id -> [placed at, total cents, refunded cents, cancelled]."""
+    """order_id -> [placed at, total cents, refunded cents, cancelled(, waiting since)]; and
+    of the orders let go that still count: [how many, first placed at, last placed at]."""
 
     orders: dict[str, list[Any]] = field(default_factory=dict)
+    let_go_orders: list[Any] | None = None
 
     def apply(self, order_id: str, status: OrderStatus, ts: float, total_cents: int,
               refund_cents: int | None) -> tuple[int, int] | None:
@@ -46,7 +63,7 @@ class OrderLedger:
         if it changes nothing the ledger can tell apart (a re-sent placement or cancellation)."""
         entry = self.orders.get(order_id)
         if entry is None:
-            entry = self.orders[order_id] = [None, 0, 0, 0]
+            entry = self.orders[order_id] = [None, 0, 0, 0, ts]
         before = _net(entry)
         if status == "placed":
             if entry[PLACED_AT] is not None:
@@ -73,14 +90,57 @@ class OrderLedger:
         return None if entry is None else entry[PLACED_AT]
 
     def placed_times(self) -> list[float]:
-        """When each order that still counts was placed."""
+        """When each order held here that still counts was placed."""
         return [entry[PLACED_AT] for entry in self.orders.values() if _net(entry)[0]]
+
+    def order_span(self, counted: float) -> tuple[float, float] | None:
+        """When the first and the last order that still count were placed, the ones let go
+        included; None if the ledger does not know all ``counted`` orders (a record stored
+        before it existed)."""
+        times = self.placed_times()
+        if self.let_go_orders is not None:
+            count, first, last = self.let_go_orders
+            if len(times) + count == counted:
+                return min([first, *times]), max([last, *times])
+            return None
+        if len(times) != counted:
+            return None
+        return min(times, default=math.inf), max(times, default=-math.inf)
+
+    def let_go(self, before: float) -> int:
+        """Drop the orders placed before ``before`` (what still counts of them is summed in
+        :attr:`let_go_orders`) and the changes that waited since before it for their order;
+        return how many such changes were dropped."""
+        unmatched = 0
+        for order_id, entry in list(self.orders.items()):
+            placed_at = entry[PLACED_AT]
+            if placed_at is None:
+                if len(entry) == 4:  # stored before changes kept when they came: from now
+                    entry.append(before + 1)
+                elif entry[WAITING_SINCE] < before:
+                    del self.orders[order_id]
+                    unmatched += 1
+            elif placed_at < before:
+                del self.orders[order_id]
+                if _net(entry)[0]:
+                    self._count_let_go(1, placed_at, placed_at)
+        return unmatched
+
+    def _count_let_go(self, count: int, first: float, last: float) -> None:
+        if self.let_go_orders is None:
+            self.let_go_orders = [count, first, last]
+            return
+        held = self.let_go_orders
+        held[0] += count
+        held[1], held[2] = min(held[1], first), max(held[2], last)
 
     def merge(self, other: OrderLedger) -> list[tuple[float, int, int]]:
         """Fold another identity's orders in; return (placed at, orders, cents) corrections
         beyond the two ledgers' sums, for orders both knew (placed by one, cancelled by the
         other)."""
         corrections = []
+        if other.let_go_orders is not None:
+            self._count_let_go(*other.let_go_orders)
         for order_id, theirs in other.orders.items():
             mine = self.orders.get(order_id)
             if mine is None:
@@ -97,12 +157,16 @@ class OrderLedger:
                                     after[1] - before[1]))
         return corrections
 
-    def to_state(self) -> dict[str, list[Any]]:
-        return self.orders
+    def to_state(self) -> dict[str, Any]:
+        return {"kept": self.orders, "let_go": self.let_go_orders}
 
     @classmethod
-    def from_state(cls, state: dict[str, list[Any]] | None) -> OrderLedger:
-        return cls(state or {})  # fresh lists from the decoder: no copy needed
+    def from_state(cls, state: dict[str, Any] | None) -> OrderLedger:
+        if not state:
+            return cls()
+        if not isinstance(state.get("kept"), dict):  # stored before orders were let go
+            return cls(state)
+        return cls(state["kept"], state["let_go"])  # fresh from the decoder: no copy needed
 
 
 def _net(entry: list[Any]) -> tuple[int, int]:

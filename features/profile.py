@@ -52,6 +52,9 @@ class FeatureParams:
     cart_expiry_s: float = 14 * DAY
     low_price: float = 20.0
     discount_categories: frozenset[str] = frozenset({"deals"})
+    #: Orders placed longer than this before the user's latest event leave the order ledger
+    #: (see :mod:`features.orders`): a cancellation or refund of one no longer changes counts.
+    orders_kept_s: float = 400 * DAY
 
 
 ENGAGEMENT_WEIGHTS = {"click": 1.0, "cart": 3.0, "order": 10.0}
@@ -121,6 +124,7 @@ class UserFeatures:
             self._learn_cart(event)
         elif isinstance(event, OrderEvent):
             self._learn_order(event)
+            self._let_go_orders()
         self._forget_unreachable(horizon)
         return "accepted"
 
@@ -185,18 +189,24 @@ class UserFeatures:
             cheap = item.price < p.low_price or item.category in p.discount_categories
             self._count("discounted_items", item.quantity * cheap)
 
+    def _let_go_orders(self) -> None:
+        """Keep the order ledger to the orders a change may still name (on order events
+        only: its size is orders, and clicks need not walk it)."""
+        unmatched = self.ledger.let_go(self.last_seen - self.params.orders_kept_s)
+        if unmatched:
+            self._count("unmatched_order_changes", unmatched)
+
     def _net_orders(self, placed_at: float, orders: int, cents: int) -> None:
         """Count an order's change (placed, cancelled, refunded) on the day it was placed."""
         self._count("orders", orders)
         self._count("monetary_cents", cents)
         self.days.add(placed_at, orders=orders, monetary=cents)
         if orders < 0:
-            times = self.ledger.placed_times()
-            if len(times) == self.counts["orders"]:
-                # The ledger knows every order still counted (a record stored before it
-                # existed does not): the first and last order are those of the orders left.
-                self.first_order_at = min(times, default=math.inf)
-                self.last_order_at = max(times, default=-math.inf)
+            # Unless the ledger does not know every order still counted (a record stored
+            # before it existed): the first and last order are those of the orders left.
+            span = self.ledger.order_span(self.counts["orders"])
+            if span is not None:
+                self.first_order_at, self.last_order_at = span
 
     def merge(self, other: UserFeatures) -> None:
         """Fold another identity's history in: the visitor a customer was before logging in.
@@ -224,6 +234,7 @@ class UserFeatures:
         self.session_counter.merge(other.session_counter)
         if other.engagement.anchor_value:
             self.engagement.add(other.engagement.anchor_ts, other.engagement.anchor_value)
+        self._let_go_orders()
         self._forget_unreachable()
 
     def _forget_unreachable(self, horizon: float = math.inf) -> None:

@@ -196,6 +196,9 @@ class FeatureSettings(StrictModel):
     engagement_half_life_days: float = Field(gt=0)
     cart_abandon_hours: float = Field(gt=0)
     cart_expiry_days: float = Field(14.0, gt=0, le=3660)
+    #: How long after it was placed an order can still be cancelled or refunded (see
+    #: features.orders): older ones leave the order ledger, which keeps records small.
+    orders_kept_days: float = Field(400.0, gt=0, le=3660)
     low_price: float = Field(ge=0)
     discount_categories: list[str] = Field(default_factory=list)
     #: The shop's currency, and the value of one unit of each other currency in it.
@@ -220,6 +223,14 @@ class FeatureSettings(StrictModel):
                              f"cart_abandon_hours ({self.cart_abandon_hours} h)")
         return self
 
+    @model_validator(mode="after")
+    def _orders_are_kept_past_the_lateness(self) -> FeatureSettings:
+        # An order let go must be too late to arrive again: else a re-sent one counts twice.
+        if self.orders_kept_days * 1440 <= self.allowed_lateness_minutes:
+            raise ValueError(f"orders_kept_days ({self.orders_kept_days}) must be longer than "
+                             f"allowed_lateness_minutes ({self.allowed_lateness_minutes})")
+        return self
+
     @field_validator("windows_days")
     @classmethod
     def _positive_windows(cls, value: list[int]) -> list[int]:
@@ -235,6 +246,7 @@ class FeatureSettings(StrictModel):
             half_life_days=self.engagement_half_life_days,
             abandon_after_s=self.cart_abandon_hours * 3600,
             cart_expiry_s=self.cart_expiry_days * 86_400,
+            orders_kept_s=self.orders_kept_days * 86_400,
             low_price=self.low_price,
             discount_categories=frozenset(self.discount_categories),
         )
