@@ -30,7 +30,7 @@ True
 []
 >>> ledger.apply("o2", "placed", ts=400.0, total_cents=900, refund_cents=None)
 (1, 900)
->>> ledger.let_go(before=500.0)
+>>> ledger.let_go(now=600.0, kept_s=100.0)
 0
 >>> ledger.to_state()
 {'kept': {}, 'let_go': [1, 400.0, 400.0]}
@@ -62,13 +62,14 @@ class OrderLedger:
         """Fold one order event in; return the change of (orders, cents) it makes, or None
         if it changes nothing the ledger can tell apart (a re-sent placement or cancellation)."""
         entry = self.orders.get(order_id)
-        if entry is None:
-            entry = self.orders[order_id] = [None, 0, 0, 0, ts]
+        if entry is None:  # a change before its order also keeps when it came
+            entry = self.orders[order_id] = [None, 0, 0, 0] + ([] if status == "placed" else [ts])
         before = _net(entry)
         if status == "placed":
             if entry[PLACED_AT] is not None:
                 return None
             entry[PLACED_AT], entry[TOTAL] = ts, total_cents
+            del entry[WAITING_SINCE:]
         elif status == "cancelled":
             if entry[CANCELLED]:
                 return None
@@ -107,16 +108,16 @@ class OrderLedger:
             return None
         return min(times, default=math.inf), max(times, default=-math.inf)
 
-    def let_go(self, before: float) -> int:
-        """Drop the orders placed before ``before`` (what still counts of them is summed in
-        :attr:`let_go_orders`) and the changes that waited since before it for their order;
+    def let_go(self, now: float, kept_s: float) -> int:
+        """Drop the orders placed over ``kept_s`` before ``now`` (what still counts of them is
+        summed in :attr:`let_go_orders`) and the changes that waited as long for their order;
         return how many such changes were dropped."""
-        unmatched = 0
+        before, unmatched = now - kept_s, 0
         for order_id, entry in list(self.orders.items()):
             placed_at = entry[PLACED_AT]
             if placed_at is None:
                 if len(entry) == 4:  # stored before changes kept when they came: from now
-                    entry.append(before + 1)
+                    entry.append(now)
                 elif entry[WAITING_SINCE] < before:
                     del self.orders[order_id]
                     unmatched += 1
@@ -147,8 +148,9 @@ class OrderLedger:
                 self.orders[order_id] = list(theirs)
                 continue
             before = [a + b for a, b in zip(_net(mine), _net(theirs), strict=True)]
-            if mine[PLACED_AT] is None:
+            if mine[PLACED_AT] is None and theirs[PLACED_AT] is not None:
                 mine[PLACED_AT], mine[TOTAL] = theirs[PLACED_AT], theirs[TOTAL]
+                del mine[WAITING_SINCE:]
             mine[REFUNDED] += theirs[REFUNDED]
             mine[CANCELLED] |= theirs[CANCELLED]
             after = _net(mine)

@@ -192,7 +192,7 @@ class UserFeatures:
     def _let_go_orders(self) -> None:
         """Keep the order ledger to the orders a change may still name (on order events
         only: its size is orders, and clicks need not walk it)."""
-        unmatched = self.ledger.let_go(self.last_seen - self.params.orders_kept_s)
+        unmatched = self.ledger.let_go(self.last_seen, self.params.orders_kept_s)
         if unmatched:
             self._count("unmatched_order_changes", unmatched)
 

@@ -91,6 +91,7 @@ def test_a_refund_before_its_order_still_waits_for_it() -> None:
     features = folded([order(1, T0 + 5 * DAY, status="refunded", refund=20.0),
                        order(2, T0 + 30 * DAY), order(1, T0 + 40 * DAY, total=50.0)], KEPT)
     assert (features.counts["orders"], features.counts["monetary_cents"]) == (2, 8000)
+    assert [len(entry) for entry in features.ledger.orders.values()] == [4, 4]  # placed: trim
 
 
 def test_ledgers_merge_what_they_let_go_and_old_states_still_load() -> None:
@@ -98,8 +99,8 @@ def test_ledgers_merge_what_they_let_go_and_old_states_still_load() -> None:
     mine.apply("a", "placed", 100.0, 500, None)
     theirs.apply("b", "placed", 50.0, 700, None)
     theirs.apply("c", "placed", 900.0, 700, None)
-    mine.let_go(before=200.0)
-    theirs.let_go(before=200.0)
+    mine.let_go(now=300.0, kept_s=100.0)
+    theirs.let_go(now=300.0, kept_s=100.0)
     mine.merge(theirs)
     assert mine.let_go_orders == [2, 50.0, 100.0]
     assert mine.order_span(3) == (50.0, 900.0)
@@ -107,5 +108,6 @@ def test_ledgers_merge_what_they_let_go_and_old_states_still_load() -> None:
     restored = OrderLedger.from_state(mine.to_state())
     assert (restored.orders, restored.let_go_orders) == (mine.orders, mine.let_go_orders)
     old = OrderLedger.from_state({"kept": [1.0, 500, 0, 0], "x": [None, 0, 100, 0]})
-    assert old.placed_times() == [1.0] and old.let_go(before=0.0) == 0
-    assert old.orders["x"][4] == 1.0  # an old waiting change waits from now on
+    assert old.placed_times() == [1.0] and old.let_go(now=5.0, kept_s=10.0) == 0
+    assert old.orders["x"][4] == 5.0  # an old waiting change waits from now on
+    assert old.let_go(now=14.0, kept_s=10.0) == 0 and old.let_go(now=16.0, kept_s=10.0) == 1
