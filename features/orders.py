@@ -112,19 +112,22 @@ class OrderLedger:
         """Drop the orders placed over ``kept_s`` before ``now`` (what still counts of them is
         summed in :attr:`let_go_orders`) and the changes that waited as long for their order;
         return how many such changes were dropped."""
-        before, unmatched = now - kept_s, 0
-        for order_id, entry in list(self.orders.items()):
-            placed_at = entry[PLACED_AT]
-            if placed_at is None:
-                if len(entry) == 4:  # stored before changes kept when they came: from now
+        before, due = now - kept_s, []
+        for order_id, entry in self.orders.items():  # one pass, most often finding nothing
+            at = entry[PLACED_AT]
+            if at is None:
+                if len(entry) == WAITING_SINCE:  # stored before changes were timed: from now
                     entry.append(now)
-                elif entry[WAITING_SINCE] < before:
-                    del self.orders[order_id]
-                    unmatched += 1
-            elif placed_at < before:
-                del self.orders[order_id]
-                if _net(entry)[0]:
-                    self._count_let_go(1, placed_at, placed_at)
+                at = entry[WAITING_SINCE]
+            if at < before:
+                due.append(order_id)
+        unmatched = 0
+        for order_id in due:
+            entry = self.orders.pop(order_id)
+            if entry[PLACED_AT] is None:
+                unmatched += 1
+            elif _net(entry)[0]:
+                self._count_let_go(1, entry[PLACED_AT], entry[PLACED_AT])
         return unmatched
 
     def _count_let_go(self, count: int, first: float, last: float) -> None:
