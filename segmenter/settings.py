@@ -223,14 +223,6 @@ class FeatureSettings(StrictModel):
                              f"cart_abandon_hours ({self.cart_abandon_hours} h)")
         return self
 
-    @model_validator(mode="after")
-    def _orders_are_kept_past_the_lateness(self) -> FeatureSettings:
-        # An order let go must be too late to arrive again: else a re-sent one counts twice.
-        if self.orders_kept_days * 1440 <= self.allowed_lateness_minutes:
-            raise ValueError(f"orders_kept_days ({self.orders_kept_days}) must be longer than "
-                             f"allowed_lateness_minutes ({self.allowed_lateness_minutes})")
-        return self
-
     @field_validator("windows_days")
     @classmethod
     def _positive_windows(cls, value: list[int]) -> list[int]:
@@ -246,7 +238,10 @@ class FeatureSettings(StrictModel):
             half_life_days=self.engagement_half_life_days,
             abandon_after_s=self.cart_abandon_hours * 3600,
             cart_expiry_s=self.cart_expiry_days * 86_400,
-            orders_kept_s=self.orders_kept_days * 86_400,
+            # An order let go must be too late to arrive again (else a re-sent one would count
+            # twice): never kept for less than the allowed lateness and a day.
+            orders_kept_s=max(self.orders_kept_days * 1440, self.allowed_lateness_minutes + 1440)
+            * 60,
             low_price=self.low_price,
             discount_categories=frozenset(self.discount_categories),
         )

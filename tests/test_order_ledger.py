@@ -10,6 +10,7 @@ from features.events import OrderEvent
 from features.orders import OrderLedger
 from features.profile import FeatureParams, UserFeatures
 from segmenter.records import UserRecord
+from segmenter.settings import load_settings
 
 DAY = 86_400.0
 T0 = 1_700_000_000.0
@@ -92,6 +93,14 @@ def test_a_refund_before_its_order_still_waits_for_it() -> None:
                        order(2, T0 + 30 * DAY), order(1, T0 + 40 * DAY, total=50.0)], KEPT)
     assert (features.counts["orders"], features.counts["monetary_cents"]) == (2, 8000)
     assert [len(entry) for entry in features.ledger.orders.values()] == [4, 4]  # placed: trim
+
+
+def test_orders_are_kept_at_least_as_long_as_an_order_may_arrive_late() -> None:
+    settings = load_settings(None, environ={})
+    for lateness_min, kept_days, expected_days in ((1440, 400, 400), (600_000, 400, 417.67)):
+        features = settings.features.model_copy(update={
+            "allowed_lateness_minutes": lateness_min, "orders_kept_days": kept_days})
+        assert round(features.params().orders_kept_s / DAY, 2) == expected_days
 
 
 def test_ledgers_merge_what_they_let_go_and_old_states_still_load() -> None:
