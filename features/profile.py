@@ -83,6 +83,11 @@ class UserFeatures:
     days: DailyBuckets = field(init=False)
     session_counter: SessionCounter = field(init=False)
     engagement: DecayedSum = field(init=False)
+    #: The last snapshot and its time, until an event or a merge changes the state: a new
+    #: model version re-places every user at the same event time, and computing the same
+    #: snapshot again was half of it. Not part of the state.
+    _snapshot: tuple[float, dict[str, Any]] | None = field(default=None, init=False,
+                                                           repr=False, compare=False)
 
     def __post_init__(self) -> None:
         p = self.params
@@ -102,6 +107,7 @@ class UserFeatures:
         key = self.recent_ids.unseen(event.event_id)
         if key is None:
             return "duplicate"
+        self._snapshot = None
         if isinstance(event, ProfileEvent):  # who they are: not a visit, never late
             self.recent_ids.add_unseen(key, event.ts)
             self._learn_profile(event)
@@ -214,6 +220,7 @@ class UserFeatures:
         Counts, sums, windows, interests and engagement add up exactly; sessions add up (a
         visit that spans the login counts as two).
         """
+        self._snapshot = None
         for name, amount in other.counts.items():
             self._count(name, amount)
         for category, weight in other.categories.items():
@@ -246,7 +253,13 @@ class UserFeatures:
         self.days.prune(self.last_seen)
 
     def snapshot(self, now: float) -> dict[str, float]:
-        """The documented features (see FEATURES) as of event time ``now``."""
+        """The documented features (see FEATURES) as of event time ``now`` (a copy: the
+        caller may add to it)."""
+        if self._snapshot is None or self._snapshot[0] != now:
+            self._snapshot = (now, self._compute_snapshot(now))
+        return dict(self._snapshot[1])
+
+    def _compute_snapshot(self, now: float) -> dict[str, float]:
         c = self.counts.get
         orders = c("orders", 0)
         monetary = c("monetary_cents", 0) / 100

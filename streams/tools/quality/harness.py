@@ -92,6 +92,9 @@ class ShopRun:
         #: when ``record_vectors`` is set: the stream other clusterers learn from).
         self.record_vectors = False
         self.vector_stream: list[tuple[str, list[float]]] = []
+        #: Batches delivered, and the vectors last computed, with the state they were for.
+        self.delivered = 0
+        self._vectors: tuple[Any, dict[str, list[float]]] | None = None
 
     def _worker(self) -> _Worker:
         engine = SegmentEngine(self.settings, self.partition)
@@ -146,6 +149,7 @@ class ShopRun:
                 Message(topic, partition, 0, key.encode(), body, 0.0))
         handoffs = []
         identity = self.settings.kafka.topics.identity
+        self.delivered += 1
         for n, (worker, messages) in enumerate(zip(self.workers, shares, strict=True)):
             if messages:
                 def owns(user_id: str, n: int = n) -> bool:
@@ -202,7 +206,12 @@ class ShopRun:
         return True
 
     def _count_churn(self, previous: BehaviorModel | None, model: BehaviorModel) -> None:
-        vectors = {user: vector for user, vector in self.vectors().items()
+        # A regrouping's versions come several to a batch: without events or a clock moved
+        # in between, every vector is as it was (computing them took a quarter of a run).
+        state = (self.delivered, tuple(w.processor.watermark for w in self.workers))
+        if self._vectors is None or self._vectors[0] != state:
+            self._vectors = (state, self.vectors())
+        vectors = {user: vector for user, vector in self._vectors[1].items()
                    if user not in self.touched}
         self.touched.clear()
         began = self.trainer.regroupings > self.regroupings_seen
