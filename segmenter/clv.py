@@ -41,7 +41,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, hyp2f1
 
 from features.definitions import MODEL_FEATURES
@@ -324,6 +323,8 @@ def _fit(negative_ll, start: list[float]) -> list[float]:
         with np.errstate(all="ignore"):
             value = negative_ll(np.exp(logs))
         return float(value) if np.isfinite(value) else 1e300
+
+    from scipy.optimize import minimize  # only fitting needs it: every worker predicts
 
     bounds = [(-LOG_BOUND, LOG_BOUND)] * len(start)
     first = minimize(objective, np.log(start), method="L-BFGS-B", bounds=bounds)
