@@ -29,6 +29,9 @@ from streams.tools.quality.harness import (
 )
 from streams.tools.traffic.personas import plan_events
 
+#: A shop's run is minutes of CPU, and its module fixture counts in its first test's time; on
+#: two shared cores with three more test processes it took over the default 180 s.
+pytestmark = pytest.mark.timeout(600)
 END = 1_767_225_600.0
 SETTINGS = load_settings(environ={})
 BEHAVIOR = SETTINGS.segmentations.behavior

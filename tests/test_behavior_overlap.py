@@ -1,5 +1,5 @@
 """The behaviour model on shoppers whose kinds overlap (mixed habits, noise): the stability
-rules of issue 12 hold, in process (no Kafka, no Redis), at a size that runs in about 30 s."""
+rules of issue 12 hold, in process (no Kafka, no Redis), at a size that runs in about a minute."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from streams.tools.quality.scenarios import OverlapFigures, overlap_figures
 from streams.tools.traffic.mixed import plan_mixed_events
 
 SETTINGS = load_settings(environ={})
+#: A shop's run is minutes of CPU, and its module fixture counts in its first test's time; on
+#: two shared cores with three more test processes it took over the default 180 s.
+pytestmark = pytest.mark.timeout(600)
 END = 1_767_225_600.0
 
 
