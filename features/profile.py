@@ -259,6 +259,10 @@ class UserFeatures:
             self._snapshot = (now, self._compute_snapshot(now))
         return dict(self._snapshot[1])
 
+    def forget_snapshot(self) -> None:
+        """Drop the kept snapshot (memory: it is computed again when next asked for)."""
+        self._snapshot = None
+
     def _compute_snapshot(self, now: float) -> dict[str, float]:
         c = self.counts.get
         orders = c("orders", 0)

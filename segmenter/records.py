@@ -200,6 +200,9 @@ class UserRecord:
         >>> UserRecord.from_bytes(record.to_bytes(), FeatureParams()).segments
         {'rfm': 'lost'}
         """
+        # A stored record is kept parsed for its next load (streams.runtime.state.
+        # parsed_records): without its last snapshot, which is not state (3 KB a record).
+        self.features.forget_snapshot()
         block = lz4.block.compress(orjson.dumps({
             "features": self.features.to_dict(),
             "segments": self.segments,
