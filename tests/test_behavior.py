@@ -44,7 +44,7 @@ def with_behavior(**changes: object) -> Settings:
 
 @pytest.fixture(scope="module")
 def settled() -> tuple[ShopRun, dict]:
-    events, plans = plan_events(users=1500, days=90, seed=11, end_ts=END)
+    events, plans = plan_events(users=1000, days=90, seed=11, end_ts=END)
     run = ShopRun(SETTINGS)
     run.feed(events)
     run.settle()
