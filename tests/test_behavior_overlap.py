@@ -23,7 +23,7 @@ END = 1_767_225_600.0
 
 @pytest.fixture(scope="module")
 def overlap() -> OverlapFigures:
-    return overlap_figures(SETTINGS, users=1000, seed=7)
+    return overlap_figures(SETTINGS, users=700, seed=7)
 
 
 def test_the_mixed_shop_blends_two_personas_for_half_of_the_users() -> None:

@@ -3,7 +3,8 @@ Kafka, no Redis): logins whose visitor lives on the other worker are handed over
 come from the shop-wide population the trainer adds up.
 
 A module of its own, on a smaller shop than tests/test_behavior.py's, so that it runs beside
-that module's shop instead of after it (both are minutes of CPU)."""
+that module's shop instead of after it (both are minutes of CPU). At 800 users the model goes
+through a regrouping (219 versions); at 700 it makes none, and at 600 only 4 versions."""
 
 from __future__ import annotations
 
