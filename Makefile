@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 	@# Bytecode compiled once: these machines set PYTHONDONTWRITEBYTECODE, so every process
 	@# (each worker a test starts) compiled every module again: 10 s to import, 4 s compiled.
 	@# A file that does not compile (a package's own Python 2 fixtures) only stays uncached.
-	$(PY) -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
+	@# Packages' own test suites are never imported: left out, the step takes 24 s, not 35.
+	$(PY) -m compileall -q -j 0 -x '/tests?/' $(VENV)/lib > /dev/null || true
 	touch $(STAMP)
 
 # promtool (Debian's prometheus package) checks and unit-tests the alert rules in deploy/.
