@@ -339,13 +339,19 @@ class BehaviorSegmentation:
         user does not learn); ``now``: the evaluation's event time (for the sample)."""
         vector = behavior_vector(features)
         segment = None if self.model is None else self.model.predict_one(vector)
-        self.withdraw(contributed)
-        if not self.learns(user_id):
+        learns = self.learns(user_id)
+        # The same segment and vector again (a new version re-places every user, most of them
+        # where they were): taking the contribution out and adding it back would change the
+        # sums by rounding only, and cost a sixth of re-placing a user.
+        unchanged = learns and contributed == [segment, vector]
+        if not unchanged:
+            self.withdraw(contributed)
+        if not learns:
             # No contribution: withdrawing one never added (when the user merges into a
             # customer) corrupted the members' sums, and with them every centre and the scale.
             # One stored while learn_sample was larger was just taken out.
             return segment, None
-        if segment is not None:
+        if segment is not None and not unchanged:
             self.pending.add(segment, vector, +1)
         below = 1.0 if self.model is None else (self.model.training or {}).get(
             "sample_below", 1.0)
