@@ -99,14 +99,10 @@ class OrderLedger:
         included; None if the ledger does not know all ``counted`` orders (a record stored
         before it existed)."""
         times = self.placed_times()
-        if self.let_go_orders is not None:
-            count, first, last = self.let_go_orders
-            if len(times) + count == counted:
-                return min([first, *times]), max([last, *times])
+        count, first, last = self.let_go_orders or (0, math.inf, -math.inf)
+        if len(times) + count != counted:
             return None
-        if len(times) != counted:
-            return None
-        return min(times, default=math.inf), max(times, default=-math.inf)
+        return min([first, *times]), max([last, *times])
 
     def let_go(self, now: float, kept_s: float) -> int:
         """Drop the orders placed over ``kept_s`` before ``now`` (what still counts of them is
@@ -131,12 +127,8 @@ class OrderLedger:
         return unmatched
 
     def _count_let_go(self, count: int, first: float, last: float) -> None:
-        if self.let_go_orders is None:
-            self.let_go_orders = [count, first, last]
-            return
-        held = self.let_go_orders
-        held[0] += count
-        held[1], held[2] = min(held[1], first), max(held[2], last)
+        held = self.let_go_orders or [0, math.inf, -math.inf]
+        self.let_go_orders = [held[0] + count, min(held[1], first), max(held[2], last)]
 
     def merge(self, other: OrderLedger) -> list[tuple[float, int, int]]:
         """Fold another identity's orders in; return (placed at, orders, cents) corrections
