@@ -110,6 +110,8 @@ class SegmentEngine:
         self.behavior_review_s = behavior.review_days * DAY + 1.0
         #: Customer value tiers: the value model comes with the behaviour model's versions.
         self.value_tiers = ValueTierSegmentation(config.value)
+        #: The first behaviour model version with the current value model.
+        self._value_since = math.inf
         if behavior.enabled and config.value.enabled:
             self.segmentations.append(self.value_tiers)
 
@@ -118,8 +120,10 @@ class SegmentEngine:
         (its centres or its value model differ from the current ones)."""
         if self.behavior is None:
             raise RuntimeError("a behaviour model arrived with the behaviour segmentation off")
-        moved = (not model.same_centres(self.behavior.model)
-                 or model.value != self.value_tiers.model)
+        new_value = self.behavior.model is None or model.value != self.value_tiers.model
+        if new_value:
+            self._value_since = model.version
+        moved = new_value or not model.same_centres(self.behavior.model)
         self.behavior.model = model
         self.value_tiers.model = model.value
         return moved
@@ -142,6 +146,25 @@ class SegmentEngine:
             model = self.behavior.model
             catalogue["behavior"] = {} if model is None else model.descriptions()
         return catalogue
+
+    def keeps_placement(self, record: UserRecord) -> bool:
+        """Whether the current behaviour model version leaves the user where they are, with
+        nothing to evaluate: only the centres moved since they were placed (the same value
+        model and segment settings, events all evaluated), and the vector they contribute,
+        the one the trainer's sample and its churn budget know them by, is still nearest
+        their segment. A regrouping publishes a version every few seconds and most users
+        stay: a full evaluation of each was most of a sweep's work, and moved users by how
+        their features aged since, beyond the churn the trainer budgeted for."""
+        behavior = self.behavior
+        contributed = record.behavior
+        if (behavior is None or behavior.model is None or contributed is None
+                or contributed[0] is None or record.unsettled is not None
+                or record.behavior_version < self._value_since
+                or record.evaluated_with != self.fingerprint):
+            return False
+        segment = contributed[0]
+        return (record.segments.get("behavior") == segment
+                and behavior.model.predict_one(contributed[1]) == segment)
 
     def reclassify(self, user_id: str, record: UserRecord, now: float) -> list[SegmentChange]:
         """Re-evaluate a user after a new behaviour model version arrived."""

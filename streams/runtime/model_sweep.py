@@ -64,10 +64,11 @@ class ModelSweep:
         for _ in range(count):
             user_id = self.pending.popleft().decode()
             record = outcome.records.get(user_id) or load(user_id)
-            if record is not None and record.behavior_version != behavior.model.version:
-                outcome.changes += self.engine.reclassify(user_id, record,
-                                                          self.processor.watermark)
-                outcome.records[user_id] = record
+            if (record is None or record.behavior_version == behavior.model.version
+                    or self.engine.keeps_placement(record)):
+                continue  # not stored: a later version checks the user again, as cheaply
+            outcome.changes += self.engine.reclassify(user_id, record, self.processor.watermark)
+            outcome.records[user_id] = record
         return count
 
 
