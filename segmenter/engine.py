@@ -261,7 +261,7 @@ class SegmentEngine:
         The customer is evaluated when their own events are learned, right after this.
         """
         record.features.merge(visitor.features)
-        record.absorbed.append(visitor_id)
+        record.remember(record.absorbed, visitor_id)
         return self.release(visitor_id, visitor, user_id, ts, cause)
 
     def release(self, visitor_id: str, visitor: UserRecord, user_id: str | None, ts: float,
@@ -307,7 +307,7 @@ class SegmentEngine:
         if visitor_id in record.absorbed:  # a redelivered handoff: already counted
             return []
         record.features.merge(history)
-        record.absorbed.append(visitor_id)
+        record.remember(record.absorbed, visitor_id)
         return self._evaluate(user_id, record, max(now, record.features.last_seen), now, cause)
 
     def adopt(self, user_id: str, record: UserRecord) -> None:

@@ -139,6 +139,14 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+#: Visitor ids a record remembers merging in and asking for: one per device or cleared
+#: cookie, so without a bound they grew with a customer's history. A transfer is read again
+#: only until its offset is committed (a batch, or a restart, later), never after 32 more of
+#: the same customer's logins; a login from a visitor id forgotten here asks again, and what
+#: it gets is only what that visitor did since (the released visitor's record is deleted).
+VISITOR_IDS_KEPT = 32
+
+
 @dataclass(slots=True)
 class UserRecord:
     """Per-user state: features, current segment per segmentation, next time-driven review."""
@@ -156,9 +164,11 @@ class UserRecord:
     behavior: list[Any] | None = None
     #: The behaviour model version the user was last placed with (0: none yet).
     behavior_version: int = 0
-    #: Visitor ids whose history was merged in (a login): each is merged once.
+    #: Visitor ids whose history was merged in (a login): each is merged once. The latest
+    #: :data:`VISITOR_IDS_KEPT` (see :meth:`remember`).
     absorbed: list[str] = field(default_factory=list)
-    #: Visitor ids whose history was asked for from the worker that owns them.
+    #: Visitor ids whose history was asked for from the worker that owns them (the latest
+    #: :data:`VISITOR_IDS_KEPT`).
     claimed: list[str] = field(default_factory=list)
     #: Change events (JSON) written with this state and not known delivered, and the number
     #: of the write that left them (see :mod:`streams.runtime.state.change_outbox`).
@@ -172,6 +182,13 @@ class UserRecord:
     unsettled: list[Any] | None = None
     #: Changes made so far (each change's :attr:`SegmentChange.number`).
     changes_made: int = 0
+
+    @staticmethod
+    def remember(visitor_ids: list[str], visitor_id: str) -> None:
+        """Note a visitor id in :attr:`absorbed` or :attr:`claimed`, forgetting the oldest
+        beyond :data:`VISITOR_IDS_KEPT`."""
+        visitor_ids.append(visitor_id)
+        del visitor_ids[:-VISITOR_IDS_KEPT]
 
     def next_change(self) -> int:
         """The number of the change being made, counted."""

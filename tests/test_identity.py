@@ -8,6 +8,7 @@ from support import TOPIC
 from features.events import EVENT_TYPES
 from features.profile import FeatureParams, UserFeatures
 from segmenter.engine import SegmentEngine, UserRecord
+from segmenter.records import VISITOR_IDS_KEPT
 from segmenter.settings import load_settings
 from streams.runtime.batch import BatchProcessor
 from streams.runtime.messages import Message
@@ -124,6 +125,27 @@ def test_a_visitor_on_another_worker_is_handed_over_once() -> None:
     assert customers.store["u1"].features.snapshot(now)["page_views"] == 3
     # Later logins of the same pair send no new claim.
     assert customers.run([message(9, visit(9, T0 + 300, user_id="u1", anonymous_id="a1"))]) == []
+
+
+def test_a_customer_of_many_devices_remembers_the_latest_visitor_ids_only() -> None:
+    # One visitor id per device or cleared cookie: over years the lists grew with history.
+    customers, visitors = Worker({"u1"}), Worker({f"a{n}" for n in range(100)})
+    recent = None
+    for n in range(100):
+        visitors.run([message(2 * n, visit(2 * n, T0 + n * 3600, anonymous_id=f"a{n}"))])
+        claims = customers.run([message(2 * n + 1, visit(2 * n + 1, T0 + n * 3600 + 60,
+                                                         user_id="u1", anonymous_id=f"a{n}"))])
+        transfers = visitors.run(claims)
+        assert len(transfers) == 1
+        customers.run(transfers)
+        recent = transfers
+    record = customers.store["u1"]
+    assert record.absorbed == [f"a{n}" for n in range(100 - VISITOR_IDS_KEPT, 100)]
+    assert record.claimed == record.absorbed
+    assert record.features.snapshot(T0 + 101 * 3600)["page_views"] == 200
+    # The latest transfer, read again (a crash before its offset was committed): not twice.
+    customers.run(recent)
+    assert customers.store["u1"].features.snapshot(T0 + 101 * 3600)["page_views"] == 200
 
 
 def test_a_batch_of_handoffs_gives_the_loop_its_turn_between_them() -> None:

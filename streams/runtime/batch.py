@@ -142,7 +142,7 @@ class BatchProcessor:
             if owns(visitor_id):
                 self._merge(user_id, record, visitor_id, event, load, outcome)
             elif visitor_id not in record.claimed:
-                record.claimed.append(visitor_id)
+                record.remember(record.claimed, visitor_id)
                 outcome.handoffs.append(claim(visitor_id, user_id, event))
         if defer:
             if self.engine.defer(record, events, too_late, horizon):
