@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_tool_parsers(commands: argparse._SubParsersAction) -> None:
     """The tools' own options; without the tools installed, a placeholder that says so."""
     try:
-        from streams.tools.quality.report import add_quality_parser
+        from streams.tools.quality.options import add_quality_parser
         from streams.tools.traffic.replay import add_replay_parser
     except ModuleNotFoundError as exc:
         for name in ("replay", "quality"):

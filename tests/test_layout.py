@@ -123,3 +123,20 @@ def test_a_production_install_runs_the_worker_and_names_the_extra_a_tool_needs()
     assert result.returncode == 2, result.stderr
     assert "segmenter[local,ui]" in result.stderr, result.stderr
     assert "rich" in result.stderr
+
+
+#: Loaded only where they are used: the trainer (the worker that owns input partition 0, once it
+#: trains), the value fit, the quality tool. Every worker start paid for them: 1.7 s of imports
+#: for the trainer's, then 2.2 s for the quality tool's, which the command's parser brought.
+LATE_IMPORTS = ("sklearn", "scipy.stats", "scipy.optimize", "river.drift", "river.preprocessing",
+                "segmenter.behavior_trainer", "streams.tools.quality.harness")
+
+
+def test_starting_a_worker_loads_neither_the_trainer_nor_the_tools_libraries() -> None:
+    script = ("import sys\nfrom streams.cli import build_parser\n"
+              "assert build_parser().parse_args(['worker']).command == 'worker'\n"
+              "import streams.runtime.run\n"
+              f"print(sorted(m for m in {LATE_IMPORTS!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"

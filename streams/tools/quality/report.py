@@ -29,7 +29,6 @@ import numpy as np
 from features.profile import DAY
 from segmenter.behavior import BehaviorModel, behavior_vector
 from segmenter.settings import Settings
-from streams.tools.quality.compare import compare_clusterers
 from streams.tools.quality.harness import (
     ShopRun,
     agreement,
@@ -40,17 +39,6 @@ from streams.tools.quality.scenarios import print_drift, print_overlap
 from streams.tools.traffic.personas import PERSONAS, UserPlan, plan_events
 
 END = 1_767_225_600.0  # 2026-01-01
-
-
-def add_quality_parser(commands: argparse._SubParsersAction) -> None:
-    quality = commands.add_parser("quality", help="behaviour segments against planted personas")
-    quality.add_argument("--users", type=int, default=3000)
-    quality.add_argument("--days", type=float, default=90.0)
-    quality.add_argument("--seed", type=int, default=7)
-    quality.add_argument("--compare", action="store_true",
-                         help="also River's own clusterers on the same stream")
-    quality.add_argument("--scenario", choices=("all", "overlap"), default="all",
-                         help="overlap: only the overlapping (mixed habits, noise) shoppers")
 
 
 def run_quality(settings: Settings, args: argparse.Namespace) -> int:
@@ -77,6 +65,9 @@ def run_quality(settings: Settings, args: argparse.Namespace) -> int:
           f"{one_seconds:.1f} s")
     _version_churn(one)
     if args.compare:
+        # Imported here: River's preprocessing brings SciPy's statistics (1.3 s), and every
+        # command builds this tool's parser, ``segmenter worker`` included.
+        from streams.tools.quality.compare import compare_clusterers
         compare_clusterers(one, plans, clusters, args.seed)
     offline = ari_against_offline_kmeans(final, one.vectors(), clusters)
     print(f"ARI          vs planted personas {ari_against_personas(final, plans):.4f}; "
@@ -241,4 +232,4 @@ def _costs(run: ShopRun, model: BehaviorModel) -> None:
           f"{sweep * 1e6:.1f} us; behaviour changes {dict(run.changes)}")
 
 
-__all__: list[Any] = ["add_quality_parser", "run_quality"]
+__all__: list[Any] = ["run_quality"]
