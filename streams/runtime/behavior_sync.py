@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import multiprocessing
 import os
@@ -104,10 +105,10 @@ class ModelSync:
         segmentations = self.settings.segmentations
         # Imported here: only the worker that trains needs the trainer's libraries
         # (scikit-learn, SciPy's optimisers, River's drift detectors), and importing them took
-        # half of every worker's start (1.7 of 3.3 s on these machines).
-        from segmenter.behavior_trainer import BehaviorTrainer
-
-        trainer = BehaviorTrainer(segmentations.behavior, latest, segmentations.value)
+        # half of every worker's start (1.7 of 3.3 s on these machines). In a thread: on the
+        # event loop the import held it for as long, mid-stream.
+        trainers = await asyncio.to_thread(importlib.import_module, "segmenter.behavior_trainer")
+        trainer = trainers.BehaviorTrainer(segmentations.behavior, latest, segmentations.value)
         log.info("training the behaviour model from version %s",
                  latest.version if latest else "none")
         # The value model's fit (seconds of numerical optimisation, several times while a
