@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import multiprocessing
 import os
@@ -21,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -31,6 +30,9 @@ from segmenter.settings import Settings
 from streams.runtime import metrics
 from streams.runtime.kafka_options import client_options
 from streams.runtime.state.changelog import QUIET_MS
+
+if TYPE_CHECKING:
+    from segmenter.behavior_trainer import BehaviorTrainer
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,17 @@ async def read_latest_model(kafka: dict[str, Any], topic: str) -> BehaviorModel 
         return latest
     finally:
         await consumer.stop()
+
+
+def _new_trainer(settings: Settings, latest: BehaviorModel | None) -> BehaviorTrainer:
+    """Imported here: only the worker that trains needs the trainer's libraries (scikit-learn,
+    SciPy's optimisers, River's drift detectors and, for a River clusterer, its preprocessing),
+    and importing them took half of every worker's start (1.7 of 3.3 s on these machines).
+    Called in a thread: on the event loop the imports held it as long, mid-stream."""
+    from segmenter.behavior_trainer import BehaviorTrainer
+
+    segmentations = settings.segmentations
+    return BehaviorTrainer(segmentations.behavior, latest, segmentations.value)
 
 
 class ModelSync:
@@ -102,13 +115,7 @@ class ModelSync:
     async def _train(self) -> None:
         kafka = self.kafka
         latest = await read_latest_model(kafka, self.topics.behavior_model)
-        segmentations = self.settings.segmentations
-        # Imported here: only the worker that trains needs the trainer's libraries
-        # (scikit-learn, SciPy's optimisers, River's drift detectors), and importing them took
-        # half of every worker's start (1.7 of 3.3 s on these machines). In a thread: on the
-        # event loop the import held it for as long, mid-stream.
-        trainers = await asyncio.to_thread(importlib.import_module, "segmenter.behavior_trainer")
-        trainer = trainers.BehaviorTrainer(segmentations.behavior, latest, segmentations.value)
+        trainer = await asyncio.to_thread(_new_trainer, self.settings, latest)
         log.info("training the behaviour model from version %s",
                  latest.version if latest else "none")
         # The value model's fit (seconds of numerical optimisation, several times while a
