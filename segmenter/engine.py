@@ -49,7 +49,7 @@ from segmenter.demographics import AgeBandSegmentation, CountrySegmentation
 from segmenter.kpis import KpiCounter
 from segmenter.lifecycle import LifecycleSegmentation
 from segmenter.population import CustomerValues, Population
-from segmenter.records import SegmentChange, UserRecord
+from segmenter.records import Placement, SegmentChange, UserRecord
 from segmenter.rfm import RfmSegmentation
 from segmenter.rule_segmentation import RuleSegmentation
 from segmenter.settings import Settings
@@ -147,7 +147,7 @@ class SegmentEngine:
             catalogue["behavior"] = {} if model is None else model.descriptions()
         return catalogue
 
-    def keeps_placement(self, record: UserRecord) -> bool:
+    def keeps_placement(self, record: UserRecord | Placement) -> bool:
         """Whether the current behaviour model version leaves the user where they are, with
         nothing to evaluate: only the centres moved since they were placed (the same value
         model and segment settings, events all evaluated), and the vector they contribute,

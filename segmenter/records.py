@@ -139,6 +139,34 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a stored record's user is placed, read without building their features: a sweep
+    looks at every user at each behaviour model version, and most stay where they are
+    (:meth:`segmenter.engine.SegmentEngine.keeps_placement`); parsing the features was
+    most of a look.
+
+    >>> from features.profile import FeatureParams, UserFeatures
+    >>> record = UserRecord(UserFeatures(FeatureParams()), segments={"behavior": "b1"},
+    ...                     behavior=["b1", [0.5]], behavior_version=3)
+    >>> Placement.of(record.to_bytes())
+    Placement(segments={'behavior': 'b1'}, behavior=['b1', [0.5]], behavior_version=3, \
+evaluated_with='', unsettled=None)
+    """
+
+    segments: dict[str, str]
+    behavior: list[Any] | None
+    behavior_version: int
+    evaluated_with: str
+    unsettled: list[Any] | None
+
+    @classmethod
+    def of(cls, data: bytes) -> Placement:
+        state: dict[str, Any] = orjson.loads(_json_of(data))
+        return cls(state["segments"], state.get("behavior"), state.get("behavior_version", 0),
+                   state.get("evaluated_with", ""), state.get("unsettled"))
+
+
 #: Visitor ids a record remembers merging in and asking for: one per device or cleared
 #: cookie, so without a bound they grew with a customer's history. A transfer is read again
 #: only until its offset is committed (a batch, or a restart, later), never after 32 more of

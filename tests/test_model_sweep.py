@@ -8,6 +8,7 @@ from features.events import ClickEvent
 from segmenter.behavior import DIMENSIONS, BehaviorModel
 from segmenter.clv import BuyTillYouDie, ValueModel
 from segmenter.engine import SegmentEngine, UserRecord
+from segmenter.records import Placement
 from segmenter.settings import load_settings
 from streams.runtime.batch import BatchProcessor
 from streams.runtime.messages import BatchOutcome
@@ -49,11 +50,12 @@ def _centres(number: int, b1: float, b2: float, value: ValueModel | None = None,
 def test_a_version_that_leaves_users_where_they_are_stores_nothing_and_one_that_moves_them_does(
 ) -> None:
     engine = SegmentEngine(SETTINGS)
-    sweep = ModelSweep(engine, BatchProcessor(engine, SETTINGS.kafka.topics, 10**12))
+    store: dict[str, bytes] = {}
+    sweep = ModelSweep(engine, BatchProcessor(engine, SETTINGS.kafka.topics, 10**12),
+                       lambda user: Placement.of(store[user]))
     now = time.time()
     sweep.processor.watermark = now
     engine.use_model(_centres(1, 0.0, 1e6))  # everyone is nearest b1
-    store: dict[str, bytes] = {}
     for n in range(5):
         record = engine.new_record()
         engine.learn(f"u{n}", record, [ClickEvent(event_id=f"c{n}", ts=now - 60, user_id=f"u{n}",
@@ -62,19 +64,27 @@ def test_a_version_that_leaves_users_where_they_are_stores_nothing_and_one_that_
         store[f"u{n}"] = record.to_bytes()
     users = [user.encode() for user in store]
 
+    loaded: list[str] = []
+
+    def load(user: str) -> UserRecord:
+        loaded.append(user)
+        return UserRecord.from_bytes(store[user], engine.params)
+
     def swept(model: BehaviorModel) -> BatchOutcome:
         outcome = BatchOutcome()
+        loaded.clear()
         assert sweep.apply(model, lambda: iter(users))
-        sweep.step(outcome, lambda user: UserRecord.from_bytes(store[user], engine.params), 10)
+        sweep.step(outcome, load, 10)
         store.update({user: record.to_bytes() for user, record in outcome.records.items()})
         return outcome
 
-    # b1 moved, but every user's vector is still nearest it: nothing evaluated, nothing stored.
+    # b1 moved, but every user's vector is still nearest it: nothing evaluated, nothing stored,
+    # no record even parsed.
     quiet = swept(_centres(2, 1.0, 1e6))
-    assert quiet.changes == [] and quiet.records == {}
+    assert quiet.changes == [] and quiet.records == {} and loaded == []
     # b1 moved away past b2: every user moves, each change stored with the version placing it.
     moved = swept(_centres(3, 2e6, 1e6))
-    assert sorted(c.user_id for c in moved.changes) == sorted(store)
+    assert sorted(c.user_id for c in moved.changes) == sorted(store) == sorted(loaded)
     assert {(c.previous, c.current, c.model_version) for c in moved.changes} == {("b1", "b2", 3)}
     assert {r.behavior_version for r in moved.records.values()} == {3}
     # A new value model: every user is evaluated again (their value tier may change), even

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 
 from segmenter.behavior import BehaviorModel
 from segmenter.engine import SegmentEngine
+from segmenter.records import Placement, UserRecord
 from streams.runtime.batch import BatchProcessor
 from streams.runtime.messages import BatchOutcome, LoadRecord
 
@@ -25,9 +26,13 @@ REVIEW_SLICE = 256
 class ModelSweep:
     """The users (keys) still to re-evaluate under the latest behaviour model version."""
 
-    def __init__(self, engine: SegmentEngine, processor: BatchProcessor) -> None:
+    def __init__(self, engine: SegmentEngine, processor: BatchProcessor,
+                 placed: Callable[[str], Placement | None] = lambda user_id: None) -> None:
+        """``placed``: where a stored user is placed, read without parsing their record
+        (None: not known that way; the record is loaded)."""
         self.engine = engine
         self.processor = processor
+        self.placed = placed
         self.pending: deque[bytes] = deque()
 
     def __len__(self) -> int:
@@ -63,13 +68,22 @@ class ModelSweep:
         count = min(limit, len(self.pending))
         for _ in range(count):
             user_id = self.pending.popleft().decode()
-            record = outcome.records.get(user_id) or load(user_id)
-            if (record is None or record.behavior_version == behavior.model.version
-                    or self.engine.keeps_placement(record)):
-                continue  # not stored: a later version checks the user again, as cheaply
+            record = outcome.records.get(user_id)
+            if record is None and self._stays(self.placed(user_id)):
+                continue
+            record = record or load(user_id)
+            if record is None or self._stays(record):
+                continue
             outcome.changes += self.engine.reclassify(user_id, record, self.processor.watermark)
             outcome.records[user_id] = record
         return count
+
+    def _stays(self, placed: UserRecord | Placement | None) -> bool:
+        """Nothing to re-evaluate (not stored: a later version looks at the user again, as
+        cheaply)."""
+        model = self.engine.behavior.model if self.engine.behavior is not None else None
+        return placed is not None and (model is None or placed.behavior_version == model.version
+                                       or self.engine.keeps_placement(placed))
 
 
 def review_slice(

@@ -21,6 +21,7 @@ from faust.exceptions import NotReady
 
 from segmenter.behavior import BehaviorModel
 from segmenter.engine import SegmentEngine, UserRecord
+from segmenter.records import Placement
 from segmenter.settings import Settings
 from streams.runtime import metrics
 from streams.runtime.app import create_app
@@ -120,7 +121,7 @@ class SegmentWorker:
         self.sync = ModelSync(settings, self.apply_model) if behavior.enabled else None
         self._following: asyncio.Task[None] | None = None
         #: Users (keys) still to re-evaluate under the latest behaviour model version.
-        self.sweep = ModelSweep(self.engine, self.processor)
+        self.sweep = ModelSweep(self.engine, self.processor, self.placed_owned)
         #: Users evaluated per slice of time-driven work (not itself sliced: sized to one
         #: SLICE_S; a user's evaluation costs several times that for a long history), at most
         #: REVIEW_SLICE.
@@ -342,6 +343,11 @@ class SegmentWorker:
         """Whether the user's partition is assigned here."""
         return self.partition(user_id) in self.owned
 
+
+    def placed_owned(self, user_id: str) -> Placement | None:
+        """Where a stored user this worker owns is placed, without parsing their record."""
+        stored = self.users.get(user_id.encode()) if self.owns(user_id) else None
+        return None if stored is None else Placement.of(stored)
 
     def load_owned(self, user_id: str) -> UserRecord | None:
         """A user's record, unless a rebalance gave their partition to another worker."""
