@@ -61,28 +61,30 @@ class ModelSweep:
         return moved
 
     def step(self, outcome: BatchOutcome, load: LoadRecord, limit: int) -> int:
-        """Re-evaluate up to ``limit`` users placed by an older version; how many were taken."""
+        """Look at up to ``limit`` users placed by an older version and re-evaluate those it
+        may move (:meth:`~segmenter.engine.SegmentEngine.keeps_placement`); how many were
+        taken."""
         behavior = self.engine.behavior
         if not self.pending or behavior is None or behavior.model is None:
             return 0
+        version = behavior.model.version
         count = min(limit, len(self.pending))
         for _ in range(count):
             user_id = self.pending.popleft().decode()
             record = outcome.records.get(user_id)
-            if record is None and self._stays(self.placed(user_id)):
+            if record is None and self._stays(self.placed(user_id), version):
                 continue
             record = record or load(user_id)
-            if record is None or self._stays(record):
+            if record is None or self._stays(record, version):
                 continue
             outcome.changes += self.engine.reclassify(user_id, record, self.processor.watermark)
             outcome.records[user_id] = record
         return count
 
-    def _stays(self, placed: UserRecord | Placement | None) -> bool:
-        """Nothing to re-evaluate (not stored: a later version looks at the user again, as
-        cheaply)."""
-        model = self.engine.behavior.model if self.engine.behavior is not None else None
-        return placed is not None and (model is None or placed.behavior_version == model.version
+    def _stays(self, placed: UserRecord | Placement | None, version: int) -> bool:
+        """Nothing to re-evaluate (and so nothing stored: a later version looks at the user
+        again, as cheaply)."""
+        return placed is not None and (placed.behavior_version == version
                                        or self.engine.keeps_placement(placed))
 
 
