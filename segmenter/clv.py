@@ -35,6 +35,7 @@ a value tier by the population's quantiles of predicted value, fixed at the fit:
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
@@ -131,6 +132,11 @@ class ValueModel:
         return {"predicted_value": round(purchases * spend, 2),
                 "expected_orders": round(purchases, 4),
                 "p_alive": round(self.params.alive(x, last, age), 4)}
+
+    def fingerprint(self) -> str:
+        """Short and deterministic (the fields' exact reprs): which value model a user was
+        last evaluated with (``UserRecord.valued_with``), across restarts."""
+        return hashlib.sha1(repr(self).encode()).hexdigest()[:12]
 
     def tier(self, predicted_value: float) -> str:
         for name, bound in self.thresholds:

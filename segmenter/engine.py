@@ -110,8 +110,8 @@ class SegmentEngine:
         self.behavior_review_s = behavior.review_days * DAY + 1.0
         #: Customer value tiers: the value model comes with the behaviour model's versions.
         self.value_tiers = ValueTierSegmentation(config.value)
-        #: The first behaviour model version with the current value model.
-        self._value_since = math.inf
+        #: Fingerprint of the current value model ("" none).
+        self.valued_with = ""
         if behavior.enabled and config.value.enabled:
             self.segmentations.append(self.value_tiers)
 
@@ -120,12 +120,11 @@ class SegmentEngine:
         (its centres or its value model differ from the current ones)."""
         if self.behavior is None:
             raise RuntimeError("a behaviour model arrived with the behaviour segmentation off")
-        new_value = self.behavior.model is None or model.value != self.value_tiers.model
-        if new_value:
-            self._value_since = model.version
-        moved = new_value or not model.same_centres(self.behavior.model)
+        moved = (not model.same_centres(self.behavior.model)
+                 or model.value != self.value_tiers.model)
         self.behavior.model = model
         self.value_tiers.model = model.value
+        self.valued_with = "" if model.value is None else model.value.fingerprint()
         return moved
 
     def new_record(self) -> UserRecord:
@@ -148,18 +147,15 @@ class SegmentEngine:
         return catalogue
 
     def keeps_placement(self, record: UserRecord | Placement) -> bool:
-        """Whether the current behaviour model version leaves the user where they are, with
-        nothing to evaluate: only the centres moved since they were placed (the same value
-        model and segment settings, events all evaluated), and the vector they contribute,
-        the one the trainer's sample and its churn budget know them by, is still nearest
-        their segment. A regrouping publishes a version every few seconds and most users
-        stay: a full evaluation of each was most of a sweep's work, and moved users by how
-        their features aged since, beyond the churn the trainer budgeted for."""
+        """Whether the current behaviour model leaves the user where they are with nothing to
+        evaluate: the same value model and segment settings as when they were placed, events
+        all evaluated, and the vector they contribute (the one the trainer's churn budget
+        counts) still nearest their segment (see :mod:`streams.runtime.model_sweep`)."""
         behavior = self.behavior
         contributed = record.behavior
         if (behavior is None or behavior.model is None or contributed is None
                 or contributed[0] is None or record.unsettled is not None
-                or record.behavior_version < self._value_since
+                or record.valued_with != self.valued_with
                 or record.evaluated_with != self.fingerprint):
             return False
         segment = contributed[0]
@@ -398,6 +394,7 @@ class SegmentEngine:
             review_at = min(review_at, now + self.behavior_review_s)
         record.review_at = review_at if math.isfinite(review_at) else None
         record.evaluated_with = self.fingerprint
+        record.valued_with = self.valued_with
         record.unsettled = None
         if self.behavior is not None:
             changes += self._behave(user_id, record, snapshot, now, ts, cause)

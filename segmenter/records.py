@@ -151,20 +151,22 @@ class Placement:
     ...                     behavior=["b1", [0.5]], behavior_version=3)
     >>> Placement.of(record.to_bytes())
     Placement(segments={'behavior': 'b1'}, behavior=['b1', [0.5]], behavior_version=3, \
-evaluated_with='', unsettled=None)
+evaluated_with='', valued_with='', unsettled=None)
     """
 
     segments: dict[str, str]
     behavior: list[Any] | None
     behavior_version: int
     evaluated_with: str
+    valued_with: str
     unsettled: list[Any] | None
 
     @classmethod
     def of(cls, data: bytes) -> Placement:
         state: dict[str, Any] = orjson.loads(_json_of(data))
         return cls(state["segments"], state.get("behavior"), state.get("behavior_version", 0),
-                   state.get("evaluated_with", ""), state.get("unsettled"))
+                   state.get("evaluated_with", ""), state.get("valued_with", ""),
+                   state.get("unsettled"))
 
 
 #: Visitor ids a record remembers merging in and asking for: one per device or cleared
@@ -188,6 +190,8 @@ class UserRecord:
     customer: CustomerValues | None = None
     #: Fingerprint of the segment settings the user was last evaluated with.
     evaluated_with: str = ""
+    #: Fingerprint of the value model the user was last evaluated with ("" none).
+    valued_with: str = ""
     #: What the user contributes to the behaviour model: [segment or None, vector].
     behavior: list[Any] | None = None
     #: The behaviour model version the user was last placed with (0: none yet).
@@ -255,6 +259,7 @@ class UserRecord:
             "entered": self.entered,
             "customer": self.customer,
             "evaluated_with": self.evaluated_with,
+            "valued_with": self.valued_with,
             "behavior": self.behavior,
             "behavior_version": self.behavior_version,
             "absorbed": self.absorbed,
@@ -281,6 +286,7 @@ class UserRecord:
             entered=state.get("entered", {}),
             customer=CustomerValues(**state["customer"]) if state.get("customer") else None,
             evaluated_with=state.get("evaluated_with", ""),
+            valued_with=state.get("valued_with", ""),
             behavior=state.get("behavior"),
             behavior_version=state.get("behavior_version", 0),
             absorbed=state.get("absorbed", []),

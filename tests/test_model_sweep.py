@@ -96,3 +96,8 @@ def test_a_version_that_leaves_users_where_they_are_stores_nothing_and_one_that_
     assert {r.behavior_version for r in valued.records.values()} == {4}
     # The same value model in the next version: the centres alone decide again.
     assert swept(_centres(5, 2e6, 1e6 + 1, value)).records == {}
+    # ... also for a worker that restarted meanwhile (it knows the value model by its
+    # fingerprint on each record, not by the versions it has seen).
+    engine = sweep.engine = SegmentEngine(SETTINGS)
+    engine.use_model(_centres(5, 2e6, 1e6 + 1, value))
+    assert swept(_centres(6, 2e6, 1e6 + 2, value)).records == {} and loaded == []
