@@ -163,7 +163,12 @@ evaluated_with='', valued_with='', unsettled=None)
 
     @classmethod
     def of(cls, data: bytes) -> Placement:
-        state: dict[str, Any] = orjson.loads(_json_of(data))
+        return cls.from_state(orjson.loads(_json_of(data)))
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Placement:
+        """From a stored record's JSON (also :meth:`UserRecord.from_bytes`: one home for
+        these fields' defaults)."""
         return cls(state["segments"], state.get("behavior"), state.get("behavior_version", 0),
                    state.get("evaluated_with", ""), state.get("valued_with", ""),
                    state.get("unsettled"))
@@ -279,21 +284,22 @@ class UserRecord:
         outbox_seq, outbox = outbox_of(data)
         if not outbox:  # none, or one written inside the JSON by an earlier version
             outbox_seq, outbox = state.get("outbox_seq", 0), state.get("outbox", [])
+        placed = Placement.from_state(state)
         return cls(
             features=UserFeatures.from_dict(state["features"], params),
-            segments=state["segments"],
+            segments=placed.segments,
             review_at=state["review_at"],
             entered=state.get("entered", {}),
             customer=CustomerValues(**state["customer"]) if state.get("customer") else None,
-            evaluated_with=state.get("evaluated_with", ""),
-            valued_with=state.get("valued_with", ""),
-            behavior=state.get("behavior"),
-            behavior_version=state.get("behavior_version", 0),
+            evaluated_with=placed.evaluated_with,
+            valued_with=placed.valued_with,
+            behavior=placed.behavior,
+            behavior_version=placed.behavior_version,
             absorbed=state.get("absorbed", []),
             claimed=state.get("claimed", []),
             outbox=outbox,
             outbox_seq=outbox_seq,
             converted=state.get("converted", []),
-            unsettled=state.get("unsettled"),
+            unsettled=placed.unsettled,
             changes_made=state.get("changes_made", 0),
         )

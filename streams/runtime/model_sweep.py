@@ -80,20 +80,22 @@ class ModelSweep:
         for _ in range(count):
             user_id = self.pending.popleft().decode()
             record = outcome.records.get(user_id)
-            if record is None and self._stays(self.placed(user_id), version):
+            placed = record or self.placed(user_id)
+            if placed is None:  # not readable without parsing the record
+                placed = record = load(user_id)
+            if placed is None or self._stays(placed, version):
                 continue
             record = record or load(user_id)
-            if record is None or self._stays(record, version):
+            if record is None:
                 continue
             outcome.changes += self.engine.reclassify(user_id, record, self.processor.watermark)
             outcome.records[user_id] = record
         return count
 
-    def _stays(self, placed: UserRecord | Placement | None, version: int) -> bool:
+    def _stays(self, placed: UserRecord | Placement, version: int) -> bool:
         """Nothing to re-evaluate (and so nothing stored: a later version looks at the user
         again, as cheaply)."""
-        return placed is not None and (placed.behavior_version == version
-                                       or self.engine.keeps_placement(placed))
+        return placed.behavior_version == version or self.engine.keeps_placement(placed)
 
 
 def review_slice(

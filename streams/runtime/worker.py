@@ -343,7 +343,6 @@ class SegmentWorker:
         """Whether the user's partition is assigned here."""
         return self.partition(user_id) in self.owned
 
-
     def placed_owned(self, user_id: str) -> Placement | None:
         """Where a stored user this worker owns is placed, without parsing their record."""
         stored = self.users.get(user_id.encode()) if self.owns(user_id) else None

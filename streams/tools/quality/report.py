@@ -29,6 +29,7 @@ import numpy as np
 from features.profile import DAY
 from segmenter.behavior import BehaviorModel, behavior_vector
 from segmenter.settings import Settings
+from streams.tools.quality.compare import compare_clusterers
 from streams.tools.quality.harness import (
     ShopRun,
     agreement,
@@ -65,9 +66,6 @@ def run_quality(settings: Settings, args: argparse.Namespace) -> int:
           f"{one_seconds:.1f} s")
     _version_churn(one)
     if args.compare:
-        # Imported here: River's preprocessing brings SciPy's statistics (1.3 s), and every
-        # command builds this tool's parser, ``segmenter worker`` included.
-        from streams.tools.quality.compare import compare_clusterers
         compare_clusterers(one, plans, clusters, args.seed)
     offline = ari_against_offline_kmeans(final, one.vectors(), clusters)
     print(f"ARI          vs planted personas {ari_against_personas(final, plans):.4f}; "
